@@ -43,3 +43,10 @@ func DecryptPreKey(ctx context.Context, s Store, remote parley.Address, msg []by
 func Decrypt(ctx context.Context, s Store, remote parley.Address, msg []byte) ([]byte, error) {
 	return nil, errTODO
 }
+
+// SafetyNumber returns libsignal's displayable fingerprint (60 digits, version
+// 2, 5200 iterations) for two identities, each given as a stable identifier
+// (the username's bytes) and identity key, and the scannable encoding.
+func SafetyNumber(localID []byte, localKey PublicKey, remoteID []byte, remoteKey PublicKey) (digits string, scannable []byte, err error) {
+	return "", nil, errTODO
+}
