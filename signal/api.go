@@ -1,9 +1,12 @@
 package signal
 
-// This file states the package's API. Bodies marked TODO are being written.
+// This file states the package's API: the key and record types and the
+// stores a caller provides. The functions are in cipher.go, keys.go and the
+// other files named in doc.go.
 
 import (
 	"context"
+	"crypto/ecdh"
 	"time"
 
 	"github.com/parleychat/parley"
@@ -19,8 +22,9 @@ type noCompare [0]func()
 // PrivateKey is a Curve25519 private key. It cannot be compared with == and
 // must never be logged.
 type PrivateKey struct {
-	_ noCompare
-	k [32]byte
+	_  noCompare
+	k  [32]byte
+	ek *ecdh.PrivateKey // k for crypto/ecdh, with its public key; nil until needed
 }
 
 // KeyPair is a Curve25519 key pair. The identity key pair is one.
