@@ -17,6 +17,29 @@
 // that lets the server delete the message. Pushes carry no ID and get no
 // response.
 //
+// # Delivery
+//
+// A Deliver request's frame ID is the message's ServerSeq, so IDs of
+// deliveries grow but need not be consecutive. After authentication the
+// server sends the device's stored messages, oldest first, then a QueueEmpty
+// push; later messages arrive live. Each sending device's messages arrive in
+// the order it sent them. The server keeps at most 256 deliveries
+// unacknowledged: a client must acknowledge (answer) them to receive more,
+// and QueueEmpty waits until the backlog has been sent. A message may be
+// delivered more than once (an acknowledgement lost with a connection);
+// clients de-duplicate on the envelope's MessageID.
+//
+// # Errors and limits
+//
+// A failed response carries a *parley.Error whose Kind is stable. A frame
+// over parley.MaxFrameSize closes the connection with CloseCode(KindTooLarge);
+// a request that breaks a limit inside a readable frame, or names an unknown
+// Op, gets an error response and the connection lives on; bytes that are not
+// a frame close the connection with CloseCode(KindInvalid). HTTPStatus and
+// CloseCode (status.go) are the one mapping from kinds to codes.
+//
+// The encoding is in codec.go.
+//
 // # Versioning
 //
 // ProtocolVersion is sent in Hello and in Register/Login. Bump it when a
