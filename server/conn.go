@@ -1,0 +1,588 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/server/directory"
+	"github.com/parleychat/parley/wire"
+	"golang.org/x/sync/errgroup"
+)
+
+// conn is one WebSocket connection. Until it authenticates, one goroutine
+// (the HTTP handler's) reads and writes. Then run starts the reader loop, the
+// writer, the acker and the pinger under an errgroup.
+type conn struct {
+	s         *Server
+	ws        *websocket.Conn
+	ip        string // the client's IP, for registration limits
+	log       *slog.Logger
+	cancel    context.CancelFunc
+	challenge [32]byte
+
+	addr    parley.Address // set once authenticated, before the goroutines start
+	started bool           // the writer goroutine runs: send through out
+
+	out      chan []byte           // encoded responses and pushes; the reader waits when it is full
+	live     chan *parley.Envelope // live messages; dropped when full (see overflow)
+	overflow atomic.Bool           // a live message was dropped: re-read the mailbox
+	acks     chan uint64           // acknowledged seqs, from the reader to the acker
+	acked    chan []uint64         // seqs deleted from the store, from the acker to the writer
+
+	// prev is the older connection of the same device that this one
+	// replaced, if any; done is closed once this connection's goroutines
+	// have stopped and its acknowledgements are on disk.
+	prev    *conn
+	done    chan struct{}
+	unacked atomic.Int32 // deliveries in flight, kept by the writer
+
+	closeOnce sync.Once
+}
+
+// closeError ends a connection with a given close code and reason.
+type closeError struct {
+	code   int
+	reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("closed with %d: %s", e.code, e.reason) }
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.closing.Load() {
+		http.Error(w, "shutting down", wire.HTTPStatus(parley.KindUnavailable))
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil) // same-origin only, which is what browsers need
+	if err != nil {
+		s.log.Debug("websocket accept", "err", err)
+		return
+	}
+	ws.SetReadLimit(parley.MaxFrameSize)
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	c := &conn{
+		s:      s,
+		ws:     ws,
+		ip:     ip,
+		log:    s.log.With("remote", r.RemoteAddr),
+		cancel: cancel,
+		out:    make(chan []byte, outQueue),
+		live:   make(chan *parley.Envelope, s.cfg.LiveQueue),
+		acks:   make(chan uint64, deliverWindow),
+		acked:  make(chan []uint64, 4),
+		done:   make(chan struct{}),
+	}
+	if !s.track(c) {
+		ws.Close(websocket.StatusCode(wire.CloseGoingAway), "server shutting down")
+		return
+	}
+	defer s.untrack(c)
+	err = c.run(ctx)
+	var ce *closeError
+	var pe *parley.Error
+	switch {
+	case errors.As(err, &ce):
+		c.closeWith(ce.code, ce.reason)
+	case errors.As(err, &pe):
+		c.log.Debug("closing", "kind", pe.Kind, "err", err)
+		c.closeWith(wire.CloseCode(pe.Kind), pe.Message)
+	case websocket.CloseStatus(err) != -1, errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed):
+		c.log.Debug("connection closed", "err", err)
+		c.closeNow()
+	default:
+		c.log.Debug("connection failed", "err", err)
+		c.closeNow()
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// closeWith closes the connection with a close code and reason (cut to the
+// 123 bytes a close frame has room for) and stops its goroutines.
+func (c *conn) closeWith(code int, reason string) {
+	c.closeOnce.Do(func() {
+		if len(reason) > 123 {
+			reason = reason[:123]
+		}
+		c.ws.Close(websocket.StatusCode(code), reason)
+		c.cancel()
+	})
+}
+
+func (c *conn) closeNow() {
+	c.closeOnce.Do(func() {
+		c.ws.CloseNow()
+		c.cancel()
+	})
+}
+
+// goAway closes the connection because the server is shutting down.
+func (c *conn) goAway() { c.closeWith(wire.CloseGoingAway, "server shutting down") }
+
+func (c *conn) run(ctx context.Context) error {
+	defer close(c.done)
+	rand.Read(c.challenge[:])
+	hello := &wire.Frame{Type: wire.TypePush, Op: wire.OpHello, Body: &wire.Hello{
+		Version: wire.ProtocolVersion, Challenge: c.challenge, ServerTime: c.s.now(),
+	}}
+	if err := c.sendFrame(ctx, hello); err != nil {
+		return err
+	}
+	counts, err := c.authenticate(ctx)
+	if c.addr != (parley.Address{}) {
+		defer c.s.endSession(c)
+	}
+	if err != nil {
+		return err
+	}
+	c.log.Info("session started")
+
+	c.started = true
+	if low(counts) {
+		c.push(&wire.Frame{Type: wire.TypePush, Op: wire.OpLowKeys, Body: &wire.KeyCounts{
+			PreKeys: uint32(counts.PreKeys), KyberPreKeys: uint32(counts.KyberPreKeys),
+		}})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.readLoop(gctx) })
+	g.Go(func() error { return c.writeLoop(gctx) })
+	g.Go(func() error { return c.ackLoop(gctx) })
+	g.Go(func() error { return c.pingLoop(gctx) })
+	return g.Wait()
+}
+
+// startSession makes c the connection of its device, closing an older one.
+func (s *Server) startSession(c *conn) {
+	s.mu.Lock()
+	old := s.sessions[c.addr]
+	s.sessions[c.addr] = c
+	s.mu.Unlock()
+	if old != nil {
+		c.prev = old
+		go old.closeWith(wire.CloseCode(parley.KindConflict), "another connection of this device took over")
+	}
+	s.metrics.connected.Inc()
+}
+
+func (s *Server) endSession(c *conn) {
+	s.mu.Lock()
+	if s.sessions[c.addr] == c {
+		delete(s.sessions, c.addr)
+	}
+	s.mu.Unlock()
+	s.metrics.connected.Dec()
+}
+
+func low(k directory.KeyCounts) bool {
+	return k.PreKeys < wire.LowKeyThreshold || k.KyberPreKeys < wire.LowKeyThreshold
+}
+
+// readFrame reads and decodes one frame. A bad request that can be answered
+// by its ID is answered, and readFrame returns nil, nil; other errors end
+// the connection.
+func (c *conn) readFrame(ctx context.Context) (*wire.Frame, error) {
+	typ, b, err := c.ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageBinary {
+		return nil, parley.Errorf(parley.KindUnsupported, "text messages are not part of the protocol")
+	}
+	f, err := wire.DecodeFrame(b)
+	if err != nil {
+		c.log.Debug("bad frame", "err", err)
+		if f != nil && f.Type == wire.TypeRequest && f.ID != 0 {
+			return nil, c.respond(ctx, f, nil, err)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// authenticate answers requests until one Register or Login succeeds.
+func (c *conn) authenticate(ctx context.Context) (directory.KeyCounts, error) {
+	timeout := time.AfterFunc(c.s.cfg.AuthTimeout, func() {
+		c.closeWith(wire.CloseCode(parley.KindUnauthorized), "authentication timed out")
+	})
+	defer timeout.Stop()
+	fails := 0
+	for {
+		f, err := c.readFrame(ctx)
+		if err != nil {
+			return directory.KeyCounts{}, err
+		}
+		if f == nil || f.Type != wire.TypeRequest {
+			continue
+		}
+		var (
+			sess *wire.Session
+			k    directory.KeyCounts
+		)
+		switch body := f.Body.(type) {
+		case *wire.Register:
+			sess, k, err = c.s.register(ctx, c, body)
+		case *wire.Login:
+			sess, k, err = c.s.login(ctx, c, body)
+		default:
+			err = parley.Errorf(parley.KindUnauthorized, "%s before Register or Login", f.Op)
+		}
+		if err != nil {
+			if err := c.respond(ctx, f, nil, err); err != nil {
+				return directory.KeyCounts{}, err
+			}
+			if parley.ErrorKind(err) == parley.KindUnauthorized {
+				if fails++; fails >= maxAuthTries {
+					return directory.KeyCounts{}, parley.Errorf(parley.KindUnauthorized, "too many failed attempts")
+				}
+			}
+			continue
+		}
+		// Registered for live messages before the client hears of success,
+		// so that a newer connection of the device always replaces this one.
+		c.addr = parley.Address{User: sess.User, Device: sess.Device}
+		c.log = c.log.With("device", c.addr.String())
+		c.s.startSession(c)
+		return k, c.respond(ctx, f, sess, nil)
+	}
+}
+
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		f, err := c.readFrame(ctx)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			continue
+		}
+		switch f.Type {
+		case wire.TypeRequest:
+			start := time.Now()
+			body, err := c.handle(ctx, f)
+			c.log.Debug("request", "op", f.Op, "kind", kindOrEmpty(err), "took", time.Since(start))
+			if err := c.respond(ctx, f, body, err); err != nil {
+				return err
+			}
+		case wire.TypeResponse:
+			if f.Op != wire.OpDeliver {
+				continue
+			}
+			if f.Err != nil {
+				// Left in the mailbox: it comes again on the next connection.
+				c.log.Info("delivery refused", "seq", f.ID, "kind", f.Err.Kind)
+				continue
+			}
+			select {
+			case c.acks <- f.ID:
+			default:
+				select {
+				case c.acks <- f.ID:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+	}
+}
+
+func kindOrEmpty(err error) parley.Kind {
+	if err == nil {
+		return ""
+	}
+	return parley.ErrorKind(err)
+}
+
+// respond answers a request. body is sent on success, and on a
+// KindStaleDevices error when it is a *wire.StaleDevices.
+func (c *conn) respond(ctx context.Context, req *wire.Frame, body any, err error) error {
+	f := &wire.Frame{Type: wire.TypeResponse, ID: req.ID, Op: req.Op}
+	if err != nil {
+		f.Err = wire.ErrorFor(err)
+		if f.Err.Kind == parley.KindInternal && ctx.Err() == nil {
+			c.log.Error("request failed", "op", req.Op, "err", err)
+		}
+		if sd, ok := body.(*wire.StaleDevices); ok && sd != nil && f.Err.Kind == parley.KindStaleDevices {
+			f.Body = sd
+		}
+	} else {
+		f.Body = body
+	}
+	c.s.metrics.requests.WithLabelValues(req.Op.String(), string(kindOrEmpty(err))).Inc()
+	return c.sendFrame(ctx, f)
+}
+
+// sendFrame encodes f and sends it: directly before the writer runs, then
+// through out.
+func (c *conn) sendFrame(ctx context.Context, f *wire.Frame) error {
+	b, err := f.MarshalBinary()
+	if err != nil {
+		c.log.Error("encode", "op", f.Op, "err", err)
+		f = &wire.Frame{Type: f.Type, ID: f.ID, Op: f.Op, Err: wire.ErrorFor(err)}
+		if b, err = f.MarshalBinary(); err != nil {
+			return err
+		}
+	}
+	if !c.started {
+		return c.write(ctx, b)
+	}
+	select {
+	case c.out <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// push queues a push from another connection's goroutine. It never waits:
+// pushes are advisory, and dropped when the queue is full.
+func (c *conn) push(f *wire.Frame) {
+	b, err := f.MarshalBinary()
+	if err != nil {
+		c.log.Error("encode push", "op", f.Op, "err", err)
+		return
+	}
+	select {
+	case c.out <- b:
+	default:
+	}
+}
+
+func (c *conn) write(ctx context.Context, b []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// offer hands a newly stored message to the connection for live delivery.
+// It never waits; see the queue policy in the package doc.
+func (c *conn) offer(e *parley.Envelope) {
+	select {
+	case c.live <- e:
+	default:
+		c.overflow.Store(true)
+		c.s.metrics.liveDropped.Inc()
+	}
+}
+
+// writeLoop owns the socket's writes and the delivery state: it sends
+// responses, stored messages and live ones, keeping at most deliverWindow
+// messages in flight.
+func (c *conn) writeLoop(ctx context.Context) error {
+	var (
+		// inflight holds the seqs sent and not yet acknowledged.
+		inflight = make(map[uint64]struct{})
+		// readTo is the highest seq read from the mailbox: every message
+		// stored with a seq up to it has been sent or acknowledged.
+		readTo  uint64
+		behind  = true  // the mailbox may hold messages not yet sent
+		drained = false // QueueEmpty was sent
+		buf     []byte
+	)
+	deliver := func(e *parley.Envelope) error {
+		f := wire.Frame{Type: wire.TypeRequest, ID: e.ServerSeq, Op: wire.OpDeliver, Body: &wire.Deliver{Envelope: *e}}
+		var err error
+		if buf, err = f.AppendBinary(buf[:0]); err != nil {
+			return err
+		}
+		if err := c.write(ctx, buf); err != nil {
+			return err
+		}
+		inflight[e.ServerSeq] = struct{}{}
+		c.unacked.Store(int32(len(inflight)))
+		return nil
+	}
+	if c.prev != nil && c.prev.unacked.Load() > 0 {
+		// Let the replaced connection put its last acknowledgements on disk,
+		// so that they are not delivered again; a dead one is not waited for
+		// long.
+		t := time.NewTimer(handoffWait)
+		select {
+		case <-c.prev.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		c.prev = nil
+	}
+	for {
+		if c.overflow.Swap(false) {
+			behind = true
+		}
+		if behind && len(inflight) < deliverWindow {
+			limit := min(mailboxPage, deliverWindow-len(inflight))
+			envs, err := c.s.store.Mailbox(ctx, c.addr, readTo, limit)
+			if err != nil {
+				return err
+			}
+			for i := range envs {
+				readTo = envs[i].ServerSeq
+				if _, ok := inflight[readTo]; ok {
+					continue
+				}
+				if err := deliver(&envs[i]); err != nil {
+					return err
+				}
+			}
+			if len(envs) < limit {
+				behind = false
+				if !drained {
+					drained = true
+					b, _ := (&wire.Frame{Type: wire.TypePush, Op: wire.OpQueueEmpty, Body: &wire.QueueEmpty{}}).MarshalBinary()
+					if err := c.write(ctx, b); err != nil {
+						return err
+					}
+				}
+			}
+			// Serve waiting responses and acknowledgements between pages.
+			select {
+			case b := <-c.out:
+				if err := c.write(ctx, b); err != nil {
+					return err
+				}
+			case seqs := <-c.acked:
+				for _, seq := range seqs {
+					delete(inflight, seq)
+				}
+				c.unacked.Store(int32(len(inflight)))
+			default:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b := <-c.out:
+			if err := c.write(ctx, b); err != nil {
+				return err
+			}
+		case e := <-c.live:
+			if c.overflow.Swap(false) {
+				behind = true
+			}
+			if _, ok := inflight[e.ServerSeq]; behind || ok || e.ServerSeq <= readTo {
+				continue // the mailbox read has it, or will
+			}
+			if len(inflight) >= deliverWindow {
+				behind = true
+				continue
+			}
+			if err := deliver(e); err != nil {
+				return err
+			}
+		case seqs := <-c.acked:
+			for _, seq := range seqs {
+				delete(inflight, seq)
+			}
+			c.unacked.Store(int32(len(inflight)))
+		}
+	}
+}
+
+// ackLoop deletes acknowledged messages, many per store call, and then
+// tells the writer. When the connection ends it still deletes what was
+// acknowledged: an acknowledgement read from the socket is never dropped.
+func (c *conn) ackLoop(ctx context.Context) error {
+	batch := make([]uint64, 0, deliverWindow)
+	drain := func() {
+		for len(batch) < cap(batch) {
+			select {
+			case seq := <-c.acks:
+				batch = append(batch, seq)
+			default:
+				return
+			}
+		}
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := c.s.store.Ack(fctx, c.addr, batch); err != nil {
+			return err
+		}
+		c.s.metrics.delivered.Add(float64(len(batch)))
+		return nil
+	}
+	for {
+		batch = batch[:0]
+		select {
+		case seq := <-c.acks:
+			batch = append(batch, seq)
+			drain()
+			if err := flush(); err != nil {
+				return err
+			}
+			select {
+			case c.acked <- append([]uint64(nil), batch...):
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
+			for {
+				drain()
+				if len(batch) == 0 {
+					return nil
+				}
+				if err := flush(); err != nil {
+					c.log.Error("ack on close", "err", err)
+					return nil
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+}
+
+// pingLoop pings the client every PingInterval; no pong within
+// WriteTimeout ends the connection.
+func (c *conn) pingLoop(ctx context.Context) error {
+	t := time.NewTicker(c.s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+		err := c.ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ping: %w", err)
+		}
+	}
+}

@@ -1,0 +1,47 @@
+// Package server is parleyd: accounts and devices, the prekey directory, the
+// durable mailbox and live sessions over WebSocket. It stores and forwards
+// ciphertext only; see package wire for the protocol.
+//
+// # State
+//
+// Everything durable lives behind Store, defined here and implemented by
+// server/sqlite (the default, one file in the data folder); every backend
+// passes the conformance suite in server/storetest. A Send is answered only
+// after every copy is committed (fsync'd); the SQLite store commits
+// concurrent changes together (group commit) so that durability does not cost
+// one fsync per message. A replayed Send (same sender device and MessageID)
+// is answered as a success and stored once.
+//
+// # Sessions
+//
+// A connection is served by a reader loop plus a writer goroutine (and two
+// helpers: one that deletes acknowledged messages, one that pings) under an
+// errgroup. The reader handles requests in order, which keeps each sending
+// device's messages in order; the writer owns the socket's writes and the
+// delivery state.
+//
+// Delivery: when a device authenticates, its connection is registered for
+// live messages first and then reads its stored backlog, oldest first, as
+// Deliver requests whose frame ID is the message's ServerSeq, followed by a
+// QueueEmpty push. A successful response to a Deliver is the acknowledgement
+// that deletes the message. At most deliverWindow messages are in flight
+// (sent, not acknowledged) at once.
+//
+// Queue policy: a message is stored before anyone learns of it, so the live
+// path is only a shortcut. Each connection has a bounded queue of live
+// messages; when it is full the live copy is dropped, the connection is
+// marked as behind, and the writer re-reads the mailbox from where it was.
+// Responses to requests go through a separate bounded queue that applies
+// back-pressure: a client that does not read its responses stops being
+// read.
+//
+// Time limits: a connection must authenticate within Config.AuthTimeout;
+// every write must finish within Config.WriteTimeout; a ping every
+// Config.PingInterval must be answered within Config.WriteTimeout, or the
+// connection is closed.
+//
+// Errors are answered with the kinds of package parley; the kind to close
+// code and HTTP status mapping is wire.CloseCode and wire.HTTPStatus.
+//
+// Logs never hold a key, a signature or message content.
+package server

@@ -1,0 +1,803 @@
+// Package sqlite is parleyd's embedded store: a server.Store on SQLite
+// (modernc.org/sqlite, pure Go), one database file in the data folder.
+//
+// # Durability and group commit
+//
+// The database runs in WAL mode with synchronous=FULL, so a committed
+// transaction has been fsync'd. One writer goroutine owns the only write
+// connection: callers hand it their changes and wait. It takes every change
+// that is waiting, runs them in one transaction (each inside a SAVEPOINT, so
+// that one failing change does not undo the others) and commits once; every
+// caller of the batch then learns its own result. Under load one fsync
+// covers many messages; when idle a change commits alone, at once. Reads go
+// to a separate pool of read-only connections, which WAL lets run beside the
+// writer.
+//
+// The writer goroutine starts in Open and stops in Close, like the
+// connection pool of database/sql: the store is a resource with a lifetime,
+// not a service with a Run method.
+//
+// Statements are prepared once and reused: parsing SQL would otherwise cost
+// more than running it. The write connection prepares a statement after the
+// first transaction that used it, since it is busy during one.
+//
+// Migrations are the numbered files in migrations/, embedded in the binary
+// and applied in order on Open; PRAGMA user_version records the last one
+// applied.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/server/directory"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Key kinds in the prekeys table.
+const (
+	kindOneTime    = 1
+	kindKyber      = 2
+	kindSigned     = 3
+	kindLastResort = 4
+)
+
+// maxBatch bounds how many changes one transaction commits.
+const maxBatch = 512
+
+// Store is a server.Store in one SQLite database.
+type Store struct {
+	w   *sql.DB // the one write connection, used only by the writer goroutine
+	r   *sql.DB // read-only connections
+	wq  rdb     // prepared statements of w
+	rq  rdb     // prepared statements of r
+	ops chan op
+
+	mu     sync.RWMutex // guards closed; held for reading while submitting to ops
+	closed bool
+
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the writer goroutine returns
+}
+
+// op is one change for the writer goroutine.
+type op struct {
+	fn   func(tx wtx) error
+	done chan error
+}
+
+var errClosed = parley.Errorf(parley.KindUnavailable, "store closed")
+
+// Open opens (creating if needed) the database file at path and migrates it.
+func Open(ctx context.Context, file string) (*Store, error) {
+	dsn := func(readOnly bool) string {
+		q := url.Values{}
+		q.Add("_pragma", "busy_timeout(10000)")
+		if readOnly {
+			q.Add("_pragma", "query_only(1)")
+		} else {
+			q.Add("_pragma", "journal_mode(WAL)")
+			q.Add("_pragma", "synchronous(FULL)")
+			q.Add("_pragma", "foreign_keys(1)")
+			q.Add("_txlock", "immediate")
+		}
+		return "file:" + file + "?" + q.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn(false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", file, err)
+	}
+	r, err := sql.Open("sqlite", dsn(true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	s := &Store{
+		w:    w,
+		r:    r,
+		wq:   rdb{&stmts{db: w, m: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}},
+		rq:   rdb{&stmts{db: r, m: make(map[string]*sql.Stmt), prepare: true}},
+		ops:  make(chan op, 4*maxBatch),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	for _, name := range names {
+		n, err := strconv.Atoi(strings.SplitN(path.Base(name), "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: no number", name)
+		}
+		if n <= version {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", n)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		version = n
+	}
+	return nil
+}
+
+// Close waits for the changes already submitted to commit, then closes the
+// database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in the writer goroutine and returns its error once the
+// transaction holding it has committed. Once submitted, a change is waited
+// for even if ctx ends, so that the caller never reports failure for a
+// change that became durable.
+func (s *Store) write(ctx context.Context, fn func(tx wtx) error) error {
+	o := op{fn: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	return <-o.done
+}
+
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]op, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-s.stop:
+			// Close holds no more submitters: drain what is queued.
+			for {
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+					if len(batch) == maxBatch {
+						s.commit(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						s.commit(batch)
+					}
+					return
+				}
+			}
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break more
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch of changes in one transaction.
+func (s *Store) commit(batch []op) {
+	ctx := context.Background()
+	defer s.wq.c.prepareWanted(ctx)
+	errs := make([]error, len(batch))
+	finish := func(txErr error) {
+		for i, o := range batch {
+			if errs[i] == nil {
+				errs[i] = txErr
+			}
+			o.done <- errs[i]
+		}
+	}
+	sqltx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		finish(internal("begin", err))
+		return
+	}
+	tx := wtx{sqltx, s.wq.c}
+	for i, o := range batch {
+		if len(batch) == 1 {
+			errs[i] = o.fn(tx)
+			if errs[i] != nil {
+				tx.Rollback()
+				finish(nil)
+				return
+			}
+			break
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
+			tx.Rollback()
+			finish(internal("savepoint", err))
+			return
+		}
+		errs[i] = o.fn(tx)
+		if errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO change"); err != nil {
+				tx.Rollback()
+				finish(internal("rollback to savepoint", err))
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE change"); err != nil {
+			tx.Rollback()
+			finish(internal("release savepoint", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		finish(internal("commit", err))
+		return
+	}
+	finish(nil)
+}
+
+// internal wraps a database failure: not the caller's fault.
+func internal(op string, err error) error {
+	return parley.Errorf(parley.KindInternal, "sqlite: %s: %w", op, err)
+}
+
+// ms encodes a time as Unix milliseconds, and the zero time as 0.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func notFound(format string, args ...any) error {
+	return parley.Errorf(parley.KindNotFound, format, args...)
+}
+
+func (s *Store) CreateAccount(ctx context.Context, a directory.Account, d directory.Device, k directory.Keys) error {
+	return s.write(ctx, func(tx wtx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM accounts WHERE user = ?", string(a.User)).Scan(&one)
+		if err == nil {
+			return parley.Errorf(parley.KindConflict, "username %q is taken", a.User)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return internal("create account", err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO accounts (user, identity_key, created_ms) VALUES (?, ?, ?)",
+			string(a.User), a.IdentityKey, ms(a.Created)); err != nil {
+			return internal("create account", err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO devices (user, device, auth_key, registration_id, created_ms) VALUES (?, ?, ?, ?, ?)",
+			string(d.User), int64(d.ID), d.AuthKey, int64(d.RegistrationID), ms(d.Created)); err != nil {
+			return internal("create device", err)
+		}
+		return addKeys(ctx, tx, d.Addr(), k)
+	})
+}
+
+func (s *Store) AddDevice(ctx context.Context, d directory.Device, k directory.Keys) (parley.DeviceID, error) {
+	var id parley.DeviceID
+	err := s.write(ctx, func(tx wtx) error {
+		var n, max int64
+		err := tx.QueryRowContext(ctx, "SELECT count(*), coalesce(max(device), 0) FROM devices WHERE user = ?", string(d.User)).Scan(&n, &max)
+		if err != nil {
+			return internal("add device", err)
+		}
+		if n == 0 {
+			return notFound("no user %q", d.User)
+		}
+		if n >= parley.MaxDevicesPerUser {
+			return parley.Errorf(parley.KindConflict, "%s has %d devices already, the most allowed", d.User, n)
+		}
+		id = parley.DeviceID(max + 1)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO devices (user, device, auth_key, registration_id, created_ms) VALUES (?, ?, ?, ?, ?)",
+			string(d.User), int64(id), d.AuthKey, int64(d.RegistrationID), ms(d.Created)); err != nil {
+			return internal("add device", err)
+		}
+		return addKeys(ctx, tx, parley.Address{User: d.User, Device: id}, k)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+func (s *Store) Account(ctx context.Context, user parley.UserID) (directory.Account, []directory.Device, error) {
+	a := directory.Account{User: user}
+	var created int64
+	err := s.rq.QueryRowContext(ctx, "SELECT identity_key, created_ms FROM accounts WHERE user = ?", string(user)).Scan(&a.IdentityKey, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, nil, notFound("no user %q", user)
+	}
+	if err != nil {
+		return a, nil, internal("account", err)
+	}
+	a.Created = fromMS(created)
+	devs, err := devices(ctx, s.rq, user, 0)
+	return a, devs, err
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// devices returns a user's devices, or only device when it is not 0.
+func devices(ctx context.Context, q querier, user parley.UserID, device parley.DeviceID) ([]directory.Device, error) {
+	rows, err := q.QueryContext(ctx, `SELECT device, auth_key, registration_id, created_ms FROM devices
+		WHERE user = ? AND (? = 0 OR device = ?) ORDER BY device`, string(user), int64(device), int64(device))
+	if err != nil {
+		return nil, internal("devices", err)
+	}
+	defer rows.Close()
+	var ds []directory.Device
+	for rows.Next() {
+		d := directory.Device{User: user}
+		var id, reg, created int64
+		if err := rows.Scan(&id, &d.AuthKey, &reg, &created); err != nil {
+			return nil, internal("devices", err)
+		}
+		d.ID, d.RegistrationID, d.Created = parley.DeviceID(id), uint32(reg), fromMS(created)
+		ds = append(ds, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal("devices", err)
+	}
+	return ds, nil
+}
+
+func (s *Store) Device(ctx context.Context, addr parley.Address) (directory.Device, error) {
+	if addr.Device == 0 {
+		return directory.Device{}, notFound("no device %s", addr)
+	}
+	ds, err := devices(ctx, s.rq, addr.User, addr.Device)
+	if err != nil {
+		return directory.Device{}, err
+	}
+	if len(ds) == 0 {
+		return directory.Device{}, notFound("no device %s", addr)
+	}
+	return ds[0], nil
+}
+
+func (s *Store) AddKeys(ctx context.Context, addr parley.Address, k directory.Keys) (directory.KeyCounts, error) {
+	var counts directory.KeyCounts
+	err := s.write(ctx, func(tx wtx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM devices WHERE user = ? AND device = ?", string(addr.User), int64(addr.Device)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("no device %s", addr)
+		}
+		if err != nil {
+			return internal("add keys", err)
+		}
+		if err := addKeys(ctx, tx, addr, k); err != nil {
+			return err
+		}
+		counts, err = keyCounts(ctx, tx, addr)
+		return err
+	})
+	return counts, err
+}
+
+func addKeys(ctx context.Context, tx wtx, addr parley.Address, k directory.Keys) error {
+	const insert = "INSERT OR REPLACE INTO prekeys (user, device, kind, key_id, key, signature) VALUES (?, ?, ?, ?, ?, ?)"
+	put := func(kind int, p directory.PreKey) error {
+		if _, err := tx.ExecContext(ctx, insert, string(addr.User), int64(addr.Device), kind, int64(p.ID), p.Key, p.Signature); err != nil {
+			return internal("add keys", err)
+		}
+		return nil
+	}
+	replace := func(kind int, p *directory.PreKey) error {
+		if p == nil {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM prekeys WHERE user = ? AND device = ? AND kind = ?", string(addr.User), int64(addr.Device), kind); err != nil {
+			return internal("add keys", err)
+		}
+		return put(kind, *p)
+	}
+	if err := replace(kindSigned, k.Signed); err != nil {
+		return err
+	}
+	if err := replace(kindLastResort, k.LastResort); err != nil {
+		return err
+	}
+	for _, p := range k.OneTime {
+		if err := put(kindOneTime, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range k.KyberOneTime {
+		if err := put(kindKyber, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keyCounts(ctx context.Context, q querier, addr parley.Address) (directory.KeyCounts, error) {
+	var c directory.KeyCounts
+	err := q.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM prekeys WHERE user = ?1 AND device = ?2 AND kind = 1),
+		(SELECT count(*) FROM prekeys WHERE user = ?1 AND device = ?2 AND kind = 2)`,
+		string(addr.User), int64(addr.Device)).Scan(&c.PreKeys, &c.KyberPreKeys)
+	if err != nil {
+		return c, internal("key counts", err)
+	}
+	return c, nil
+}
+
+func (s *Store) KeyCounts(ctx context.Context, addr parley.Address) (directory.KeyCounts, error) {
+	if _, err := s.Device(ctx, addr); err != nil {
+		return directory.KeyCounts{}, err
+	}
+	return keyCounts(ctx, s.rq, addr)
+}
+
+func (s *Store) TakeBundles(ctx context.Context, user parley.UserID, device parley.DeviceID) (directory.Account, []directory.Bundle, error) {
+	var (
+		a       directory.Account
+		bundles []directory.Bundle
+	)
+	err := s.write(ctx, func(tx wtx) error {
+		a, bundles = directory.Account{User: user}, nil
+		var created int64
+		err := tx.QueryRowContext(ctx, "SELECT identity_key, created_ms FROM accounts WHERE user = ?", string(user)).Scan(&a.IdentityKey, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("no user %q", user)
+		}
+		if err != nil {
+			return internal("take bundles", err)
+		}
+		a.Created = fromMS(created)
+		devs, err := devices(ctx, tx, user, device)
+		if err != nil {
+			return err
+		}
+		if len(devs) == 0 {
+			return notFound("no device %s", parley.Address{User: user, Device: device})
+		}
+		for _, d := range devs {
+			b := directory.Bundle{Device: d}
+			signed, err := firstKey(ctx, tx, d.Addr(), kindSigned)
+			if err != nil {
+				return err
+			}
+			if signed == nil {
+				continue // cannot start a session with this device yet
+			}
+			b.Signed = *signed
+			if b.OneTime, err = takeKey(ctx, tx, d.Addr(), kindOneTime); err != nil {
+				return err
+			}
+			kyber, err := takeKey(ctx, tx, d.Addr(), kindKyber)
+			if err != nil {
+				return err
+			}
+			if kyber == nil {
+				if kyber, err = firstKey(ctx, tx, d.Addr(), kindLastResort); err != nil {
+					return err
+				}
+				if kyber == nil {
+					continue
+				}
+				b.LastResort = true
+			}
+			b.Kyber = *kyber
+			if b.Left, err = keyCounts(ctx, tx, d.Addr()); err != nil {
+				return err
+			}
+			bundles = append(bundles, b)
+		}
+		return nil
+	})
+	return a, bundles, err
+}
+
+func firstKey(ctx context.Context, tx wtx, addr parley.Address, kind int) (*directory.PreKey, error) {
+	var (
+		p  directory.PreKey
+		id int64
+	)
+	err := tx.QueryRowContext(ctx, "SELECT key_id, key, signature FROM prekeys WHERE user = ? AND device = ? AND kind = ? ORDER BY key_id LIMIT 1",
+		string(addr.User), int64(addr.Device), kind).Scan(&id, &p.Key, &p.Signature)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("prekey", err)
+	}
+	p.ID = uint32(id)
+	return &p, nil
+}
+
+// takeKey removes and returns the oldest-numbered key of a kind, or nil.
+func takeKey(ctx context.Context, tx wtx, addr parley.Address, kind int) (*directory.PreKey, error) {
+	p, err := firstKey(ctx, tx, addr, kind)
+	if p == nil || err != nil {
+		return p, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM prekeys WHERE user = ? AND device = ? AND kind = ? AND key_id = ?",
+		string(addr.User), int64(addr.Device), kind, int64(p.ID)); err != nil {
+		return nil, internal("take prekey", err)
+	}
+	return p, nil
+}
+
+func (s *Store) Enqueue(ctx context.Context, envs []parley.Envelope) (bool, error) {
+	if len(envs) == 0 {
+		return false, nil
+	}
+	var dup bool
+	err := s.write(ctx, func(tx wtx) error {
+		first := &envs[0]
+		res, err := tx.ExecContext(ctx, "INSERT INTO accepted (from_user, from_device, msg_id, server_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+			string(first.From.User), int64(first.From.Device), first.ID[:], ms(first.ServerAt))
+		if err != nil {
+			return internal("enqueue", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return internal("enqueue", err)
+		} else if n == 0 {
+			dup = true
+			return nil
+		}
+		dup = false
+		for i := range envs {
+			e := &envs[i]
+			var seq int64
+			err := tx.QueryRowContext(ctx, `INSERT INTO messages (to_user, to_device, from_user, from_device, msg_id, type, content, sent_ms, server_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+				string(e.To.User), int64(e.To.Device), string(e.From.User), int64(e.From.Device), e.ID[:],
+				int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt)).Scan(&seq)
+			if err != nil {
+				return internal("enqueue", err)
+			}
+			e.ServerSeq = uint64(seq)
+		}
+		return nil
+	})
+	return dup, err
+}
+
+func (s *Store) Mailbox(ctx context.Context, to parley.Address, after uint64, limit int) ([]parley.Envelope, error) {
+	rows, err := s.rq.QueryContext(ctx, `SELECT seq, from_user, from_device, msg_id, type, content, sent_ms, server_ms
+		FROM messages WHERE to_user = ? AND to_device = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		string(to.User), int64(to.Device), int64(after), limit)
+	if err != nil {
+		return nil, internal("mailbox", err)
+	}
+	defer rows.Close()
+	var envs []parley.Envelope
+	for rows.Next() {
+		e := parley.Envelope{To: to}
+		var (
+			seq, fromDev, typ, sent, server int64
+			from                            string
+			id                              []byte
+		)
+		if err := rows.Scan(&seq, &from, &fromDev, &id, &typ, &e.Content, &sent, &server); err != nil {
+			return nil, internal("mailbox", err)
+		}
+		copy(e.ID[:], id)
+		e.ServerSeq = uint64(seq)
+		e.From = parley.Address{User: parley.UserID(from), Device: parley.DeviceID(fromDev)}
+		e.Type = parley.EnvelopeType(typ)
+		if sent != 0 {
+			e.SentAt = fromMS(sent)
+		}
+		e.ServerAt = fromMS(server)
+		envs = append(envs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal("mailbox", err)
+	}
+	return envs, nil
+}
+
+func (s *Store) Ack(ctx context.Context, to parley.Address, seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx wtx) error {
+		for _, seq := range seqs {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE seq = ? AND to_user = ? AND to_device = ?",
+				int64(seq), string(to.User), int64(to.Device)); err != nil {
+				return internal("ack", err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx wtx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE server_ms < ?", ms(before))
+		if err != nil {
+			return internal("expire", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return internal("expire", err)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM accepted WHERE server_ms < ?", ms(before)); err != nil {
+			return internal("expire", err)
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+func (s *Store) CountMessages(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.rq.QueryRowContext(ctx, "SELECT count(*) FROM messages").Scan(&n); err != nil {
+		return 0, internal("count messages", err)
+	}
+	return n, nil
+}
+
+// stmts caches prepared statements by their text: parsing SQL costs more
+// than running these small statements.
+type stmts struct {
+	db      *sql.DB
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt // guarded by mu
+	wanted  map[string]bool      // guarded by mu: to prepare once the connection is free
+	prepare bool                 // prepare on first use (not for the write connection)
+}
+
+func (c *stmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st, nil
+	}
+	if !c.prepare {
+		// The writer's one connection is busy in a transaction: preparing
+		// now would wait for it forever. Prepare after the commit.
+		c.wanted[q] = true
+		return nil, errNotPrepared
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+var errNotPrepared = errors.New("not prepared yet")
+
+// prepareWanted prepares the statements asked for while the connection was
+// busy.
+func (c *stmts) prepareWanted(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q := range c.wanted {
+		if st, err := c.db.PrepareContext(ctx, q); err == nil {
+			c.m[q] = st
+		}
+		delete(c.wanted, q)
+	}
+}
+
+// rdb runs queries on a pool with prepared statements.
+type rdb struct{ c *stmts }
+
+func (r rdb) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := r.c.get(ctx, q)
+	if err != nil {
+		return r.c.db.QueryContext(ctx, q, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (r rdb) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := r.c.get(ctx, q)
+	if err != nil {
+		return r.c.db.QueryRowContext(ctx, q, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// wtx is the writer's transaction, with the statements prepared so far.
+type wtx struct {
+	tx *sql.Tx
+	c  *stmts
+}
+
+func (t wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := t.c.get(ctx, q)
+	if err != nil {
+		return t.tx.ExecContext(ctx, q, args...)
+	}
+	return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+func (t wtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := t.c.get(ctx, q)
+	if err != nil {
+		return t.tx.QueryContext(ctx, q, args...)
+	}
+	return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+}
+
+func (t wtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := t.c.get(ctx, q)
+	if err != nil {
+		return t.tx.QueryRowContext(ctx, q, args...)
+	}
+	return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+}
+
+func (t wtx) Rollback() error { return t.tx.Rollback() }
+func (t wtx) Commit() error   { return t.tx.Commit() }
