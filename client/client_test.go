@@ -1,0 +1,397 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/client/clientmem"
+)
+
+const testServer = "http://fake.invalid"
+
+type testClient struct {
+	*client.Client
+	store *clientmem.Store
+	stop  func()
+}
+
+func newClient(t testing.TB, srv *fakeServer, st *clientmem.Store) *testClient {
+	return newClientAt(t, srv, st, time.Now)
+}
+
+func newClientAt(t testing.TB, srv *fakeServer, st *clientmem.Store, now func() time.Time) *testClient {
+	t.Helper()
+	if st == nil {
+		st = clientmem.New()
+	}
+	c, err := client.New(context.Background(), client.Config{Store: st, Dialer: srv, Now: now, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testClient{Client: c, store: st, stop: func() {}}
+}
+
+func register(t testing.TB, srv *fakeServer, name string) *testClient {
+	t.Helper()
+	c := newClient(t, srv, nil)
+	if err := c.Register(context.Background(), testServer, name); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return c
+}
+
+// run starts c.Run until the test ends or stop is called.
+func (c *testClient) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	c.stop = func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run: %v", err)
+		}
+		c.stop = func() {}
+	}
+	t.Cleanup(func() { c.stop() })
+}
+
+// wait reads c's events until ok returns true.
+func (c *testClient) wait(t *testing.T, what string, ok func(client.Event) bool) client.Event {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case ev := <-c.Events():
+			if ok(ev) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (c *testClient) waitText(t *testing.T, text string) {
+	t.Helper()
+	c.wait(t, "message "+text, func(ev client.Event) bool {
+		return ev.Type == client.EventMessage && ev.Message.Text == text
+	})
+}
+
+func (c *testClient) texts(t *testing.T, peer parley.UserID) []string {
+	t.Helper()
+	msgs, err := c.Messages(context.Background(), client.Query{Peer: peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		dir := "<"
+		if m.Outgoing {
+			dir = ">"
+		}
+		if m.Notice {
+			dir = "!"
+		}
+		out = append(out, dir+" "+m.Text)
+	}
+	return out
+}
+
+func TestConversation(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "Bob")
+	if u, d, _, _ := bob.Whoami(); u != "bob" || d != 1 {
+		t.Fatalf("bob is %s.%d", u, d)
+	}
+	alice.run(t)
+	bob.run(t)
+	var want []string
+	for i := 0; i < 3; i++ {
+		a, b := fmt.Sprintf("hello %d", i), fmt.Sprintf("hi %d", i)
+		if _, err := alice.Send(ctx, "bob", a); err != nil {
+			t.Fatal(err)
+		}
+		bob.waitText(t, a)
+		if _, err := bob.Send(ctx, "alice", b); err != nil {
+			t.Fatal(err)
+		}
+		alice.waitText(t, b)
+		want = append(want, "< "+a, "> "+b)
+	}
+	// Two in a row from one side, crossing one from the other.
+	alice.Send(ctx, "bob", "x")
+	alice.Send(ctx, "bob", "y")
+	bob.Send(ctx, "alice", "z")
+	bob.waitText(t, "y")
+	alice.waitText(t, "z")
+	want = append(want, "< x", "< y", "> z")
+	got := bob.texts(t, "alice")
+	slices.Sort(got[len(got)-3:]) // the crossing messages may be in either order
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("bob's history (-want +got):\n%s", diff)
+	}
+	if out, _ := alice.Outbox(ctx); len(out) != 0 {
+		t.Errorf("alice's outbox: %d left", len(out))
+	}
+	msgs, _ := alice.Messages(ctx, client.Query{Peer: "bob"})
+	for _, m := range msgs {
+		if m.Outgoing && m.State != client.StateSent {
+			t.Errorf("%q is %v, want sent", m.Text, m.State)
+		}
+	}
+	// Both sides compute the same safety number.
+	da, _, err := alice.SafetyNumber(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _, err := bob.SafetyNumber(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if da != db || len(strings.Join(strings.Fields(da), "")) != 60 {
+		t.Errorf("safety numbers %q and %q", da, db)
+	}
+}
+
+func TestOfflineRedeliveryIsShownOnce(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	for _, s := range []string{"one", "two"} {
+		alice.Send(ctx, "bob", s)
+		alice.wait(t, "sent", func(ev client.Event) bool { return ev.Type == client.EventSent })
+	}
+	srv.mu.Lock()
+	srv.ignoreAcks = 2 // as if bob crashed after storing, before his acks arrived
+	srv.mu.Unlock()
+	bob.run(t)
+	bob.wait(t, "queue empty", func(ev client.Event) bool { return ev.Type == client.EventQueueEmpty })
+	bob.stop()
+	bob.run(t) // the server delivers both again
+	bob.wait(t, "queue empty", func(ev client.Event) bool { return ev.Type == client.EventQueueEmpty })
+	alice.Send(ctx, "bob", "three") // the session still works
+	bob.waitText(t, "three")
+	if diff := cmp.Diff([]string{"< one", "< two", "< three"}, bob.texts(t, "alice")); diff != "" {
+		t.Errorf("bob's history (-want +got):\n%s", diff)
+	}
+}
+
+func TestOutboxSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	srv.setDown(true)
+	alice.run(t)
+	m, err := alice.Send(ctx, "bob", "queued")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.wait(t, "a failed connection", func(ev client.Event) bool { return ev.Type == client.EventDisconnected })
+	alice.stop()
+	if out, _ := alice.Outbox(ctx); len(out) != 1 || out[0].ID != m.ID {
+		t.Fatalf("outbox after a failed send: %+v", out)
+	}
+	// A new process over the same store.
+	srv.setDown(false)
+	alice2 := newClient(t, srv, alice.store)
+	alice2.run(t)
+	alice2.wait(t, "sent", func(ev client.Event) bool { return ev.Type == client.EventSent && ev.Message.ID == m.ID })
+	bob.run(t)
+	bob.waitText(t, "queued")
+}
+
+func TestIdentityChange(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	bob.run(t)
+	alice.Send(ctx, "bob", "before")
+	bob.waitText(t, "before")
+	before, _, _ := alice.SafetyNumber(ctx, "bob")
+
+	bob.stop()
+	srv.resetAccount("bob") // bob reinstalls: a new identity key
+	bob2 := register(t, srv, "bob")
+	bob2.run(t)
+	alice.Send(ctx, "bob", "after")
+	alice.wait(t, "identity change", func(ev client.Event) bool { return ev.Type == client.EventIdentityChanged && ev.Peer == "bob" })
+	bob2.waitText(t, "after")
+	after, _, _ := alice.SafetyNumber(ctx, "bob")
+	if before == after {
+		t.Errorf("safety number did not change")
+	}
+	got := alice.texts(t, "bob")
+	if len(got) != 3 || !strings.HasPrefix(got[2], "! your safety number with bob changed") {
+		t.Errorf("alice's history: %q", got)
+	}
+}
+
+func TestSendToUnknownUser(t *testing.T) {
+	srv := newFakeServer()
+	alice := register(t, srv, "alice")
+	alice.run(t)
+	m, err := alice.Send(context.Background(), "carol", "anyone?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := alice.wait(t, "failure", func(ev client.Event) bool { return ev.Type == client.EventSendFailed })
+	if ev.Message.ID != m.ID || parley.ErrorKind(ev.Err) != parley.KindNotFound || ev.Err.Error() != "no user named carol on this server" {
+		t.Errorf("failure: %v (%v)", ev.Err, parley.ErrorKind(ev.Err))
+	}
+	if out, _ := alice.Outbox(context.Background()); len(out) != 0 {
+		t.Errorf("a refused message stays in the outbox")
+	}
+}
+
+func TestTopUp(t *testing.T) {
+	srv := newFakeServer()
+	bob := register(t, srv, "bob")
+	srv.mu.Lock()
+	d := srv.accounts["bob"].devices[1]
+	d.prekeys, d.kyber = d.prekeys[:5], d.kyber[:3]
+	srv.mu.Unlock()
+	bob.run(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		srv.mu.Lock()
+		n := d.counts()
+		srv.mu.Unlock()
+		if n.PreKeys == 5+client.PreKeyBatch && n.KyberPreKeys == 3+client.PreKeyBatch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts after top-up: %+v", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRegisterTwice(t *testing.T) {
+	srv := newFakeServer()
+	alice := register(t, srv, "alice")
+	if err := alice.Register(context.Background(), testServer, "alice2"); parley.ErrorKind(err) != parley.KindConflict {
+		t.Errorf("second Register: %v", err)
+	}
+	other := newClient(t, srv, nil)
+	if err := other.Register(context.Background(), testServer, "alice"); parley.ErrorKind(err) != parley.KindConflict {
+		t.Errorf("taken name: %v", err)
+	}
+}
+
+func TestRegisterResumesAfterLostAnswer(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice := register(t, srv, "alice")
+	// As if the process died before storing the server's answer.
+	a, err := alice.store.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Device = 0
+	if err := alice.store.Apply(ctx, &client.Batch{Account: a}); err != nil {
+		t.Fatal(err)
+	}
+	again := newClient(t, srv, alice.store)
+	if err := again.Register(ctx, testServer, "alice"); err != nil {
+		t.Fatalf("Register again: %v", err)
+	}
+	if u, d, _, err := again.Whoami(); u != "alice" || d != 1 || err != nil {
+		t.Errorf("whoami: %s %d %v", u, d, err)
+	}
+}
+
+// BenchmarkSendReceive measures one message from Send to the recipient's
+// EventMessage through the fake server: encrypt, frame codec, decrypt and
+// both stores (in memory).
+func BenchmarkSendReceive(b *testing.B) {
+	srv := newFakeServer()
+	alice, bob := register(b, srv, "alice"), register(b, srv, "bob")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go alice.Run(ctx)
+	go bob.Run(ctx)
+	go func() { // alice's events are not needed; keep them flowing
+		for range alice.Events() {
+		}
+	}()
+	for b.Loop() {
+		m, err := alice.Send(ctx, "bob", "benchmark message")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for ev := range bob.Events() {
+			if ev.Type == client.EventMessage && ev.Message.ID == m.ID {
+				break
+			}
+		}
+	}
+}
+
+// TestNoGoroutineLeak checks that Run leaves nothing behind once stopped.
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	bob.run(t)
+	alice.Send(context.Background(), "bob", "hi")
+	bob.waitText(t, "hi")
+	alice.stop()
+	bob.stop()
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	alice.Send(ctx, "bob", "started with the first keys")
+	alice.wait(t, "sent", func(ev client.Event) bool { return ev.Type == client.EventSent })
+
+	// A week later bob connects again.
+	later := newClientAt(t, srv, bob.store, func() time.Time { return time.Now().Add(client.KeyRotation + time.Hour) })
+	later.run(t)
+	later.waitText(t, "started with the first keys") // the old keys are kept for it
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		srv.mu.Lock()
+		d := srv.accounts["bob"].devices[1]
+		spk, lr := d.spk.ID, d.lastResort.ID
+		srv.mu.Unlock()
+		if spk == 2 && lr == client.PreKeyBatch+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a week: signed prekey %d, last resort %d", spk, lr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// New sessions use the new keys.
+	carol := register(t, srv, "carol")
+	carol.run(t)
+	carol.Send(ctx, "bob", "started with the new keys")
+	later.waitText(t, "started with the new keys")
+	a, _ := bob.store.Account(ctx)
+	if a.SignedPreKeyID != 2 || a.LastResortKyberID != client.PreKeyBatch+2 {
+		t.Errorf("account after rotation: signed %d, last resort %d", a.SignedPreKeyID, a.LastResortKyberID)
+	}
+}

@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/client/cli"
+	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/wire"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// parleyd is an in-process server that can be stopped and started again on
+// the same address and data folder.
+type parleyd struct {
+	t    *testing.T
+	dir  string
+	addr string     // host:port, kept across restarts
+	logs syncBuffer // everything the server logged, at debug level
+
+	srv    *server.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startServer(t *testing.T) *parleyd {
+	t.Helper()
+	p := &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+func (p *parleyd) url() string { return "http://" + p.addr }
+
+func (p *parleyd) start() {
+	p.t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(&p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.Open(ctx, server.Config{DataDir: p.dir, Logger: log})
+	if err != nil {
+		p.t.Fatalf("server.Open: %v", err)
+	}
+	var ln net.Listener
+	for i := 0; ; i++ { // the port of a restarted server may take a moment to free
+		ln, err = net.Listen("tcp", p.addr)
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		srv.Close()
+		p.t.Fatalf("listen: %v", err)
+	}
+	p.addr = ln.Addr().String()
+	sctx, cancel := context.WithCancel(ctx)
+	p.srv, p.cancel, p.done = srv, cancel, make(chan error, 1)
+	go func() { p.done <- srv.Serve(sctx, ln) }()
+}
+
+func (p *parleyd) stop() {
+	if p.srv == nil {
+		return
+	}
+	p.cancel()
+	if err := <-p.done; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+		p.t.Errorf("Serve: %v", err)
+	}
+	if err := p.srv.Close(); err != nil {
+		p.t.Errorf("server Close: %v", err)
+	}
+	p.srv = nil
+}
+
+func (p *parleyd) restart() {
+	p.t.Helper()
+	p.stop()
+	p.start()
+}
+
+// user is one client folder.
+type user struct {
+	t    *testing.T
+	name string
+	home string
+}
+
+func newUser(t *testing.T, name string) *user {
+	return &user{t: t, name: name, home: t.TempDir()}
+}
+
+// run runs the parley command and returns its exit code and output.
+func (u *user) run(stdin string, args ...string) (code int, stdout, stderr string) {
+	u.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = cli.Run(ctx, append([]string{"--home", u.home}, args...), strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// must runs the parley command and fails the test unless it succeeds.
+func (u *user) must(args ...string) string {
+	u.t.Helper()
+	code, out, errOut := u.run("", args...)
+	if code != 0 {
+		u.t.Fatalf("%s: parley %s: exit %d\nstdout: %s\nstderr: %s", u.name, strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func register(t *testing.T, serverURL, name string) *user {
+	t.Helper()
+	u := newUser(t, name)
+	u.must("register", "--server", serverURL, name)
+	return u
+}
+
+// proxy sits between clients and a server, passing WebSocket messages
+// through and, on request, losing some of them.
+type proxy struct {
+	target string // the server's base URL
+	hs     *httptest.Server
+
+	dropDeliverAcks atomic.Int32 // lose this many client acks of Deliver requests
+	dropSendResults atomic.Int32 // lose this many server answers to Send
+	delivers        atomic.Int32 // Deliver requests seen
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	p := &proxy{target: target}
+	p.hs = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.hs.Close)
+	return p
+}
+
+func (p *proxy) url() string { return p.hs.URL }
+
+func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	u, _ := client.WebSocketURL(p.target)
+	s, _, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		return
+	}
+	defer s.CloseNow()
+	c.SetReadLimit(1 << 21)
+	s.SetReadLimit(1 << 21)
+	go func() {
+		defer cancel()
+		p.pump(ctx, s, c, func(f *wire.Frame) bool {
+			if f.Type == wire.TypeRequest && f.Op == wire.OpDeliver {
+				p.delivers.Add(1)
+			}
+			return f.Type == wire.TypeResponse && f.Op == wire.OpSend && f.Err == nil && take(&p.dropSendResults)
+		})
+	}()
+	p.pump(ctx, c, s, func(f *wire.Frame) bool {
+		return f.Type == wire.TypeResponse && f.Op == wire.OpDeliver && take(&p.dropDeliverAcks)
+	})
+	s.Close(websocket.StatusNormalClosure, "") // let the server read what was passed on
+}
+
+func take(n *atomic.Int32) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+// pump copies messages from src to dst until either fails, leaving out
+// those that drop selects.
+func (p *proxy) pump(ctx context.Context, src, dst *websocket.Conn, drop func(*wire.Frame) bool) {
+	for {
+		typ, b, err := src.Read(ctx)
+		if err != nil {
+			return
+		}
+		if f, err := wire.DecodeFrame(b); err == nil && drop(f) {
+			continue
+		}
+		if err := dst.Write(ctx, typ, b); err != nil {
+			return
+		}
+	}
+}
