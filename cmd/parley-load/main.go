@@ -1,0 +1,96 @@
+// Command parley-load drives a real parleyd with many connected devices and
+// reports the message rate it sustains, with latency measured from each
+// message's scheduled send time, or the memory each idle device costs.
+//
+//	parley-load --pairs 100 --start 5000 --step-rate 5000 --max 40000
+//	parley-load --idle 10000
+//
+// By default it starts ./bin/parleyd itself, pinned to core 0, and pins
+// itself to core 1. See package load for what is measured and how.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/parleychat/parley/load"
+)
+
+func main() {
+	var cfg load.Config
+	fs := flag.NewFlagSet("parley-load", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: parley-load [flags]
+
+Throughput mode (default): P sender->receiver pairs send messages of --size
+bytes; the aggregate rate starts at --start msg/s and rises by --step-rate
+every --step until --max (or until p99 latency passes --stop-p99). Each step
+prints the delivered rate, p50/p99/max latency from the scheduled send time,
+lost and duplicated messages, and the server's CPU (of one core).
+
+Idle mode (--idle N): N devices register, then connect and stay idle; prints
+the server's resident memory per idle connected device.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Server, "server", "", "base URL of a running parleyd (default: start --parleyd)")
+	fs.StringVar(&cfg.Parleyd, "parleyd", "./bin/parleyd", "parleyd binary to start")
+	fs.IntVar(&cfg.ServerCPU, "server-cpu", 0, "core to pin the started server to (-1: none)")
+	loadCPU := fs.Int("load-cpu", 1, "core to pin this tool to (-1: none)")
+	serverArgs := fs.String("server-args", "", "extra flags for the started server, space-separated")
+	fs.IntVar(&cfg.Pairs, "pairs", 100, "sender->receiver pairs")
+	fs.IntVar(&cfg.Size, "size", 1024, "bytes per message")
+	fs.IntVar(&cfg.StartRate, "start", 1000, "aggregate msg/s of the first step")
+	fs.IntVar(&cfg.StepRate, "step-rate", 1000, "rate increase per step")
+	fs.IntVar(&cfg.MaxRate, "max", 0, "rate of the last step (default: --start)")
+	fs.DurationVar(&cfg.Step, "step", 0, "length of each step (default 20s)")
+	fs.DurationVar(&cfg.StopP99, "stop-p99", 0, "stop once p99 exceeds this (default 1s)")
+	fs.IntVar(&cfg.Idle, "idle", 0, "idle mode: number of devices")
+	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per step")
+	fs.Parse(os.Args[1:])
+	if *serverArgs != "" {
+		cfg.ServerArg = strings.Fields(*serverArgs)
+	}
+	if cfg.Server != "" {
+		cfg.ServerCPU = -1
+	}
+	pinSelf(*loadCPU)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := load.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "parley-load:", err)
+		os.Exit(1)
+	}
+}
+
+// pinSelf re-runs this process under taskset on cpu, once. Pinning must
+// happen before the Go runtime starts its threads, hence the re-exec.
+func pinSelf(cpu int) {
+	const mark = "PARLEY_LOAD_PINNED"
+	if cpu < 0 || os.Getenv(mark) != "" {
+		return
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley-load: taskset not found; running unpinned")
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	os.Setenv(mark, "1")
+	args := append([]string{"taskset", "-c", strconv.Itoa(cpu), self}, os.Args[1:]...)
+	err = syscall.Exec(taskset, args, os.Environ())
+	fmt.Fprintln(os.Stderr, "parley-load: taskset:", err)
+}

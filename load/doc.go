@@ -1,0 +1,31 @@
+// Package load drives a real parleyd the way established messaging servers
+// are benchmarked, and reports what it sustains.
+//
+// # Throughput mode
+//
+// P sender→receiver pairs of connected devices exchange messages of a fixed
+// size (1 KiB by default). The aggregate rate rises step by step (20 s a
+// step by default). Every message has a scheduled send time; its latency is
+// measured from that schedule to its delivery, so a server that falls behind
+// cannot hide its queue (no coordinated omission). Each step reports the
+// delivered rate, p50/p99/max latency, messages lost (acknowledged by the
+// server but never delivered) and duplicated, and the server's CPU. The
+// answer is the highest rate with p99 under 100 ms and nothing lost.
+//
+// The payloads are opaque random bytes of the stated size, sent as
+// EnvelopeSignal content: the server relays ciphertext it cannot read, so it
+// does the same work for them as for real Signal messages, and the load
+// generator does not spend its core on encryption. The first 16 bytes carry
+// the message's sequence number and scheduled time for the receiver.
+//
+// # Idle mode
+//
+// N devices register, then all connect and stay idle; the server's resident
+// memory before and after they connect, divided by N, is the memory per
+// idle connected device.
+//
+// # Pinning
+//
+// When the tool starts parleyd itself it pins the server to one core and
+// itself to another with taskset, so that the figures are per core.
+package load
