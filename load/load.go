@@ -156,7 +156,9 @@ func Run(ctx context.Context, cfg Config) ([]StepResult, error) {
 			defer os.RemoveAll(d)
 			dir = d
 		}
-		p, err := startServer(ctx, cfg.Parleyd, dir, cfg.ServerCPU, cfg.ServerArg, cfg.Logs)
+		// The load registers its devices from one address in a burst.
+		args := append([]string{"--register-every", "1ms", "--register-burst", "1000"}, cfg.ServerArg...)
+		p, err := startServer(ctx, cfg.Parleyd, dir, cfg.ServerCPU, args, cfg.Logs)
 		if err != nil {
 			return nil, err
 		}

@@ -38,6 +38,7 @@ type conn struct {
 	overflow atomic.Bool           // a live message was dropped: re-read the mailbox
 	acks     chan uint64           // acknowledged seqs, from the reader to the acker
 	acked    chan []uint64         // seqs deleted from the store, from the acker to the writer
+	sends    chan pendingSend      // sends on their way to disk, in order; the reader waits when it is full
 
 	// prev is the older connection of the same device that this one
 	// replaced, if any; done is closed once this connection's goroutines
@@ -81,6 +82,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		live:   make(chan *parley.Envelope, s.cfg.LiveQueue),
 		acks:   make(chan uint64, deliverWindow),
 		acked:  make(chan []uint64, 4),
+		sends:  make(chan pendingSend, sendInFlight),
 		done:   make(chan struct{}),
 	}
 	if !s.track(c) {
@@ -174,6 +176,7 @@ func (c *conn) run(ctx context.Context) error {
 	g.Go(func() error { return c.readLoop(gctx) })
 	g.Go(func() error { return c.writeLoop(gctx) })
 	g.Go(func() error { return c.ackLoop(gctx) })
+	g.Go(func() error { return c.sendLoop(gctx) })
 	g.Go(func() error { return c.pingLoop(gctx) })
 	return g.Wait()
 }
@@ -285,6 +288,16 @@ func (c *conn) readLoop(ctx context.Context) error {
 		switch f.Type {
 		case wire.TypeRequest:
 			start := time.Now()
+			if m, ok := f.Body.(*wire.Send); ok {
+				// Sends are pipelined: checked and queued for the disk here,
+				// answered by sendLoop in order once durable.
+				select {
+				case c.sends <- pendingSend{req: f, finish: c.s.startSend(ctx, c.addr, m), start: start}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				continue
+			}
 			body, err := c.handle(ctx, f)
 			c.log.Debug("request", "op", f.Op, "kind", kindOrEmpty(err), "took", time.Since(start))
 			if err := c.respond(ctx, f, body, err); err != nil {
@@ -317,6 +330,36 @@ func kindOrEmpty(err error) parley.Kind {
 		return ""
 	}
 	return parley.ErrorKind(err)
+}
+
+// pendingSend is a Send whose copies are on their way to disk.
+type pendingSend struct {
+	req    *wire.Frame
+	finish func() (any, error)
+	start  time.Time
+}
+
+// sendInFlight is how many sends of one connection may wait for the disk at
+// once; past it the reader stops reading (back-pressure on the client).
+const sendInFlight = 256
+
+// sendLoop answers pipelined sends in the order they arrived, each once its
+// copies are durable. Sends still waiting when the connection ends are
+// committed all the same; their client retries them, and the store's replay
+// check keeps them single.
+func (c *conn) sendLoop(ctx context.Context) error {
+	for {
+		select {
+		case p := <-c.sends:
+			body, err := p.finish()
+			c.log.Debug("request", "op", p.req.Op, "kind", kindOrEmpty(err), "took", time.Since(p.start))
+			if err := c.respond(ctx, p.req, body, err); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // respond answers a request. body is sent on success, and on a

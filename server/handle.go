@@ -34,7 +34,7 @@ func (c *conn) handle(ctx context.Context, f *wire.Frame) (any, error) {
 		}
 		return wireCounts(k), nil
 	case *wire.Send:
-		return c.s.send(ctx, c.addr, body)
+		return c.s.startSend(ctx, c.addr, body)()
 	case *wire.Ping:
 		return &wire.Ping{Nonce: body.Nonce}, nil
 	case *wire.Register, *wire.Login:
@@ -253,20 +253,50 @@ func (s *Server) push(addr parley.Address, f *wire.Frame) {
 	}
 }
 
-func (s *Server) send(ctx context.Context, from parley.Address, m *wire.Send) (any, error) {
+// startSend checks a Send and queues its copies for the disk; finish waits
+// until they are durable, offers them to their recipients and returns the
+// answer. A send refused by its checks is answered by finish at once.
+func (s *Server) startSend(ctx context.Context, from parley.Address, m *wire.Send) (finish func() (any, error)) {
+	body, envs, err := s.checkSend(ctx, from, m)
+	if err != nil || envs == nil {
+		return func() (any, error) { return body, err }
+	}
+	wait := s.store.StartEnqueue(ctx, envs)
+	return func() (any, error) {
+		dup, err := wait()
+		if err != nil {
+			return nil, err
+		}
+		if dup {
+			s.log.Debug("replayed send", "from", from)
+			return body, nil
+		}
+		s.metrics.accepted.Add(float64(len(envs)))
+		for i := range envs {
+			s.offer(&envs[i])
+		}
+		return body, nil
+	}
+}
+
+// checkSend checks a Send against the recipient's devices and builds its
+// envelopes. It returns the answer's body and, when there is something to
+// store, the envelopes; or the error (with a *wire.StaleDevices body for
+// KindStaleDevices).
+func (s *Server) checkSend(ctx context.Context, from parley.Address, m *wire.Send) (any, []parley.Envelope, error) {
 	if !s.sendLimit.allow(from.String()) {
-		return nil, parley.Errorf(parley.KindRateLimited, "send: too many messages; try again later")
+		return nil, nil, parley.Errorf(parley.KindRateLimited, "send: too many messages; try again later")
 	}
 	to, err := parley.ParseUserID(string(m.To))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if m.ID == (parley.MessageID{}) {
-		return nil, parley.Errorf(parley.KindInvalid, "send: no message id")
+		return nil, nil, parley.Errorf(parley.KindInvalid, "send: no message id")
 	}
 	_, devs, err := s.store.Account(ctx, to)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	want := make(map[parley.DeviceID]uint32, len(devs))
 	for _, d := range devs {
@@ -278,14 +308,14 @@ func (s *Server) send(ctx context.Context, from parley.Address, m *wire.Send) (a
 	seen := make(map[parley.DeviceID]bool, len(m.Messages))
 	for _, o := range m.Messages {
 		if seen[o.Device] {
-			return nil, parley.Errorf(parley.KindInvalid, "send: two messages for device %d", o.Device)
+			return nil, nil, parley.Errorf(parley.KindInvalid, "send: two messages for device %d", o.Device)
 		}
 		seen[o.Device] = true
 		if o.Type != parley.EnvelopeSignal && o.Type != parley.EnvelopePreKey {
-			return nil, parley.Errorf(parley.KindInvalid, "send: message type %d for device %d", o.Type, o.Device)
+			return nil, nil, parley.Errorf(parley.KindInvalid, "send: message type %d for device %d", o.Type, o.Device)
 		}
 		if len(o.Content) == 0 {
-			return nil, parley.Errorf(parley.KindInvalid, "send: empty message for device %d", o.Device)
+			return nil, nil, parley.Errorf(parley.KindInvalid, "send: empty message for device %d", o.Device)
 		}
 		reg, ok := want[o.Device]
 		switch {
@@ -304,11 +334,11 @@ func (s *Server) send(ctx context.Context, from parley.Address, m *wire.Send) (a
 		slices.Sort(stale.Missing)
 		slices.Sort(stale.Extra)
 		slices.Sort(stale.Stale)
-		return &stale, parley.Errorf(parley.KindStaleDevices, "send: the device list of %s is out of date", to)
+		return &stale, nil, parley.Errorf(parley.KindStaleDevices, "send: the device list of %s is out of date", to)
 	}
 	now := time.UnixMilli(s.now().UnixMilli()).UTC() // whole milliseconds, as stored
 	if len(m.Messages) == 0 {
-		return &wire.SendResult{ServerAt: now}, nil // nobody to send to
+		return &wire.SendResult{ServerAt: now}, nil, nil // nobody to send to
 	}
 	envs := make([]parley.Envelope, len(m.Messages))
 	for i, o := range m.Messages {
@@ -322,19 +352,7 @@ func (s *Server) send(ctx context.Context, from parley.Address, m *wire.Send) (a
 			ServerAt: now,
 		}
 	}
-	dup, err := s.store.Enqueue(ctx, envs)
-	if err != nil {
-		return nil, err
-	}
-	if dup {
-		s.log.Debug("replayed send", "from", from)
-		return &wire.SendResult{ServerAt: now}, nil
-	}
-	s.metrics.accepted.Add(float64(len(envs)))
-	for i := range envs {
-		s.offer(&envs[i])
-	}
-	return &wire.SendResult{ServerAt: now}, nil
+	return &wire.SendResult{ServerAt: now}, envs, nil
 }
 
 // offer hands a stored message to its recipient's connection, if any.

@@ -105,6 +105,15 @@ func (t timedStore) TakeBundles(ctx context.Context, user parley.UserID, device 
 	return t.Store.TakeBundles(ctx, user, device)
 }
 
+func (t timedStore) StartEnqueue(ctx context.Context, envs []parley.Envelope) func() (bool, error) {
+	start := time.Now()
+	wait := t.Store.StartEnqueue(ctx, envs)
+	return func() (bool, error) {
+		defer t.observe("enqueue", start)
+		return wait()
+	}
+}
+
 func (t timedStore) Enqueue(ctx context.Context, envs []parley.Envelope) (bool, error) {
 	defer t.observe("enqueue", time.Now())
 	return t.Store.Enqueue(ctx, envs)

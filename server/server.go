@@ -183,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		conns:         make(map[*conn]struct{}),
 	}
 	s.metrics = newMetrics(s)
-	s.store = timedStore{st, s.metrics.storeSeconds}
+	s.store = newAccountCache(timedStore{st, s.metrics.storeSeconds})
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+wire.Path, s.serveWS)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))

@@ -50,6 +50,12 @@ type Store interface {
 	// message with that From and ID (within the retention period) it stores
 	// nothing and reports dup.
 	Enqueue(ctx context.Context, envs []parley.Envelope) (dup bool, err error)
+	// StartEnqueue is Enqueue in two halves: it queues the write and
+	// returns at once; wait blocks until the write is durable (or failed)
+	// and answers as Enqueue would. Writes started by one goroutine are
+	// applied in the order they were started. This lets one connection have
+	// many sends in flight, each answered only once it is on disk.
+	StartEnqueue(ctx context.Context, envs []parley.Envelope) (wait func() (dup bool, err error))
 	// Mailbox returns up to limit stored envelopes for a device with
 	// ServerSeq greater than after, in ServerSeq order. ServerSeq grows with
 	// every message stored and is never reused.

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/parleychat/parley/server"
 )
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve HTTP on; \":0\" or \"127.0.0.1:0\" picks a free port")
 	data := fs.String("data", defaultData, "`folder` for the database; $PARLEY_DATA sets the default")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	regEvery := fs.Duration("register-every", 10*time.Second, "registrations per client IP: on average one per this `interval`")
+	regBurst := fs.Int("register-burst", 10, "registrations per client IP allowed at once before --register-every applies")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -82,7 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	srv, err := server.Open(ctx, server.Config{DataDir: *data, Logger: log})
+	srv, err := server.Open(ctx, server.Config{DataDir: *data, Logger: log,
+		RegisterRate: server.Rate{Every: *regEvery, Burst: *regBurst}})
 	if err != nil {
 		return err
 	}

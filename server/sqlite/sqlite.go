@@ -192,20 +192,29 @@ func (s *Store) Close() error {
 // for even if ctx ends, so that the caller never reports failure for a
 // change that became durable.
 func (s *Store) write(ctx context.Context, fn func(tx wtx) error) error {
+	done, err := s.submit(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
+// submit queues fn for the writer and returns the channel that will carry
+// its result once its batch is committed (or failed). The writer takes ops
+// in the order they were queued.
+func (s *Store) submit(ctx context.Context, fn func(tx wtx) error) (<-chan error, error) {
 	o := op{fn: fn, done: make(chan error, 1)}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.closed {
-		s.mu.RUnlock()
-		return errClosed
+		return nil, errClosed
 	}
 	select {
 	case s.ops <- o:
+		return o.done, nil
 	case <-ctx.Done():
-		s.mu.RUnlock()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	s.mu.RUnlock()
-	return <-o.done
 }
 
 func (s *Store) writer() {
@@ -594,11 +603,15 @@ func takeKey(ctx context.Context, tx wtx, addr parley.Address, kind int) (*direc
 }
 
 func (s *Store) Enqueue(ctx context.Context, envs []parley.Envelope) (bool, error) {
+	return s.StartEnqueue(ctx, envs)()
+}
+
+func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope) func() (bool, error) {
 	if len(envs) == 0 {
-		return false, nil
+		return func() (bool, error) { return false, nil }
 	}
 	var dup bool
-	err := s.write(ctx, func(tx wtx) error {
+	done, err := s.submit(ctx, func(tx wtx) error {
 		first := &envs[0]
 		res, err := tx.ExecContext(ctx, "INSERT INTO accepted (from_user, from_device, msg_id, server_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
 			string(first.From.User), int64(first.From.Device), first.ID[:], ms(first.ServerAt))
@@ -626,7 +639,15 @@ func (s *Store) Enqueue(ctx context.Context, envs []parley.Envelope) (bool, erro
 		}
 		return nil
 	})
-	return dup, err
+	return func() (bool, error) {
+		if err != nil {
+			return false, err
+		}
+		if err := <-done; err != nil {
+			return false, err
+		}
+		return dup, nil
+	}
 }
 
 func (s *Store) Mailbox(ctx context.Context, to parley.Address, after uint64, limit int) ([]parley.Envelope, error) {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"Replay", testReplay},
 		{"Expire", testExpire},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
+		{"PipelinedEnqueue", testPipelinedEnqueue},
 		{"ConcurrentMixed", testConcurrentMixed},
 	}
 	for _, tt := range tests {
@@ -235,6 +236,43 @@ func envelopes(from parley.Address, id parley.MessageID, to parley.UserID, devic
 		})
 	}
 	return envs
+}
+
+// testPipelinedEnqueue starts many enqueues before waiting for any: they
+// are stored in the order started, and a replay among them is reported.
+func testPipelinedEnqueue(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	alice := parley.Address{User: "alice", Device: 1}
+	bob := parley.Address{User: "bob", Device: 1}
+	const n = 50
+	waits := make([]func() (bool, error), n+1)
+	batches := make([][]parley.Envelope, n)
+	for i := range n {
+		batches[i] = envelopes(alice, parley.MessageID{byte(i), 2}, "bob", 1)
+		waits[i] = s.StartEnqueue(ctx, batches[i])
+	}
+	waits[n] = s.StartEnqueue(ctx, envelopes(alice, parley.MessageID{7, 2}, "bob", 1)) // replays #7
+	for i, wait := range waits {
+		dup, err := wait()
+		if err != nil {
+			t.Fatalf("wait #%d: %v", i, err)
+		}
+		if want := i == n; dup != want {
+			t.Fatalf("wait #%d: dup %v, want %v", i, dup, want)
+		}
+	}
+	got, err := s.Mailbox(ctx, bob, 0, 2*n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("mailbox holds %d, want %d", len(got), n)
+	}
+	for i, e := range got {
+		if e.ID != batches[i][0].ID || e.ServerSeq != batches[i][0].ServerSeq {
+			t.Fatalf("mailbox[%d] = %v seq %d, want %v seq %d: not in the order started", i, e.ID, e.ServerSeq, batches[i][0].ID, batches[i][0].ServerSeq)
+		}
+	}
 }
 
 func testMailbox(t *testing.T, s server.Store) {
