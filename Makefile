@@ -6,7 +6,7 @@ DATA    ?= ./parley-data
 LISTEN  ?= 127.0.0.1:8080
 NODEDIR := signal/signaltest/node
 
-.PHONY: run build test test-go interop-deps vet bench fuzz clean
+.PHONY: run build test interop-deps vet bench load clean
 
 run: build
 	./bin/parleyd --listen $(LISTEN) --data $(DATA)
@@ -35,6 +35,14 @@ test: interop-deps vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The server's capacity, measured the way messaging servers are: parleyd on
+# core 0, the load on core 1; 100 and 500 pairs with rising rates (20 s
+# steps), then 10,000 idle devices. About 10 minutes. See package load.
+load: build
+	./bin/parley-load --pairs 100 --start 2000 --step-rate 2000 --max 30000 --stop-p99 500ms
+	./bin/parley-load --pairs 500 --start 2000 --step-rate 2000 --max 30000 --stop-p99 500ms
+	./bin/parley-load --idle 10000
 
 clean:
 	rm -rf bin
