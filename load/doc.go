@@ -20,9 +20,10 @@
 //
 // # Idle mode
 //
-// N devices register, then all connect and stay idle; the server's resident
-// memory before and after they connect, divided by N, is the memory per
-// idle connected device.
+// N devices register; the server restarts on the same data (so that memory
+// left over from registration cannot hide what connections cost); then all
+// N connect and stay idle. The server's resident memory before and after
+// they connect, divided by N, is the memory per idle connected device.
 //
 // # Pinning
 //

@@ -225,8 +225,13 @@ func runIdle(ctx context.Context, cfg Config, srv *proc) (*IdleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	closeAll(devs) // registered; now measure connections alone
-	time.Sleep(3 * time.Second)
+	closeAll(devs)
+	// Registration leaves memory behind that logins would reuse and hide;
+	// a fresh process on the same data measures connections alone.
+	if err := srv.restart(ctx); err != nil {
+		return nil, err
+	}
+	time.Sleep(2 * time.Second)
 	before, err := srv.rss()
 	if err != nil {
 		return nil, err

@@ -17,6 +17,24 @@ type proc struct {
 	pid int
 	cmd *exec.Cmd // nil when the tool did not start it
 	url string
+
+	// How it was started, for restart.
+	bin, dir string
+	cpu      int
+	args     []string
+	logs     io.Writer
+}
+
+// restart stops a server the tool started and starts it again on the same
+// data folder (on a new port).
+func (p *proc) restart(ctx context.Context) error {
+	p.stop()
+	q, err := startServer(ctx, p.bin, p.dir, p.cpu, p.args, p.logs)
+	if err != nil {
+		return err
+	}
+	*p = *q
+	return nil
 }
 
 // startServer starts parleyd on a free loopback port with its data in dir,
@@ -53,7 +71,7 @@ func startServer(ctx context.Context, bin, dir string, cpu int, extra []string, 
 			cmd.Wait()
 			return nil, fmt.Errorf("load: %s printed %q, not its URL", bin, line)
 		}
-		return &proc{pid: cmd.Process.Pid, cmd: cmd, url: strings.TrimSpace(line)}, nil
+		return &proc{pid: cmd.Process.Pid, cmd: cmd, url: strings.TrimSpace(line), bin: bin, dir: dir, cpu: cpu, args: args, logs: logs}, nil
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -20,8 +21,11 @@ import (
 )
 
 // conn is one WebSocket connection. Until it authenticates, one goroutine
-// (the HTTP handler's) reads and writes. Then run starts the reader loop, the
-// writer, the acker and the pinger under an errgroup.
+// (the HTTP handler's) reads and writes. Then run, in a goroutine of its
+// own, reads and starts the writer beside it under an errgroup; the helpers
+// that answer sends, delete acknowledged messages and wait for pongs run in
+// the group only while they have work. An idle connection costs two
+// goroutines and no queue storage.
 type conn struct {
 	s         *Server
 	ws        *websocket.Conn
@@ -33,17 +37,17 @@ type conn struct {
 	addr    parley.Address // set once authenticated, before the goroutines start
 	started bool           // the writer goroutine runs: send through out
 
-	out      chan []byte           // encoded responses and pushes; the reader waits when it is full
-	live     chan *parley.Envelope // live messages; dropped when full (see overflow)
-	overflow atomic.Bool           // a live message was dropped: re-read the mailbox
-	acks     chan uint64           // acknowledged seqs, from the reader to the acker
-	acked    chan []uint64         // seqs deleted from the store, from the acker to the writer
-	sends    chan pendingSend      // sends on their way to disk, in order; the reader waits when it is full
+	out      queue[[]byte]           // encoded responses and pushes; the reader waits when it is full
+	live     queue[*parley.Envelope] // live messages; dropped when full (see overflow)
+	overflow atomic.Bool             // a live message was dropped: re-read the mailbox
+	acks     workQueue[uint64]       // acknowledged seqs, from the reader to the acker
+	acked    chan []uint64           // seqs deleted from the store, from the acker to the writer
+	sends    workQueue[pendingSend]  // sends on their way to disk, in order, from the reader to the send helper
 
 	// prev is the older connection of the same device that this one
 	// replaced, if any; done is closed once this connection's goroutines
 	// have stopped and its acknowledgements are on disk.
-	prev    *conn
+	prev    *conn // read by the HTTP handler only
 	done    chan struct{}
 	unacked atomic.Int32 // deliveries in flight, kept by the writer
 
@@ -63,34 +67,60 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", wire.HTTPStatus(parley.KindUnavailable))
 		return
 	}
-	ws, err := websocket.Accept(w, r, nil) // same-origin only, which is what browsers need
+	ws, err := websocket.Accept(lazyHijacker{w}, r, nil) // same-origin only, which is what browsers need
 	if err != nil {
 		s.log.Debug("websocket accept", "err", err)
 		return
 	}
 	ws.SetReadLimit(parley.MaxFrameSize)
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
+	// The connection outlives the request, whose context (canceled when this
+	// handler returns) it would otherwise keep in memory.
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		s:      s,
 		ws:     ws,
 		ip:     ip,
 		log:    s.log.With("remote", r.RemoteAddr),
 		cancel: cancel,
-		out:    make(chan []byte, outQueue),
-		live:   make(chan *parley.Envelope, s.cfg.LiveQueue),
-		acks:   make(chan uint64, deliverWindow),
+		out:    newQueue[[]byte](outQueue),
+		live:   newQueue[*parley.Envelope](s.cfg.LiveQueue),
+		acks:   newWorkQueue[uint64](deliverWindow),
 		acked:  make(chan []uint64, 4),
-		sends:  make(chan pendingSend, sendInFlight),
+		sends:  newWorkQueue[pendingSend](sendInFlight),
 		done:   make(chan struct{}),
 	}
 	if !s.track(c) {
+		cancel()
 		ws.Close(websocket.StatusCode(wire.CloseGoingAway), "server shutting down")
 		return
 	}
-	defer s.untrack(c)
-	err = c.run(ctx)
+	counts, err := c.open(ctx)
+	if err != nil {
+		c.end(err)
+		return
+	}
+	first, err := c.firstPage(ctx)
+	if err != nil {
+		c.end(err)
+		return
+	}
+	// The session goes on in goroutines of its own (counted in s.wg by
+	// track) and this handler returns: net/http then lets go of the request,
+	// and the handler's stack, grown by the signature check and the store,
+	// is freed instead of being kept for as long as the device stays idle.
+	// For the same reason the writer starts with the mailbox's first page
+	// read here: an idle device's writer never calls the store.
+	go func() { c.end(c.run(ctx, counts, first)) }()
+}
+
+// end closes the connection as err says, once its goroutines have stopped,
+// and forgets it.
+func (c *conn) end(err error) {
+	if c.addr != (parley.Address{}) {
+		c.s.endSession(c)
+	}
+	close(c.done)
 	var ce *closeError
 	var pe *parley.Error
 	switch {
@@ -106,7 +136,30 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.log.Debug("connection failed", "err", err)
 		c.closeNow()
 	}
+	c.cancel()
+	c.s.untrack(c)
 }
+
+// lazyHijacker hands websocket.Accept the connection with lazily buffered
+// reads (see lazyConn) and a 16-byte bufio.Reader on top, in place of
+// net/http's 4 KiB one, which it would keep for as long as the connection
+// lasts. Writes keep net/http's bufio.Writer: a frame is written with one
+// system call.
+type lazyHijacker struct{ http.ResponseWriter }
+
+func (w lazyHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return c, brw, err // bytes read ahead stay where they are (rare)
+	}
+	lc, ok := lazyReads(c)
+	if !ok {
+		return c, brw, nil
+	}
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, 16), brw.Writer), nil
+}
+
+func (w lazyHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
@@ -148,22 +201,20 @@ func (c *conn) closeNow() {
 // goAway closes the connection because the server is shutting down.
 func (c *conn) goAway() { c.closeWith(wire.CloseGoingAway, "server shutting down") }
 
-func (c *conn) run(ctx context.Context) error {
-	defer close(c.done)
+// open greets the client and answers its requests until it authenticates.
+func (c *conn) open(ctx context.Context) (directory.KeyCounts, error) {
 	rand.Read(c.challenge[:])
 	hello := &wire.Frame{Type: wire.TypePush, Op: wire.OpHello, Body: &wire.Hello{
 		Version: wire.ProtocolVersion, Challenge: c.challenge, ServerTime: c.s.now(),
 	}}
 	if err := c.sendFrame(ctx, hello); err != nil {
-		return err
+		return directory.KeyCounts{}, err
 	}
-	counts, err := c.authenticate(ctx)
-	if c.addr != (parley.Address{}) {
-		defer c.s.endSession(c)
-	}
-	if err != nil {
-		return err
-	}
+	return c.authenticate(ctx)
+}
+
+// run serves an authenticated connection until it ends.
+func (c *conn) run(ctx context.Context, counts directory.KeyCounts, first []parley.Envelope) error {
 	c.log.Info("session started")
 
 	c.started = true
@@ -173,11 +224,11 @@ func (c *conn) run(ctx context.Context) error {
 		}})
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return c.readLoop(gctx) })
-	g.Go(func() error { return c.writeLoop(gctx) })
-	g.Go(func() error { return c.ackLoop(gctx) })
-	g.Go(func() error { return c.sendLoop(gctx) })
-	g.Go(func() error { return c.pingLoop(gctx) })
+	g.Go(func() error { return c.writeLoop(gctx, g, first) })
+	// The reader runs in this goroutine, which would otherwise only wait;
+	// its error joins the group's as if it had been started with g.Go.
+	err := c.readLoop(gctx, g)
+	g.Go(func() error { return err })
 	return g.Wait()
 }
 
@@ -276,7 +327,9 @@ func (c *conn) authenticate(ctx context.Context) (directory.KeyCounts, error) {
 	}
 }
 
-func (c *conn) readLoop(ctx context.Context) error {
+// readLoop reads and handles requests in order. It starts the send helper
+// and the acker in g when they have work and none runs.
+func (c *conn) readLoop(ctx context.Context, g *errgroup.Group) error {
 	for {
 		f, err := c.readFrame(ctx)
 		if err != nil {
@@ -291,10 +344,9 @@ func (c *conn) readLoop(ctx context.Context) error {
 			if m, ok := f.Body.(*wire.Send); ok {
 				// Sends are pipelined: checked and queued for the disk here,
 				// answered by sendLoop in order once durable.
-				select {
-				case c.sends <- pendingSend{req: f, finish: c.s.startSend(ctx, c.addr, m), start: start}:
-				case <-ctx.Done():
-					return ctx.Err()
+				p := pendingSend{req: f, finish: c.s.startSend(ctx, c.addr, m), start: start}
+				if err := c.sends.add(ctx, g, p, c.sendLoop); err != nil {
+					return err
 				}
 				continue
 			}
@@ -312,14 +364,8 @@ func (c *conn) readLoop(ctx context.Context) error {
 				c.log.Info("delivery refused", "seq", f.ID, "kind", f.Err.Kind)
 				continue
 			}
-			select {
-			case c.acks <- f.ID:
-			default:
-				select {
-				case c.acks <- f.ID:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+			if err := c.acks.add(ctx, g, f.ID, c.ackLoop); err != nil {
+				return err
 			}
 		}
 	}
@@ -344,20 +390,22 @@ type pendingSend struct {
 const sendInFlight = 256
 
 // sendLoop answers pipelined sends in the order they arrived, each once its
-// copies are durable. Sends still waiting when the connection ends are
-// committed all the same; their client retries them, and the store's replay
-// check keeps them single.
+// copies are durable, and returns when none is left. Sends still waiting
+// when the connection ends are committed all the same; their client
+// retries them, and the store's replay check keeps them single.
 func (c *conn) sendLoop(ctx context.Context) error {
 	for {
-		select {
-		case p := <-c.sends:
+		sends := c.sends.take()
+		if sends == nil {
+			return nil
+		}
+		for _, p := range sends {
 			body, err := p.finish()
 			c.log.Debug("request", "op", p.req.Op, "kind", kindOrEmpty(err), "took", time.Since(p.start))
 			if err := c.respond(ctx, p.req, body, err); err != nil {
 				return err
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+			c.sends.done(1)
 		}
 	}
 }
@@ -395,12 +443,7 @@ func (c *conn) sendFrame(ctx context.Context, f *wire.Frame) error {
 	if !c.started {
 		return c.write(ctx, b)
 	}
-	select {
-	case c.out <- b:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return c.out.put(ctx, b)
 }
 
 // push queues a push from another connection's goroutine. It never waits:
@@ -411,10 +454,7 @@ func (c *conn) push(f *wire.Frame) {
 		c.log.Error("encode push", "op", f.Op, "err", err)
 		return
 	}
-	select {
-	case c.out <- b:
-	default:
-	}
+	c.out.tryPut(b)
 }
 
 func (c *conn) write(ctx context.Context, b []byte) error {
@@ -429,21 +469,152 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 // offer hands a newly stored message to the connection for live delivery.
 // It never waits; see the queue policy in the package doc.
 func (c *conn) offer(e *parley.Envelope) {
-	select {
-	case c.live <- e:
-	default:
+	if !c.live.tryPut(e) {
 		c.overflow.Store(true)
 		c.s.metrics.liveDropped.Inc()
 	}
 }
 
+// A queue is a bounded FIFO from any goroutine to the writer. Its storage
+// is allocated only while items wait, so an idle connection holds none.
+type queue[T any] struct {
+	room  chan struct{} // a token per waiting item; no storage, whatever its capacity
+	ready chan struct{} // capacity 1: signalled when an item is added
+	mu    sync.Mutex
+	items []T // guarded by mu
+}
+
+func newQueue[T any](limit int) queue[T] {
+	return queue[T]{room: make(chan struct{}, limit), ready: make(chan struct{}, 1)}
+}
+
+// tryPut queues v unless the queue is full.
+func (q *queue[T]) tryPut(v T) bool {
+	select {
+	case q.room <- struct{}{}:
+	default:
+		return false
+	}
+	q.add(v)
+	return true
+}
+
+// put queues v, waiting while the queue is full.
+func (q *queue[T]) put(ctx context.Context, v T) error {
+	select {
+	case q.room <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	q.add(v)
+	return nil
+}
+
+func (q *queue[T]) add(v T) {
+	q.mu.Lock()
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take removes and returns the waiting items, oldest first.
+func (q *queue[T]) take() []T {
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	for range items {
+		<-q.room
+	}
+	return items
+}
+
+// A workQueue hands work from the reader to a helper goroutine that runs
+// only while there is work: an idle connection holds neither the goroutine
+// nor the queue's storage. At most limit items are queued or being worked;
+// past that, add waits (back-pressure on the client).
+type workQueue[T any] struct {
+	room    chan struct{} // a token per item queued or being worked; no storage, whatever its capacity
+	mu      sync.Mutex
+	items   []T  // guarded by mu
+	running bool // guarded by mu: a helper is working items and will take these
+}
+
+func newWorkQueue[T any](limit int) workQueue[T] {
+	return workQueue[T]{room: make(chan struct{}, limit)}
+}
+
+// add queues v, waiting for room, and starts work in g when no helper runs.
+func (q *workQueue[T]) add(ctx context.Context, g *errgroup.Group, v T, work func(context.Context) error) error {
+	select {
+	case q.room <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	q.mu.Lock()
+	q.items = append(q.items, v)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		g.Go(func() error { return work(ctx) })
+	}
+	return nil
+}
+
+// take returns the queued items, oldest first, for the helper to work and
+// then release with done. When none is queued it returns nil and the
+// helper must return: the next add starts another.
+func (q *workQueue[T]) take() []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	if len(items) == 0 {
+		q.running = false
+		return nil
+	}
+	return items
+}
+
+// done makes room for n more items.
+func (q *workQueue[T]) done(n int) {
+	for range n {
+		<-q.room
+	}
+}
+
+// firstPage reads the first mailboxPage messages of the mailbox for the
+// writer. It first lets the connection this one replaced put its last
+// acknowledgements on disk, so that they are not delivered again; a dead
+// one is not waited for long.
+func (c *conn) firstPage(ctx context.Context) ([]parley.Envelope, error) {
+	if c.prev != nil && c.prev.unacked.Load() > 0 {
+		t := time.NewTimer(handoffWait)
+		select {
+		case <-c.prev.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	c.prev = nil
+	return c.s.store.Mailbox(ctx, c.addr, 0, mailboxPage)
+}
+
 // writeLoop owns the socket's writes and the delivery state: it sends
-// responses, stored messages and live ones, keeping at most deliverWindow
-// messages in flight.
-func (c *conn) writeLoop(ctx context.Context) error {
+// responses, stored messages (starting with first, the mailbox's first
+// page) and live ones, keeping at most deliverWindow messages in flight.
+// Every PingInterval it starts a ping in g, which waits for the pong so
+// that the writer does not.
+func (c *conn) writeLoop(ctx context.Context, g *errgroup.Group, first []parley.Envelope) error {
 	var (
-		// inflight holds the seqs sent and not yet acknowledged.
-		inflight = make(map[uint64]struct{})
+		// inflight holds the seqs sent and not yet acknowledged; made on
+		// the first delivery.
+		inflight map[uint64]struct{}
 		// readTo is the highest seq read from the mailbox: every message
 		// stored with a seq up to it has been sent or acknowledged.
 		readTo  uint64
@@ -460,33 +631,30 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		if err := c.write(ctx, buf); err != nil {
 			return err
 		}
+		if inflight == nil {
+			inflight = make(map[uint64]struct{})
+		}
 		inflight[e.ServerSeq] = struct{}{}
 		c.unacked.Store(int32(len(inflight)))
 		return nil
 	}
-	if c.prev != nil && c.prev.unacked.Load() > 0 {
-		// Let the replaced connection put its last acknowledgements on disk,
-		// so that they are not delivered again; a dead one is not waited for
-		// long.
-		t := time.NewTimer(handoffWait)
-		select {
-		case <-c.prev.done:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		c.prev = nil
-	}
+	fresh := true // first stands for the loop's first mailbox read
+	ping := time.NewTicker(c.s.cfg.PingInterval)
+	defer ping.Stop()
 	for {
 		if c.overflow.Swap(false) {
 			behind = true
 		}
 		if behind && len(inflight) < deliverWindow {
 			limit := min(mailboxPage, deliverWindow-len(inflight))
-			envs, err := c.s.store.Mailbox(ctx, c.addr, readTo, limit)
-			if err != nil {
-				return err
+			envs := first
+			if !fresh {
+				var err error
+				if envs, err = c.s.store.Mailbox(ctx, c.addr, readTo, limit); err != nil {
+					return err
+				}
 			}
+			fresh = false
 			for i := range envs {
 				readTo = envs[i].ServerSeq
 				if _, ok := inflight[readTo]; ok {
@@ -508,9 +676,11 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			}
 			// Serve waiting responses and acknowledgements between pages.
 			select {
-			case b := <-c.out:
-				if err := c.write(ctx, b); err != nil {
-					return err
+			case <-c.out.ready:
+				for _, b := range c.out.take() {
+					if err := c.write(ctx, b); err != nil {
+						return err
+					}
 				}
 			case seqs := <-c.acked:
 				for _, seq := range seqs {
@@ -524,24 +694,30 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case b := <-c.out:
-			if err := c.write(ctx, b); err != nil {
-				return err
+		case <-c.out.ready:
+			for _, b := range c.out.take() {
+				if err := c.write(ctx, b); err != nil {
+					return err
+				}
 			}
-		case e := <-c.live:
-			if c.overflow.Swap(false) {
-				behind = true
+		case <-c.live.ready:
+			for _, e := range c.live.take() {
+				if c.overflow.Swap(false) {
+					behind = true
+				}
+				if _, ok := inflight[e.ServerSeq]; behind || ok || e.ServerSeq <= readTo {
+					continue // the mailbox read has it, or will
+				}
+				if len(inflight) >= deliverWindow {
+					behind = true
+					continue
+				}
+				if err := deliver(e); err != nil {
+					return err
+				}
 			}
-			if _, ok := inflight[e.ServerSeq]; behind || ok || e.ServerSeq <= readTo {
-				continue // the mailbox read has it, or will
-			}
-			if len(inflight) >= deliverWindow {
-				behind = true
-				continue
-			}
-			if err := deliver(e); err != nil {
-				return err
-			}
+		case <-ping.C:
+			g.Go(func() error { return c.ping(ctx) })
 		case seqs := <-c.acked:
 			for _, seq := range seqs {
 				delete(inflight, seq)
@@ -552,80 +728,40 @@ func (c *conn) writeLoop(ctx context.Context) error {
 }
 
 // ackLoop deletes acknowledged messages, many per store call, and then
-// tells the writer. When the connection ends it still deletes what was
-// acknowledged: an acknowledgement read from the socket is never dropped.
+// tells the writer; it returns when none is left. When the connection ends
+// it still deletes what was acknowledged: an acknowledgement read from the
+// socket is never dropped.
 func (c *conn) ackLoop(ctx context.Context) error {
-	batch := make([]uint64, 0, deliverWindow)
-	drain := func() {
-		for len(batch) < cap(batch) {
-			select {
-			case seq := <-c.acks:
-				batch = append(batch, seq)
-			default:
-				return
-			}
-		}
-	}
-	flush := func() error {
-		if len(batch) == 0 {
+	for {
+		batch := c.acks.take()
+		if batch == nil {
 			return nil
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := c.s.store.Ack(fctx, c.addr, batch); err != nil {
+		err := c.s.store.Ack(fctx, c.addr, batch)
+		cancel()
+		c.acks.done(len(batch))
+		if err != nil {
+			if ctx.Err() != nil {
+				c.log.Error("ack on close", "err", err)
+				return nil
+			}
 			return err
 		}
 		c.s.metrics.delivered.Add(float64(len(batch)))
-		return nil
-	}
-	for {
-		batch = batch[:0]
 		select {
-		case seq := <-c.acks:
-			batch = append(batch, seq)
-			drain()
-			if err := flush(); err != nil {
-				return err
-			}
-			select {
-			case c.acked <- append([]uint64(nil), batch...):
-			case <-ctx.Done():
-			}
+		case c.acked <- batch:
 		case <-ctx.Done():
-			for {
-				drain()
-				if len(batch) == 0 {
-					return nil
-				}
-				if err := flush(); err != nil {
-					c.log.Error("ack on close", "err", err)
-					return nil
-				}
-				batch = batch[:0]
-			}
 		}
 	}
 }
 
-// pingLoop pings the client every PingInterval; no pong within
-// WriteTimeout ends the connection.
-func (c *conn) pingLoop(ctx context.Context) error {
-	t := time.NewTicker(c.s.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
-		err := c.ws.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("ping: %w", err)
-		}
+// ping pings the client; no pong within WriteTimeout ends the connection.
+func (c *conn) ping(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+	defer cancel()
+	if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("ping: %w", err)
 	}
+	return nil
 }

@@ -14,11 +14,16 @@
 //
 // # Sessions
 //
-// A connection is served by a reader loop plus a writer goroutine (and two
-// helpers: one that deletes acknowledged messages, one that pings) under an
+// A connection is served by a reader loop plus a writer goroutine under an
 // errgroup. The reader handles requests in order, which keeps each sending
 // device's messages in order; the writer owns the socket's writes and the
-// delivery state.
+// delivery state. Three helpers join the group only while they have work:
+// one answers pipelined sends once durable, one deletes acknowledged
+// messages, and one waits for the answer to each ping. The HTTP handler
+// authenticates the client and reads the first page of its mailbox, then
+// returns, leaving the session to its own goroutines; so an idle connected
+// device costs two small goroutine stacks, no queue storage and no read
+// buffer (see lazyConn), which matters when most devices are idle.
 //
 // Delivery: when a device authenticates, its connection is registered for
 // live messages first and then reads its stored backlog, oldest first, as
@@ -33,7 +38,8 @@
 // marked as behind, and the writer re-reads the mailbox from where it was.
 // Responses to requests go through a separate bounded queue that applies
 // back-pressure: a client that does not read its responses stops being
-// read.
+// read; so do the queues of sends waiting for the disk and of
+// acknowledgements waiting for the acker.
 //
 // Time limits: a connection must authenticate within Config.AuthTimeout;
 // every write must finish within Config.WriteTimeout; a ping every

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -773,4 +774,29 @@ func TestMultiDevice(t *testing.T) {
 	if e := c2.nextDeliver().Body.(*wire.Deliver).Envelope; string(e.Content) != "sync" || e.From != (parley.Address{User: "bob", Device: 1}) {
 		t.Errorf("bob.2 got %q from %s", e.Content, e.From)
 	}
+}
+
+// TestIdleGoroutines: an idle connected device costs two goroutines (the
+// reader and the writer); the HTTP handler and the helpers are gone.
+func TestIdleGoroutines(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	const devices = 10
+	for i := range devices {
+		registered(t, ts, fmt.Sprintf("idle%d", i), 1) // stays connected
+	}
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		n = 0
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "parley/server.(*conn)") || strings.Contains(g, "parley/server.(*Server).serveWS") {
+				n++
+			}
+		}
+		if n <= 2*devices {
+			return
+		}
+	}
+	t.Errorf("%d idle connections run %d goroutines, want 2 each", devices, n)
 }
