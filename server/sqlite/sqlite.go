@@ -13,6 +13,18 @@
 // to a separate pool of read-only connections, which WAL lets run beside the
 // writer.
 //
+// The hot changes, Enqueue and Ack, skip the savepoints: they can only fail
+// as a whole, and then the transaction fails with them. The writer applies a
+// run of them with multi-row statements (hot.go): one INSERT into accepted
+// per chunk of messages, whose RETURNING clause tells the replays apart, one
+// INSERT into messages, one DELETE per chunk of acknowledged seqs. The
+// writer assigns ServerSeq itself, in the order the changes were submitted,
+// starting past the highest seq ever used (which sqlite_sequence keeps), so
+// seqs still grow across restarts and are never reused.
+//
+// Checkpoints run on a connection of their own (checkpoint.go), not in the
+// commit that happens to fill the WAL, so that no send waits for one.
+//
 // The writer goroutine starts in Open and stops in Close, like the
 // connection pool of database/sql: the store is a resource with a lifetime,
 // not a service with a Run method.
@@ -33,12 +45,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/url"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleychat/parley"
@@ -58,12 +72,22 @@ const (
 )
 
 // maxBatch bounds how many changes one transaction commits.
-const maxBatch = 512
+const maxBatch = 2048
+
+// Checkpoints (copying the WAL back into the database) run on a connection
+// of their own every checkpointEvery, beside the writer, so that no commit
+// waits for one. The writer restarts the WAL itself only when it has grown
+// past walRestartPages because the checkpoints could not catch up.
+const (
+	checkpointEvery = 100 * time.Millisecond
+	walRestartPages = 32768 // 128 MiB of 4 KiB pages
+)
 
 // Store is a server.Store in one SQLite database.
 type Store struct {
 	w   *sql.DB // the one write connection, used only by the writer goroutine
 	r   *sql.DB // read-only connections
+	c   *sql.DB // the checkpointer's connection
 	wq  rdb     // prepared statements of w
 	rq  rdb     // prepared statements of r
 	ops chan op
@@ -73,32 +97,83 @@ type Store struct {
 
 	stop chan struct{} // closed by Close
 	done chan struct{} // closed when the writer goroutine returns
+
+	ckptDone chan struct{} // closed when the checkpointer returns
+	walBig   atomic.Bool   // the WAL outgrew walRestartPages: the writer restarts it
+	commits  atomic.Uint64 // transactions committed, for the checkpointer
+
+	// nextSeq is the ServerSeq the next stored envelope gets; owned by the
+	// writer goroutine. It starts past every seq ever used (sqlite_sequence
+	// keeps the highest, even once its message is gone), so seqs grow
+	// across restarts and are never reused.
+	nextSeq int64
+
+	// Buffers of the writer goroutine, kept between batches.
+	fresh []*enqOp
+	envs  []*parley.Envelope
+	args  []any
+	seen  map[replayKey]struct{}
 }
 
-// op is one change for the writer goroutine.
+// op is one change for the writer goroutine: a function run in its own
+// savepoint, or one of the hot changes (enqueue, ack) that the writer
+// applies many at a time with multi-row statements and no savepoint, as
+// they cannot fail in part.
 type op struct {
 	fn   func(tx wtx) error
+	enq  *enqOp
+	ack  *ackOp
 	done chan error
+}
+
+// enqOp stores the copies of one message unless it is a replay.
+type enqOp struct {
+	envs []parley.Envelope
+	dup  bool // set by the writer
+}
+
+// ackOp deletes a device's delivered messages.
+type ackOp struct {
+	to   parley.Address
+	seqs []uint64
 }
 
 var errClosed = parley.Errorf(parley.KindUnavailable, "store closed")
 
 // Open opens (creating if needed) the database file at path and migrates it.
 func Open(ctx context.Context, file string) (*Store, error) {
-	dsn := func(readOnly bool) string {
+	const (
+		writer = iota
+		reader
+		checkpointer
+	)
+	dsn := func(role int) string {
 		q := url.Values{}
 		q.Add("_pragma", "busy_timeout(10000)")
-		if readOnly {
+		switch role {
+		case reader:
 			q.Add("_pragma", "query_only(1)")
-		} else {
+			q.Add("_pragma", "cache_size(-16384)") // 16 MiB per reader
+		case checkpointer:
+			// A checkpoint syncs the WAL before it copies and the database
+			// after, as synchronous asks.
+			q.Add("_pragma", "synchronous(FULL)")
+			q.Add("_pragma", "cache_size(-1024)")
+		case writer:
+			// The writer touches a few pages of every sender's replay
+			// records and every recipient's mailbox in each commit: a cache
+			// that holds them saves reading them back and spilling.
+			q.Add("_pragma", "cache_size(-131072)")   // 128 MiB
+			q.Add("_pragma", "wal_autocheckpoint(0)") // see checkpointer
 			q.Add("_pragma", "journal_mode(WAL)")
 			q.Add("_pragma", "synchronous(FULL)")
 			q.Add("_pragma", "foreign_keys(1)")
+			q.Add("_pragma", "temp_store(MEMORY)") // savepoint journals stay in memory
 			q.Add("_txlock", "immediate")
 		}
 		return "file:" + file + "?" + q.Encode()
 	}
-	w, err := sql.Open("sqlite", dsn(false))
+	w, err := sql.Open("sqlite", dsn(writer))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
 	}
@@ -110,22 +185,42 @@ func Open(ctx context.Context, file string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", file, err)
 	}
-	r, err := sql.Open("sqlite", dsn(true))
+	r, err := sql.Open("sqlite", dsn(reader))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
 	}
+	c, err := sql.Open("sqlite", dsn(checkpointer))
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
 	r.SetMaxOpenConns(4)
 	r.SetMaxIdleConns(4)
 	s := &Store{
-		w:    w,
-		r:    r,
-		wq:   rdb{&stmts{db: w, m: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}},
-		rq:   rdb{&stmts{db: r, m: make(map[string]*sql.Stmt), prepare: true}},
-		ops:  make(chan op, 4*maxBatch),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		w:        w,
+		r:        r,
+		c:        c,
+		wq:       rdb{&stmts{db: w, m: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}},
+		rq:       rdb{&stmts{db: r, m: make(map[string]*sql.Stmt), prepare: true}},
+		ops:      make(chan op, 4*maxBatch),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		ckptDone: make(chan struct{}),
+		seen:     make(map[replayKey]struct{}),
 	}
+	if err := w.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(seq) FROM messages), 0),
+		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))`).Scan(&s.nextSeq); err != nil {
+		w.Close()
+		r.Close()
+		c.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
+	}
+	s.nextSeq++
+	go s.checkpointer()
 	go s.writer()
 	return s, nil
 }
@@ -184,7 +279,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
-	return errors.Join(s.r.Close(), s.w.Close())
+	<-s.ckptDone
+	return errors.Join(s.r.Close(), s.c.Close(), s.w.Close())
 }
 
 // write runs fn in the writer goroutine and returns its error once the
@@ -203,7 +299,11 @@ func (s *Store) write(ctx context.Context, fn func(tx wtx) error) error {
 // its result once its batch is committed (or failed). The writer takes ops
 // in the order they were queued.
 func (s *Store) submit(ctx context.Context, fn func(tx wtx) error) (<-chan error, error) {
-	o := op{fn: fn, done: make(chan error, 1)}
+	return s.submitOp(ctx, op{fn: fn})
+}
+
+func (s *Store) submitOp(ctx context.Context, o op) (<-chan error, error) {
+	o.done = make(chan error, 1)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -253,6 +353,9 @@ func (s *Store) writer() {
 			}
 		}
 		s.commit(batch)
+		if s.walBig.Swap(false) {
+			s.restartWAL()
+		}
 	}
 }
 
@@ -275,39 +378,57 @@ func (s *Store) commit(batch []op) {
 		return
 	}
 	tx := wtx{sqltx, s.wq.c}
-	for i, o := range batch {
+	seq0 := s.nextSeq
+	abort := func(err error) {
+		tx.Rollback()
+		s.nextSeq = seq0
+		finish(err)
+	}
+	for i := 0; i < len(batch); {
+		if batch[i].fn == nil {
+			// A run of enqueues and acks: no savepoints, since they fail
+			// only as a whole (and then so does the transaction).
+			j := i + 1
+			for j < len(batch) && batch[j].fn == nil {
+				j++
+			}
+			if err := s.applyHot(ctx, tx, batch[i:j]); err != nil {
+				abort(err)
+				return
+			}
+			i = j
+			continue
+		}
+		o := batch[i]
 		if len(batch) == 1 {
-			errs[i] = o.fn(tx)
-			if errs[i] != nil {
-				tx.Rollback()
-				finish(nil)
+			if errs[i] = o.fn(tx); errs[i] != nil {
+				abort(nil)
 				return
 			}
 			break
 		}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT change"); err != nil {
-			tx.Rollback()
-			finish(internal("savepoint", err))
+			abort(internal("savepoint", err))
 			return
 		}
-		errs[i] = o.fn(tx)
-		if errs[i] != nil {
+		if errs[i] = o.fn(tx); errs[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO change"); err != nil {
-				tx.Rollback()
-				finish(internal("rollback to savepoint", err))
+				abort(internal("rollback to savepoint", err))
 				return
 			}
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE change"); err != nil {
-			tx.Rollback()
-			finish(internal("release savepoint", err))
+			abort(internal("release savepoint", err))
 			return
 		}
+		i++
 	}
 	if err := tx.Commit(); err != nil {
+		s.nextSeq = seq0
 		finish(internal("commit", err))
 		return
 	}
+	s.commits.Add(1)
 	finish(nil)
 }
 
@@ -610,35 +731,8 @@ func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope) func()
 	if len(envs) == 0 {
 		return func() (bool, error) { return false, nil }
 	}
-	var dup bool
-	done, err := s.submit(ctx, func(tx wtx) error {
-		first := &envs[0]
-		res, err := tx.ExecContext(ctx, "INSERT INTO accepted (from_user, from_device, msg_id, server_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-			string(first.From.User), int64(first.From.Device), first.ID[:], ms(first.ServerAt))
-		if err != nil {
-			return internal("enqueue", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return internal("enqueue", err)
-		} else if n == 0 {
-			dup = true
-			return nil
-		}
-		dup = false
-		for i := range envs {
-			e := &envs[i]
-			var seq int64
-			err := tx.QueryRowContext(ctx, `INSERT INTO messages (to_user, to_device, from_user, from_device, msg_id, type, content, sent_ms, server_ms)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-				string(e.To.User), int64(e.To.Device), string(e.From.User), int64(e.From.Device), e.ID[:],
-				int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt)).Scan(&seq)
-			if err != nil {
-				return internal("enqueue", err)
-			}
-			e.ServerSeq = uint64(seq)
-		}
-		return nil
-	})
+	e := &enqOp{envs: envs}
+	done, err := s.submitOp(ctx, op{enq: e})
 	return func() (bool, error) {
 		if err != nil {
 			return false, err
@@ -646,7 +740,7 @@ func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope) func()
 		if err := <-done; err != nil {
 			return false, err
 		}
-		return dup, nil
+		return e.dup, nil
 	}
 }
 
@@ -689,21 +783,28 @@ func (s *Store) Ack(ctx context.Context, to parley.Address, seqs []uint64) error
 	if len(seqs) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx wtx) error {
-		for _, seq := range seqs {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE seq = ? AND to_user = ? AND to_device = ?",
-				int64(seq), string(to.User), int64(to.Device)); err != nil {
-				return internal("ack", err)
-			}
-		}
-		return nil
-	})
+	done, err := s.submitOp(ctx, op{ack: &ackOp{to: to, seqs: seqs}})
+	if err != nil {
+		return err
+	}
+	return <-done
 }
 
+// Expire deletes by seq range: seqs grow with time, so the expired
+// messages are those below the oldest seq stored at or after before, found
+// by walking the table from its oldest row. (A message stored while the
+// clock stood behind an older one's expires with the later one.)
 func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx wtx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE server_ms < ?", ms(before))
+		var bound int64
+		err := tx.QueryRowContext(ctx, "SELECT seq FROM messages WHERE server_ms >= ? ORDER BY seq LIMIT 1", ms(before)).Scan(&bound)
+		if errors.Is(err, sql.ErrNoRows) {
+			bound = math.MaxInt64
+		} else if err != nil {
+			return internal("expire", err)
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE seq < ?", bound)
 		if err != nil {
 			return internal("expire", err)
 		}

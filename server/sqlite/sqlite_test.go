@@ -55,6 +55,42 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestSeqAfterReopen checks that seqs keep growing across a restart even
+// when every message was deleted: the writer assigns them itself.
+func TestSeqAfterReopen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "parley.db")
+	to := parley.Address{User: "bob", Device: 1}
+	enqueue := func(s *sqlite.Store, id byte) uint64 {
+		envs := []parley.Envelope{{
+			ID: parley.MessageID{id}, From: parley.Address{User: "alice", Device: 1}, To: to,
+			Type: parley.EnvelopeSignal, Content: []byte("x"), ServerAt: time.Now(),
+		}}
+		if dup, err := s.Enqueue(ctx, envs); dup || err != nil {
+			t.Fatalf("Enqueue: dup %v, %v", dup, err)
+		}
+		return envs[0].ServerSeq
+	}
+	s := open(t, file)
+	var last uint64
+	for i := range 3 {
+		last = enqueue(s, byte(i+1))
+	}
+	if err := s.Ack(ctx, to, []uint64{last - 2, last - 1, last}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CountMessages(ctx); err != nil || n != 0 {
+		t.Fatalf("CountMessages = %d, %v; want 0", n, err)
+	}
+	s.Close()
+	s = open(t, file)
+	defer s.Close()
+	if seq := enqueue(s, 9); seq <= last {
+		t.Errorf("seq %d after reopen, not above %d", seq, last)
+	}
+}
+
 // BenchmarkGroupCommit measures durable inserts per second with 64
 // concurrent writers, each waiting for its own fsync'd commit.
 func BenchmarkGroupCommit(b *testing.B) {

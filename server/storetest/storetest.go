@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"Expire", testExpire},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
 		{"PipelinedEnqueue", testPipelinedEnqueue},
+		{"PipelinedReplay", testPipelinedReplay},
 		{"ConcurrentMixed", testConcurrentMixed},
 	}
 	for _, tt := range tests {
@@ -271,6 +272,32 @@ func testPipelinedEnqueue(t *testing.T, s server.Store) {
 	for i, e := range got {
 		if e.ID != batches[i][0].ID || e.ServerSeq != batches[i][0].ServerSeq {
 			t.Fatalf("mailbox[%d] = %v seq %d, want %v seq %d: not in the order started", i, e.ID, e.ServerSeq, batches[i][0].ID, batches[i][0].ServerSeq)
+		}
+	}
+}
+
+// testPipelinedReplay starts the same message twice, and once from another
+// device, before waiting: a backend that applies many enqueues together
+// still stores the message once per sending device.
+func testPipelinedReplay(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	id := parley.MessageID{9, 9, 9}
+	alice1 := parley.Address{User: "alice", Device: 1}
+	alice2 := parley.Address{User: "alice", Device: 2}
+	waits := []func() (bool, error){
+		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2)),
+		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2)),
+		s.StartEnqueue(ctx, envelopes(alice2, id, "bob", 1, 2)),
+	}
+	for i, want := range []bool{false, true, false} {
+		if dup, err := waits[i](); err != nil || dup != want {
+			t.Fatalf("wait #%d: dup %v, %v; want dup %v", i, dup, err, want)
+		}
+	}
+	for _, d := range []parley.DeviceID{1, 2} {
+		got, err := s.Mailbox(ctx, parley.Address{User: "bob", Device: d}, 0, 10)
+		if err != nil || len(got) != 2 || got[0].From != alice1 || got[1].From != alice2 {
+			t.Fatalf("bob.%d mailbox: %v, %v; want one copy from each sending device", d, got, err)
 		}
 	}
 }
