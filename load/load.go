@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config) ([]StepResult, error) {
 			dir = d
 		}
 		// The load registers its devices from one address in a burst.
-		args := append([]string{"--register-every", "1ms", "--register-burst", "1000"}, cfg.ServerArg...)
+		args := append([]string{"--register-every", "1us", "--register-burst", "1000000"}, cfg.ServerArg...)
 		p, err := startServer(ctx, cfg.Parleyd, dir, cfg.ServerCPU, args, cfg.Logs)
 		if err != nil {
 			return nil, err

@@ -3,9 +3,12 @@ package load_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,5 +56,29 @@ func TestThroughputSmall(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil && err != context.Canceled {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestIdleSmall runs the idle mode with a handful of devices against a
+// parleyd it starts (and restarts) itself.
+func TestIdleSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts parleyd: skipped in -short mode")
+	}
+	bin := filepath.Join(t.TempDir(), "parleyd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parleychat/parley/cmd/parleyd").CombinedOutput(); err != nil {
+		t.Fatalf("go build parleyd: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	_, err := load.Run(context.Background(), load.Config{Parleyd: bin, ServerCPU: -1, Idle: 20, JSON: true, Out: &out})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	var r load.IdleResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("report %q: %v", out.String(), err)
+	}
+	if r.Devices != 20 || r.RSSBefore <= 0 || r.RSSAfter <= 0 {
+		t.Errorf("idle report %+v: want 20 devices and both RSS readings", r)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ type proc struct {
 	// How it was started, for restart.
 	bin, dir string
 	cpu      int
-	args     []string
+	extra    []string
 	logs     io.Writer
 }
 
@@ -29,7 +30,7 @@ type proc struct {
 // data folder (on a new port).
 func (p *proc) restart(ctx context.Context) error {
 	p.stop()
-	q, err := startServer(ctx, p.bin, p.dir, p.cpu, p.args, p.logs)
+	q, err := startServer(ctx, p.bin, p.dir, p.cpu, p.extra, p.logs)
 	if err != nil {
 		return err
 	}
@@ -41,6 +42,7 @@ func (p *proc) restart(ctx context.Context) error {
 // pinned to cpu when cpu >= 0, and waits for the URL on its first line.
 func startServer(ctx context.Context, bin, dir string, cpu int, extra []string, logs io.Writer) (*proc, error) {
 	args := append([]string{"--listen", "127.0.0.1:0", "--data", dir}, extra...)
+	extra = slices.Clone(extra)
 	name := bin
 	if cpu >= 0 {
 		args = append([]string{"-c", strconv.Itoa(cpu), bin}, args...)
@@ -71,7 +73,7 @@ func startServer(ctx context.Context, bin, dir string, cpu int, extra []string, 
 			cmd.Wait()
 			return nil, fmt.Errorf("load: %s printed %q, not its URL", bin, line)
 		}
-		return &proc{pid: cmd.Process.Pid, cmd: cmd, url: strings.TrimSpace(line), bin: bin, dir: dir, cpu: cpu, args: args, logs: logs}, nil
+		return &proc{pid: cmd.Process.Pid, cmd: cmd, url: strings.TrimSpace(line), bin: bin, dir: dir, cpu: cpu, extra: extra, logs: logs}, nil
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
