@@ -316,6 +316,23 @@ func tooMany(what string, max int) error {
 	return parley.Errorf(parley.KindTooLarge, "wire: %s holds more than %d entries", what, max)
 }
 
+// decodeRepeated decodes the field r is on as one more element of the
+// repeated message field *list, refusing more than max elements.
+func decodeRepeated[T any, P interface {
+	*T
+	decode([]byte) error
+}](r *reader, list *[]T, max int, name string) error {
+	if len(*list) >= max {
+		return tooMany(name, max)
+	}
+	var v T
+	if b := r.bytes(); r.err == nil {
+		r.err = P(&v).decode(b)
+	}
+	*list = append(*list, v)
+	return nil
+}
+
 // sizeHint guesses the encoded size of a frame with this body, so that
 // MarshalBinary allocates once.
 func sizeHint(body any) int {
@@ -984,23 +1001,13 @@ func (m *UploadKeys) decode(b []byte) error {
 				r.err = m.LastResortKyber.decode(v)
 			}
 		case 3:
-			if len(m.PreKeys) >= parley.MaxPreKeysPerUpload {
-				return tooMany("UploadKeys.PreKeys", parley.MaxPreKeysPerUpload)
+			if err := decodeRepeated(&r, &m.PreKeys, parley.MaxPreKeysPerUpload, "UploadKeys.PreKeys"); err != nil {
+				return err
 			}
-			var k PreKey
-			if v := r.bytes(); r.err == nil {
-				r.err = k.decode(v)
-			}
-			m.PreKeys = append(m.PreKeys, k)
 		case 4:
-			if len(m.KyberPreKeys) >= parley.MaxPreKeysPerUpload {
-				return tooMany("UploadKeys.KyberPreKeys", parley.MaxPreKeysPerUpload)
+			if err := decodeRepeated(&r, &m.KyberPreKeys, parley.MaxPreKeysPerUpload, "UploadKeys.KyberPreKeys"); err != nil {
+				return err
 			}
-			var k KyberPreKey
-			if v := r.bytes(); r.err == nil {
-				r.err = k.decode(v)
-			}
-			m.KyberPreKeys = append(m.KyberPreKeys, k)
 		default:
 			r.skip()
 		}
@@ -1094,14 +1101,9 @@ func (m *Bundles) decode(b []byte) error {
 		case 1:
 			m.IdentityKey = r.bytes()
 		case 2:
-			if len(m.Devices) >= parley.MaxDevicesPerUser {
-				return tooMany("Bundles.Devices", parley.MaxDevicesPerUser)
+			if err := decodeRepeated(&r, &m.Devices, parley.MaxDevicesPerUser, "Bundles.Devices"); err != nil {
+				return err
 			}
-			var d Bundle
-			if v := r.bytes(); r.err == nil {
-				r.err = d.decode(v)
-			}
-			m.Devices = append(m.Devices, d)
 		default:
 			r.skip()
 		}
