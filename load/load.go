@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -91,7 +92,8 @@ type StepResult struct {
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	Maxms      float64 `json:"max_ms"`
-	Lost       int64   `json:"lost"`
+	Late       int64   `json:"late"` // acknowledged, not yet delivered 5 s after the step
+	Lost       int64   `json:"lost"` // acknowledged, never delivered by the end of the run
 	Duplicated int64   `json:"duplicated"`
 	SendErrors int64   `json:"send_errors"`
 	ServerCPU  float64 `json:"server_cpu_pct"` // of one core; -1 when unknown
@@ -116,13 +118,13 @@ type pair struct {
 	errs    int64             // sends the server refused
 }
 
-// stepCounts counts, over the sequence numbers from seqBase on, what was
+// stepCounts counts, over the sequence numbers from lo up to hi, what was
 // acknowledged, delivered, and acknowledged but not delivered; and how many
 // sends are still unanswered or were refused.
-func stepCounts(pairs []*pair, seqBase uint64) (acked, delivered, lost, pending, errs int64) {
+func stepCounts(pairs []*pair, lo, hi uint64) (acked, delivered, undelivered, pending, errs int64) {
 	for _, p := range pairs {
 		p.mu.Lock()
-		for i := seqBase; i < uint64(len(p.seen)); i++ {
+		for i := lo; i < min(hi, uint64(len(p.seen))); i++ {
 			a, s := p.acked[i], p.seen[i]
 			if a {
 				acked++
@@ -131,7 +133,7 @@ func stepCounts(pairs []*pair, seqBase uint64) (acked, delivered, lost, pending,
 				delivered++
 			}
 			if a && !s {
-				lost++
+				undelivered++
 			}
 		}
 		pending += int64(len(p.pending))
@@ -341,11 +343,12 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 
 	if !cfg.JSON {
 		fmt.Fprintf(cfg.Out, "pairs=%d size=%dB step=%s server=%s\n", cfg.Pairs, cfg.Size, cfg.Step, srv.url)
-		fmt.Fprintf(cfg.Out, "%10s %10s %10s %9s %9s %9s %6s %6s %7s %10s\n", "target/s", "sent", "deliv/s", "p50 ms", "p99 ms", "max ms", "lost", "dups", "errors", "server CPU")
+		fmt.Fprintf(cfg.Out, "%10s %10s %10s %9s %9s %9s %6s %6s %7s %10s\n", "target/s", "sent", "deliv/s", "p50 ms", "p99 ms", "max ms", "late", "dups", "errors", "server CPU")
 	}
 	var results []StepResult
 	var best *StepResult
 	seqBase := uint64(0)
+	var bases []uint64 // each step's first sequence number
 	for rate := cfg.StartRate; rate <= cfg.MaxRate; rate += cfg.StepRate {
 		perPair := cfg.Step.Seconds() * float64(rate) / float64(cfg.Pairs)
 		n := uint64(perPair + 1)
@@ -380,7 +383,7 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 		// acknowledged message delivered, or 5 s.
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if _, _, lost, pending, _ := stepCounts(pairs, seqBase); lost == 0 && pending == 0 {
+			if _, _, late, pending, _ := stepCounts(pairs, seqBase, math.MaxUint64); late == 0 && pending == 0 {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -392,7 +395,7 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 		lat := slices.Clone(latencies)
 		mu.Unlock()
 		slices.Sort(lat)
-		acked, delivered, lost, _, errs := stepCounts(pairs, seqBase)
+		acked, delivered, late, _, errs := stepCounts(pairs, seqBase, math.MaxUint64)
 		r := StepResult{
 			Pairs: cfg.Pairs, TargetRate: rate,
 			Sent: acked, Delivered: delivered,
@@ -400,7 +403,7 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 			P50ms:      ms(quantile(lat, 0.50)),
 			P99ms:      ms(quantile(lat, 0.99)),
 			Maxms:      ms(quantile(lat, 1)),
-			Lost:       lost,
+			Late:       late,
 			Duplicated: dups.Load(),
 			SendErrors: errs,
 			ServerCPU:  -1,
@@ -409,24 +412,47 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 			r.ServerCPU = 100 * float64(cpu1-cpu0) / float64(elapsed)
 		}
 		results = append(results, r)
-		if cfg.JSON {
-			json.NewEncoder(cfg.Out).Encode(r)
-		} else {
-			fmt.Fprintf(cfg.Out, "%10d %10d %10.0f %9.1f %9.1f %9.1f %6d %6d %7d %9.0f%%\n", r.TargetRate, r.Sent, r.Rate, r.P50ms, r.P99ms, r.Maxms, r.Lost, r.Duplicated, r.SendErrors, r.ServerCPU)
+		if !cfg.JSON { // JSON lines come at the end, once lost is known
+			fmt.Fprintf(cfg.Out, "%10d %10d %10.0f %9.1f %9.1f %9.1f %6d %6d %7d %9.0f%%\n", r.TargetRate, r.Sent, r.Rate, r.P50ms, r.P99ms, r.Maxms, r.Late, r.Duplicated, r.SendErrors, r.ServerCPU)
 		}
-		if r.P99ms < 100 && r.Lost == 0 && r.SendErrors == 0 && r.Delivered > 0 {
+		if r.P99ms < 100 && r.Late == 0 && r.SendErrors == 0 && r.Delivered > 0 {
 			best = &results[len(results)-1]
 		}
+		bases = append(bases, seqBase)
 		seqBase += n
 		if ctx.Err() != nil || time.Duration(r.P99ms*float64(time.Millisecond)) > cfg.StopP99 {
 			break
 		}
 	}
-	if !cfg.JSON {
+	// What is late is not lost: wait for it, then count what never came.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, _, late, pending, _ := stepCounts(pairs, 0, math.MaxUint64); late == 0 && pending == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var lost, dupsTotal int64
+	for i := range results {
+		dupsTotal += results[i].Duplicated
+		hi := uint64(math.MaxUint64)
+		if i+1 < len(bases) {
+			hi = bases[i+1]
+		}
+		_, _, results[i].Lost, _, _ = stepCounts(pairs, bases[i], hi)
+		lost += results[i].Lost
+	}
+	if cfg.JSON {
+		enc := json.NewEncoder(cfg.Out)
+		for _, r := range results {
+			enc.Encode(r)
+		}
+	} else {
+		fmt.Fprintf(cfg.Out, "after the run: %d lost (acknowledged, never delivered), %d duplicated\n", lost, dupsTotal)
 		if best != nil {
-			fmt.Fprintf(cfg.Out, "highest rate with p99 < 100 ms and nothing lost: %.0f msg/s (target %d, p99 %.1f ms)\n", best.Rate, best.TargetRate, best.P99ms)
+			fmt.Fprintf(cfg.Out, "highest rate with p99 < 100 ms and nothing late or lost: %.0f msg/s (target %d, p99 %.1f ms)\n", best.Rate, best.TargetRate, best.P99ms)
 		} else {
-			fmt.Fprintln(cfg.Out, "no step had p99 < 100 ms with nothing lost")
+			fmt.Fprintln(cfg.Out, "no step had p99 < 100 ms with nothing late or lost")
 		}
 	}
 	return results, ctx.Err()

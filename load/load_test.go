@@ -46,7 +46,7 @@ func TestThroughputSmall(t *testing.T) {
 		t.Fatalf("got %d steps, want 2", len(steps))
 	}
 	for _, s := range steps {
-		if s.Sent < int64(s.TargetRate)*8/10 || s.Delivered != s.Sent || s.Lost != 0 || s.Duplicated != 0 || s.SendErrors != 0 {
+		if s.Sent < int64(s.TargetRate)*8/10 || s.Delivered != s.Sent || s.Late != 0 || s.Lost != 0 || s.Duplicated != 0 || s.SendErrors != 0 {
 			t.Errorf("step %+v: want about %d sent, all delivered once", s, s.TargetRate)
 		}
 		if s.P50ms <= 0 || s.P99ms < s.P50ms {
