@@ -27,13 +27,13 @@ func (c *Client) deliver(ctx context.Context, s *session, f *wire.Frame) error {
 		c.log.Error("storing a delivered message failed", "err", err)
 		return err
 	}
-	if err := s.respond(ctx, f, nil, nil); err != nil {
-		return err
-	}
+	// The message is in the history now: announce it even if the
+	// acknowledgement below fails (the redelivery that follows is then a
+	// duplicate and announces nothing).
 	if m != nil {
 		c.emit(Event{Type: EventMessage, Message: m, Peer: m.Peer})
 	}
-	return nil
+	return s.respond(ctx, f, nil, nil)
 }
 
 // receive decrypts and stores env. It returns the new history entry, or nil

@@ -198,7 +198,8 @@ func TestCrashRecovery(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 90s: %d messages still in Alice's outbox, %d acknowledged, %d shown to Bob", len(pending), len(sent), n)
+			t.Errorf("after 90s: %d messages still in Alice's outbox, %d acknowledged, %d shown to Bob", len(pending), len(sent), n)
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
