@@ -273,13 +273,25 @@ func (c *Client) topUp(ctx context.Context, s *session, counts wire.KeyCounts) e
 		return nil
 	}
 	c.protoMu.Lock()
-	c.mu.Lock()
-	a := *c.acct
-	id := c.identity
-	c.mu.Unlock()
+	a, id, err := c.account()
 	b := &Batch{}
 	keys := &wire.UploadKeys{}
-	err := c.makePreKeys(&a, id, b, keys)
+	if err == nil {
+		err = c.makePreKeys(&a, id, b, keys)
+	}
+	if err := c.storeAndUpload(ctx, s, err, a, b, keys, "upload prekeys"); err != nil {
+		return err
+	}
+	c.log.Info("uploaded prekeys", "prekeys", len(keys.PreKeys), "kyber", len(keys.KyberPreKeys))
+	return nil
+}
+
+// storeAndUpload ends a key change begun under protoMu: unless err (the
+// change's own error) is set, it applies b, makes a the account and
+// releases protoMu, then uploads keys (an upload failure is wrapped with
+// what). The keys are stored before the server hears of them, so a key the
+// server hands out is always one this device can use.
+func (c *Client) storeAndUpload(ctx context.Context, s *session, err error, a Account, b *Batch, keys *wire.UploadKeys, what string) error {
 	if err == nil {
 		err = c.st.Apply(ctx, b)
 	}
@@ -291,9 +303,8 @@ func (c *Client) topUp(ctx context.Context, s *session, counts wire.KeyCounts) e
 		return err
 	}
 	if _, err := s.request(ctx, wire.OpUploadKeys, keys); err != nil {
-		return fmt.Errorf("upload prekeys: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	c.log.Info("uploaded prekeys", "prekeys", len(keys.PreKeys), "kyber", len(keys.KyberPreKeys))
 	return nil
 }
 
@@ -320,14 +331,11 @@ const KeyRotation = 7 * 24 * time.Hour
 // they are older than KeyRotation.
 func (c *Client) rotateKeys(ctx context.Context, s *session) error {
 	c.protoMu.Lock()
-	c.mu.Lock()
-	a := *c.acct
-	id := c.identity
-	c.mu.Unlock()
+	a, id, err := c.account()
 	now := c.now()
-	if now.Sub(a.RotatedAt) < KeyRotation {
+	if err != nil || now.Sub(a.RotatedAt) < KeyRotation {
 		c.protoMu.Unlock()
-		return nil
+		return err
 	}
 	b := &Batch{Account: &a}
 	keys := &wire.UploadKeys{}
@@ -344,18 +352,8 @@ func (c *Client) rotateKeys(ctx context.Context, s *session) error {
 		a.NextKyberPreKeyID++
 		err = addKyberPreKey(b, keys, lr)
 	}
-	if err == nil {
-		err = c.st.Apply(ctx, b)
-	}
-	if err == nil {
-		c.setAcct(a)
-	}
-	c.protoMu.Unlock()
-	if err != nil {
+	if err := c.storeAndUpload(ctx, s, err, a, b, keys, "upload rotated prekeys"); err != nil {
 		return err
-	}
-	if _, err := s.request(ctx, wire.OpUploadKeys, keys); err != nil {
-		return fmt.Errorf("upload rotated prekeys: %w", err)
 	}
 	// Only now are they the ones on the server.
 	c.protoMu.Lock()

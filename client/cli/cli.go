@@ -188,6 +188,23 @@ func (e *env) open(ctx context.Context, mustExist bool) (*client.Client, func(),
 }
 
 // openRegistered opens the client and checks that it is registered.
+// openWithPeer checks that args is one username and opens the registered
+// client, for the commands that talk about one peer.
+func (e *env) openWithPeer(ctx context.Context, args []string) (*client.Client, parley.UserID, func(), error) {
+	if len(args) != 1 {
+		return nil, "", nil, usagef("want one USER")
+	}
+	peer, err := parley.ParseUserID(args[0])
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, done, err := e.openRegistered(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return c, peer, done, nil
+}
+
 func (e *env) openRegistered(ctx context.Context) (*client.Client, func(), error) {
 	c, done, err := e.open(ctx, true)
 	if err != nil {

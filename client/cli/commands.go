@@ -220,14 +220,7 @@ messages as they arrive ("USER: text"). An empty line is ignored; end with
 Ctrl-D (end of input) or a line "/quit". Messages from other people stay unread
 for 'parley recv'.`,
 	run: func(ctx context.Context, e *env, _ *flag.FlagSet, args []string) error {
-		if len(args) != 1 {
-			return usagef("want one USER")
-		}
-		peer, err := parley.ParseUserID(args[0])
-		if err != nil {
-			return err
-		}
-		c, done, err := e.openRegistered(ctx)
+		c, peer, done, err := e.openWithPeer(ctx, args)
 		if err != nil {
 			return err
 		}

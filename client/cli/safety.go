@@ -31,14 +31,7 @@ version 2), drawn for a dark terminal background; use --invert on a light one.`,
 		fs.Bool("no-qr", false, "print only the digits")
 	},
 	run: func(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-		if len(args) != 1 {
-			return usagef("want one USER")
-		}
-		peer, err := parley.ParseUserID(args[0])
-		if err != nil {
-			return err
-		}
-		c, done, err := e.openRegistered(ctx)
+		c, peer, done, err := e.openWithPeer(ctx, args)
 		if err != nil {
 			return err
 		}
