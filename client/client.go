@@ -157,6 +157,7 @@ const (
 	EventSent                                 // Message is durable on the server
 	EventSendFailed                           // Message was refused for good; Err says why
 	EventIdentityChanged                      // Peer's identity key (safety number) changed
+	EventDelivered                            // Message reached a device of its recipient
 )
 
 // Event is something that happened, for a user interface to show. Events are
@@ -202,7 +203,18 @@ func (c *Client) Send(ctx context.Context, to parley.UserID, text string) (*Mess
 		return nil, err
 	}
 	c.kickOutbox()
+	c.fillSeq(ctx, &m)
 	return &m, nil
+}
+
+// fillSeq sets m.Seq, which the Store assigned when it stored m, so that a
+// user interface can order m among the history. It leaves 0 if the Store
+// cannot say.
+func (c *Client) fillSeq(ctx context.Context, m *Message) {
+	out := m.Outgoing
+	if stored, err := c.st.Messages(ctx, Query{ID: &m.ID, Peer: m.Peer, Outgoing: &out, Limit: 1}); err == nil && len(stored) == 1 {
+		m.Seq = stored[0].Seq
+	}
 }
 
 func (c *Client) kickOutbox() {

@@ -144,12 +144,16 @@ func TestConversation(t *testing.T) {
 	if out, _ := alice.Outbox(ctx); len(out) != 0 {
 		t.Errorf("alice's outbox: %d left", len(out))
 	}
-	msgs, _ := alice.Messages(ctx, client.Query{Peer: "bob"})
-	for _, m := range msgs {
-		if m.Outgoing && m.State != client.StateSent {
-			t.Errorf("%q is %v, want sent", m.Text, m.State)
+	// Bob's receipts come back: everything alice sent ends up delivered.
+	waitFor(t, "alice's messages delivered", func() bool {
+		msgs, _ := alice.Messages(ctx, client.Query{Peer: "bob"})
+		for _, m := range msgs {
+			if m.Outgoing && m.State != client.StateDelivered {
+				return false
+			}
 		}
-	}
+		return len(msgs) > 0
+	})
 	// Both sides compute the same safety number.
 	da, _, err := alice.SafetyNumber(ctx, "bob")
 	if err != nil {
@@ -161,6 +165,164 @@ func TestConversation(t *testing.T) {
 	}
 	if da != db || len(strings.Join(strings.Fields(da), "")) != 60 {
 		t.Errorf("safety numbers %q and %q", da, db)
+	}
+}
+
+// waitFor polls ok until it holds or 20 seconds pass.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDeliveryReceipts(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	m, err := alice.Send(ctx, "bob", "are you there?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Seq == 0 {
+		t.Errorf("Send returned no Seq: a user interface could not place the message")
+	}
+	alice.wait(t, "sent", func(ev client.Event) bool { return ev.Type == client.EventSent && ev.Message.ID == m.ID })
+	// Bob is offline: sent, not delivered.
+	if got := state(t, alice, "bob", m.ID); got != client.StateSent {
+		t.Fatalf("before bob connects: %v, want sent", got)
+	}
+	bob.run(t)
+	if got := bob.wait(t, "message", func(ev client.Event) bool { return ev.Type == client.EventMessage }); got.Message.Seq == 0 {
+		t.Errorf("the message event has no Seq")
+	}
+	ev := alice.wait(t, "delivered", func(ev client.Event) bool { return ev.Type == client.EventDelivered })
+	if ev.Message.ID != m.ID || ev.Peer != "bob" {
+		t.Errorf("delivered event for %v from %s", ev.Message.ID, ev.Peer)
+	}
+	if got := state(t, alice, "bob", m.ID); got != client.StateDelivered {
+		t.Errorf("after the receipt: %v, want delivered", got)
+	}
+	// Receipts are not history, and bob has none left to send.
+	if got := alice.texts(t, "bob"); len(got) != 1 {
+		t.Errorf("alice's history: %q", got)
+	}
+	waitFor(t, "bob's pending receipts sent", func() bool {
+		r, err := bob.store.Record(ctx, client.RecordReceipts, "")
+		return err == nil && r == nil
+	})
+}
+
+func state(t *testing.T, c *testClient, peer parley.UserID, id parley.MessageID) client.MessageState {
+	t.Helper()
+	ms, err := c.Messages(context.Background(), client.Query{Peer: peer, ID: &id})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("message %v: %v (%d found)", id, err, len(ms))
+	}
+	return ms[0].State
+}
+
+func TestConversationsAndVerification(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob, carol := register(t, srv, "alice"), register(t, srv, "bob"), register(t, srv, "carol")
+	for _, c := range []*testClient{alice, bob, carol} {
+		c.run(t)
+	}
+	bob.Send(ctx, "alice", "from bob 1")
+	alice.waitText(t, "from bob 1")
+	bob.Send(ctx, "alice", "from bob 2")
+	alice.waitText(t, "from bob 2")
+	carol.Send(ctx, "alice", "from carol")
+	alice.waitText(t, "from carol")
+
+	convs, err := alice.Conversations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sum struct {
+		Peer      parley.UserID
+		Last      string
+		Unread    int
+		Verified  bool
+		IDChanged bool
+	}
+	summarize := func(cs []client.Conversation) []sum {
+		var out []sum
+		for _, c := range cs {
+			out = append(out, sum{c.Peer, c.Last.Text, c.Unread, c.Verified, c.IdentityChanged})
+		}
+		return out
+	}
+	want := []sum{{"carol", "from carol", 1, false, false}, {"bob", "from bob 2", 2, false, false}}
+	if diff := cmp.Diff(want, summarize(convs)); diff != "" {
+		t.Errorf("conversations (-want +got):\n%s", diff)
+	}
+
+	// Reading bob's messages and verifying him.
+	msgs, _ := alice.Messages(ctx, client.Query{Peer: "bob"})
+	if err := alice.MarkRead(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetVerified(ctx, "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetVerified(ctx, "dave", true); parley.ErrorKind(err) != parley.KindNotFound {
+		t.Errorf("verifying a stranger: %v", err)
+	}
+	convs, _ = alice.Conversations(ctx)
+	want[1].Unread, want[1].Verified = 0, true
+	if diff := cmp.Diff(want, summarize(convs)); diff != "" {
+		t.Errorf("after reading and verifying bob (-want +got):\n%s", diff)
+	}
+
+	// Bob reinstalls: the verification no longer holds and a warning shows.
+	bob.stop()
+	srv.resetAccount("bob")
+	bob2 := register(t, srv, "bob")
+	bob2.run(t)
+	bob2.Send(ctx, "alice", "new phone")
+	alice.waitText(t, "new phone")
+	convs, _ = alice.Conversations(ctx)
+	if c := convs[0]; c.Peer != "bob" || c.Verified || !c.IdentityChanged || c.Unread != 2 {
+		t.Errorf("after bob's key changed: %+v", c)
+	}
+	// Looking at the new number and clearing the mark acknowledges the change.
+	if err := alice.SetVerified(ctx, "bob", false); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := alice.Verified(ctx, "bob"); v {
+		t.Errorf("bob still verified")
+	}
+	convs, _ = alice.Conversations(ctx)
+	if c := convs[0]; c.Verified || c.IdentityChanged {
+		t.Errorf("after acknowledging: %+v", c)
+	}
+}
+
+func TestRetryFailed(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice := register(t, srv, "alice")
+	alice.run(t)
+	m, _ := alice.Send(ctx, "carol", "anyone?")
+	alice.wait(t, "failure", func(ev client.Event) bool { return ev.Type == client.EventSendFailed })
+	if _, err := alice.Retry(ctx, "carol", parley.NewMessageID()); parley.ErrorKind(err) != parley.KindNotFound {
+		t.Errorf("retrying an unknown message: %v", err)
+	}
+	carol := register(t, srv, "carol")
+	carol.run(t)
+	r, err := alice.Retry(ctx, "carol", m.ID)
+	if err != nil || r.State != client.StateSending {
+		t.Fatalf("Retry: %v, %+v", err, r)
+	}
+	carol.waitText(t, "anyone?")
+	if _, err := alice.Retry(ctx, "carol", m.ID); parley.ErrorKind(err) != parley.KindConflict {
+		t.Errorf("retrying a message that is not failed: %v", err)
 	}
 }
 

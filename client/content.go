@@ -17,17 +17,28 @@ const paddingBlock = 160
 
 // content is the plaintext inside a Signal message.
 type content struct {
-	V      int    `json:"v"`
-	Type   string `json:"type"`
-	ID     string `json:"id"`
-	Text   string `json:"text,omitempty"`
-	SentAt int64  `json:"sent_at"` // Unix milliseconds
+	V      int      `json:"v"`
+	Type   string   `json:"type"`
+	ID     string   `json:"id"`
+	Text   string   `json:"text,omitempty"`
+	IDs    []string `json:"ids,omitempty"` // receipt: the messages it acknowledges
+	SentAt int64    `json:"sent_at"`       // Unix milliseconds
 }
 
-const contentText = "text"
+// The content types.
+const (
+	contentText    = "text"
+	contentReceipt = "receipt" // delivery receipt: the messages in IDs are stored on the recipient's device
+)
 
-func encodeContent(id parley.MessageID, text string, sentAt time.Time) ([]byte, error) {
-	b, err := json.Marshal(content{V: contentVersion, Type: contentText, ID: id.String(), Text: text, SentAt: sentAt.UnixMilli()})
+func textContent(id parley.MessageID, text string, sentAt time.Time) content {
+	return content{Type: contentText, ID: id.String(), Text: text, SentAt: sentAt.UnixMilli()}
+}
+
+// encodeContent encodes c (at contentVersion) and pads it.
+func encodeContent(c content) ([]byte, error) {
+	c.V = contentVersion
+	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, err
 	}

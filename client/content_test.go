@@ -12,7 +12,7 @@ func TestContentRoundTrip(t *testing.T) {
 	id := parley.NewMessageID()
 	at := time.UnixMilli(1764300000123)
 	for _, text := range []string{"", "hello", strings.Repeat("x", 159), strings.Repeat("ü", 500), "nul\x00inside"} {
-		p, err := encodeContent(id, text, at)
+		p, err := encodeContent(textContent(id, text, at))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestContentRejects(t *testing.T) {
 }
 
 func FuzzDecodeContent(f *testing.F) {
-	p, _ := encodeContent(parley.NewMessageID(), "hi", time.Now())
+	p, _ := encodeContent(textContent(parley.NewMessageID(), "hi", time.Now()))
 	f.Add(p)
 	f.Fuzz(func(t *testing.T, b []byte) { decodeContent(b) })
 }

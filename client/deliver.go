@@ -80,7 +80,11 @@ func (c *Client) receive(ctx context.Context, env *parley.Envelope) (*Message, e
 		m.Notice = true
 		m.Text = fmt.Sprintf("a message from %s could not be decrypted", from)
 	default:
-		m.Text, m.SentAt = c.readContent(pt, env, &m)
+		ct, err := decodeContent(pt)
+		if err == nil && ct.V <= contentVersion && ct.Type == contentReceipt {
+			return nil, c.applyReceipt(ctx, t, from, ct)
+		}
+		m.Text, m.SentAt = c.readContent(ct, err, env, &m)
 	}
 	if !m.Notice {
 		r, err := c.noteDevice(ctx, from)
@@ -90,6 +94,9 @@ func (c *Client) receive(ctx context.Context, env *parley.Envelope) (*Message, e
 		if r != nil {
 			t.batch.Records = append(t.batch.Records, *r)
 		}
+		if err := addReceipt(ctx, t, from.User, m.ID); err != nil {
+			return nil, err
+		}
 	}
 	c.identityNotices(t)
 	t.batch.Messages = append(t.batch.Messages, m)
@@ -97,12 +104,16 @@ func (c *Client) receive(ctx context.Context, env *parley.Envelope) (*Message, e
 		return nil, err
 	}
 	c.emitIdentityChanges(t)
+	if !m.Notice {
+		c.kickOutbox() // to send the receipt
+	}
+	c.fillSeq(ctx, &m)
 	return &m, nil
 }
 
-// readContent decodes a plaintext, or explains in a notice why it cannot.
-func (c *Client) readContent(pt []byte, env *parley.Envelope, m *Message) (string, time.Time) {
-	ct, err := decodeContent(pt)
+// readContent returns the text of a decoded plaintext ct (decoding failed
+// with err if not nil), or explains in a notice why it cannot.
+func (c *Client) readContent(ct *content, err error, env *parley.Envelope, m *Message) (string, time.Time) {
 	switch {
 	case err != nil:
 		m.Notice = true
@@ -132,4 +143,39 @@ func (c *Client) noteDevice(ctx context.Context, from parley.Address) (*Record, 
 	}
 	r := devicesRecord(from.User, append(devs, device{ID: from.Device}))
 	return &r, nil
+}
+
+// applyReceipt stores t (the session state after decrypting a delivery
+// receipt) and moves the messages the receipt names from sent (or sending,
+// if the server's answer was lost) to delivered. Called with protoMu held.
+func (c *Client) applyReceipt(ctx context.Context, t *txn, from parley.Address, ct *content) error {
+	out := true
+	var delivered []Message
+	for _, s := range ct.IDs[:min(len(ct.IDs), maxReceiptIDs)] {
+		id, err := parley.ParseMessageID(s)
+		if err != nil {
+			c.log.Warn("receipt names a malformed message id", "from", from)
+			continue
+		}
+		ms, err := c.st.Messages(ctx, Query{ID: &id, Peer: from.User, Outgoing: &out, Limit: 1})
+		if err != nil {
+			return &storeError{err}
+		}
+		if len(ms) == 0 || (ms[0].State != StateSent && ms[0].State != StateSending) {
+			continue
+		}
+		m := ms[0]
+		m.State = StateDelivered
+		t.batch.States = append(t.batch.States, StateChange{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateDelivered})
+		delivered = append(delivered, m)
+	}
+	c.identityNotices(t)
+	if err := c.st.Apply(ctx, &t.batch); err != nil {
+		return err
+	}
+	c.emitIdentityChanges(t)
+	for i := range delivered {
+		c.emit(Event{Type: EventDelivered, Message: &delivered[i], Peer: from.User})
+	}
+	return nil
 }

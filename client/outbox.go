@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/signal"
@@ -45,6 +46,9 @@ func (c *Client) outboxLoop(ctx context.Context, s *session) error {
 			m.State, m.Error = StateFailed, err.Error()
 			c.emit(Event{Type: EventSendFailed, Message: &m, Peer: m.Peer, Err: err})
 		}
+		if err := c.sendReceipts(ctx, s); err != nil && ctx.Err() == nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -66,49 +70,72 @@ func retryable(err error) bool {
 }
 
 func (c *Client) sendOne(ctx context.Context, s *session, m Message) error {
-	pt, err := encodeContent(m.ID, m.Text, m.SentAt)
+	pt, err := encodeContent(textContent(m.ID, m.Text, m.SentAt))
 	if err != nil {
 		return parley.Errorf(parley.KindInvalid, "encode: %w", err)
 	}
+	f, err := c.sendContent(ctx, s, m.Peer, m.ID, m.SentAt, pt)
+	if err != nil {
+		return err
+	}
+	at := c.now()
+	if r, ok := f.Body.(*wire.SendResult); ok && !r.ServerAt.IsZero() {
+		at = r.ServerAt
+	}
+	// A receipt may have come first (the answer to this send was lost, or
+	// raced the recipient): never move a delivered message back to sent.
+	c.protoMu.Lock()
+	defer c.protoMu.Unlock()
+	out := true
+	cur, err := c.st.Messages(ctx, Query{ID: &m.ID, Peer: m.Peer, Outgoing: &out, Limit: 1})
+	if err != nil {
+		return &storeError{err}
+	}
+	if len(cur) == 1 && cur[0].State == StateDelivered {
+		return nil
+	}
+	if err := c.st.Apply(ctx, &Batch{States: []StateChange{{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateSent, At: at}}}); err != nil {
+		return &storeError{err}
+	}
+	m.State, m.At = StateSent, at
+	c.emit(Event{Type: EventSent, Message: &m, Peer: m.Peer})
+	return nil
+}
+
+// sendContent encrypts the padded content pt for every device of peer and
+// sends it as message id, mending the device list when the server says it
+// is stale. It returns the server's answer.
+func (c *Client) sendContent(ctx context.Context, s *session, peer parley.UserID, id parley.MessageID, sentAt time.Time, pt []byte) (*wire.Frame, error) {
 	for attempt := 0; ; attempt++ {
-		devs, err := c.devices(ctx, m.Peer)
+		devs, err := c.devices(ctx, peer)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(devs) == 0 {
-			if devs, err = c.fetchSessions(ctx, s, m.Peer, 0); err != nil {
-				return err
+			if devs, err = c.fetchSessions(ctx, s, peer, 0); err != nil {
+				return nil, err
 			}
 		}
-		msgs, err := c.encryptAll(ctx, s, m.Peer, devs, pt)
+		msgs, err := c.encryptAll(ctx, s, peer, devs, pt)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		f, err := s.request(ctx, wire.OpSend, &wire.Send{To: m.Peer, ID: m.ID, SentAt: m.SentAt, Messages: msgs})
+		f, err := s.request(ctx, wire.OpSend, &wire.Send{To: peer, ID: id, SentAt: sentAt, Messages: msgs})
 		if err == nil {
-			at := c.now()
-			if r, ok := f.Body.(*wire.SendResult); ok && !r.ServerAt.IsZero() {
-				at = r.ServerAt
-			}
-			if err := c.st.Apply(ctx, &Batch{States: []StateChange{{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateSent, At: at}}}); err != nil {
-				return &storeError{err}
-			}
-			m.State, m.At = StateSent, at
-			c.emit(Event{Type: EventSent, Message: &m, Peer: m.Peer})
-			return nil
+			return f, nil
 		}
 		if parley.ErrorKind(err) == parley.KindNotFound {
-			return parley.Errorf(parley.KindNotFound, "no user named %s on this server", m.Peer)
+			return nil, parley.Errorf(parley.KindNotFound, "no user named %s on this server", peer)
 		}
 		if parley.ErrorKind(err) != parley.KindStaleDevices || attempt+1 >= maxSendAttempts {
-			return err
+			return nil, err
 		}
 		var sd *wire.StaleDevices
 		if f != nil {
 			sd, _ = f.Body.(*wire.StaleDevices)
 		}
-		if err := c.fixDevices(ctx, s, m.Peer, sd); err != nil {
-			return err
+		if err := c.fixDevices(ctx, s, peer, sd); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -323,6 +350,7 @@ func bundleFromWire(identity []byte, b *wire.Bundle) (*signal.PreKeyBundle, erro
 func (c *Client) identityNotices(t *txn) {
 	now := c.now()
 	for _, u := range t.changed {
+		t.put(RecordIdentityChanged, string(u), []byte{1})
 		t.batch.Messages = append(t.batch.Messages, Message{
 			ID: parley.NewMessageID(), Peer: u, Notice: true, State: StateUnread, At: now, SentAt: now,
 			Text: fmt.Sprintf("your safety number with %s changed: they may have reinstalled, or someone may be intercepting; compare it again (parley safety-number %s)", u, u),

@@ -62,6 +62,11 @@ const (
 	RecordSignedPreKey RecordKind = "signed_prekey" // key: decimal id
 	RecordKyberPreKey  RecordKind = "kyber_prekey"  // key: decimal id
 	RecordDevices      RecordKind = "devices"       // key: user; the devices we have sessions with (JSON)
+
+	// Records of this client, not of the Signal protocol.
+	RecordReceipts        RecordKind = "receipts"         // key: ""; delivery receipts not yet sent (JSON: user -> message ids)
+	RecordVerified        RecordKind = "verified"         // key: user; the identity key the user marked verified
+	RecordIdentityChanged RecordKind = "identity_changed" // key: user; present while a key change is unacknowledged
 )
 
 // MessageState is where a message is in its life. The values are stored:
@@ -74,6 +79,9 @@ const (
 	StateFailed  MessageState = 3 // outgoing, refused for good (e.g. no such user)
 	StateUnread  MessageState = 4 // incoming, not yet shown to the user
 	StateRead    MessageState = 5 // incoming, shown
+	// StateDelivered: outgoing, stored on a device of the recipient (a
+	// delivery receipt came back).
+	StateDelivered MessageState = 6
 )
 
 func (s MessageState) String() string {
@@ -88,6 +96,8 @@ func (s MessageState) String() string {
 		return "unread"
 	case StateRead:
 		return "read"
+	case StateDelivered:
+		return "delivered"
 	}
 	return "unknown"
 }
