@@ -25,7 +25,11 @@
 // N devices register; the server restarts on the same data (so that memory
 // left over from registration cannot hide what connections cost); then all
 // N connect and stay idle. The server's resident memory before and after
-// they connect, divided by N, is the memory per idle connected device.
+// they connect, divided by N, is the memory per idle connected device. The
+// report also gives the Go heap in use, the goroutine stacks and the
+// goroutines each device adds, from the server's /metrics: RSS is roughly
+// twice the heap and stacks, the headroom the garbage collector keeps
+// (GOGC=100).
 //
 // # Pinning
 //

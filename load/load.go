@@ -99,12 +99,19 @@ type StepResult struct {
 	ServerCPU  float64 `json:"server_cpu_pct"` // of one core; -1 when unknown
 }
 
-// IdleResult is the idle mode's answer.
+// IdleResult is the idle mode's answer. The Go figures come from the
+// server's /metrics (without a forced collection, so the heap in use
+// includes garbage not yet collected); they are 0 when unavailable.
 type IdleResult struct {
 	Devices        int     `json:"devices"`
 	RSSBefore      int64   `json:"rss_before_bytes"`
 	RSSAfter       int64   `json:"rss_after_bytes"`
 	BytesPerDevice float64 `json:"bytes_per_device"`
+
+	HeapPerDevice       float64 `json:"heap_inuse_bytes_per_device"`
+	StackPerDevice      float64 `json:"stack_inuse_bytes_per_device"`
+	GoroutinesPerDevice float64 `json:"goroutines_per_device"`
+	NextGC              float64 `json:"next_gc_bytes"` // the heap size that starts the next collection
 }
 
 // pair is one sender and its receiver, with what each has seen.
@@ -177,6 +184,8 @@ func Run(ctx context.Context, cfg Config) ([]StepResult, error) {
 		}
 		fmt.Fprintf(cfg.Out, "idle devices: %d\nserver RSS before: %.1f MiB, after: %.1f MiB\nper idle connected device: %.1f KiB\n",
 			r.Devices, float64(r.RSSBefore)/(1<<20), float64(r.RSSAfter)/(1<<20), r.BytesPerDevice/1024)
+		fmt.Fprintf(cfg.Out, "  of which Go heap in use: %.1f KiB, goroutine stacks: %.1f KiB, goroutines: %.2f (next GC at %.1f MiB of heap)\n",
+			r.HeapPerDevice/1024, r.StackPerDevice/1024, r.GoroutinesPerDevice, r.NextGC/(1<<20))
 		return nil, nil
 	}
 	return runThroughput(ctx, cfg, srv)
@@ -238,6 +247,7 @@ func runIdle(ctx context.Context, cfg Config, srv *proc) (*IdleResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	gb, gerr := srv.goStats(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	for _, d := range devs {
@@ -263,7 +273,16 @@ func runIdle(ctx context.Context, cfg Config, srv *proc) (*IdleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &IdleResult{Devices: len(devs), RSSBefore: before, RSSAfter: after, BytesPerDevice: float64(after-before) / float64(len(devs))}, nil
+	ga, gerr2 := srv.goStats(ctx)
+	n := float64(len(devs))
+	r := &IdleResult{Devices: len(devs), RSSBefore: before, RSSAfter: after, BytesPerDevice: float64(after-before) / n}
+	if gerr == nil && gerr2 == nil {
+		r.HeapPerDevice = (ga.HeapInuse - gb.HeapInuse) / n
+		r.StackPerDevice = (ga.StackInuse - gb.StackInuse) / n
+		r.GoroutinesPerDevice = (ga.Goroutines - gb.Goroutines) / n
+		r.NextGC = ga.NextGC
+	}
+	return r, nil
 }
 
 func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -138,4 +139,40 @@ func (p *proc) rss() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("load: no VmRSS for pid %d", p.pid)
+}
+
+// goStats reads the Go runtime's figures from the server's /metrics: the
+// heap in use, goroutine stacks, goroutines and the heap size at which
+// the next collection starts.
+func (p *proc) goStats(ctx context.Context) (goStats, error) {
+	var s goStats
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(p.url, "/")+"/metrics", nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	fields := map[string]*float64{
+		"go_memstats_heap_inuse_bytes":  &s.HeapInuse,
+		"go_memstats_heap_alloc_bytes":  &s.HeapAlloc,
+		"go_memstats_stack_inuse_bytes": &s.StackInuse,
+		"go_memstats_next_gc_bytes":     &s.NextGC,
+		"go_goroutines":                 &s.Goroutines,
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if f := fields[name]; ok && f != nil {
+			*f, _ = strconv.ParseFloat(strings.TrimSpace(value), 64)
+		}
+	}
+	return s, sc.Err()
+}
+
+// goStats are figures of a Go process, from its /metrics.
+type goStats struct {
+	HeapInuse, HeapAlloc, StackInuse, NextGC, Goroutines float64
 }

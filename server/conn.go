@@ -17,32 +17,66 @@ import (
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/server/directory"
 	"github.com/parleychat/parley/wire"
-	"golang.org/x/sync/errgroup"
 )
 
 // conn is one WebSocket connection. Until it authenticates, one goroutine
-// (the HTTP handler's) reads and writes. Then run, in a goroutine of its
-// own, reads and starts the writer beside it under an errgroup; the helpers
-// that answer sends, delete acknowledged messages and wait for pongs run in
-// the group only while they have work. An idle connection costs two
-// goroutines and no queue storage.
+// (the HTTP handler's) reads and writes. Then each of its goroutines runs
+// only while it has work: the reader while the client sends (between
+// messages it parks, see poller); the writer while responses, pushes,
+// deliveries or acknowledgements wait; the helpers that answer sends and
+// delete acknowledged messages while those wait; and a ping, started by a
+// timer, until its pong. The first error of any ends the session. An idle
+// connection costs no goroutine, no buffer and no queue storage.
 type conn struct {
 	s         *Server
 	ws        *websocket.Conn
-	ip        string // the client's IP, for registration limits
+	lazy      *lazyConn // ws's connection, when it is one; else nil
+	ip        string    // the client's IP, for registration limits
 	log       *slog.Logger
 	cancel    context.CancelFunc
 	challenge [32]byte
 
 	addr    parley.Address // set once authenticated, before the goroutines start
-	started bool           // the writer goroutine runs: send through out
+	started bool           // the session runs: send through out and the writer
 
 	out      queue[[]byte]           // encoded responses and pushes; the reader waits when it is full
 	live     queue[*parley.Envelope] // live messages; dropped when full (see overflow)
 	overflow atomic.Bool             // a live message was dropped: re-read the mailbox
-	acks     workQueue[uint64]       // acknowledged seqs, from the reader to the acker
-	acked    chan []uint64           // seqs deleted from the store, from the acker to the writer
-	sends    workQueue[pendingSend]  // sends on their way to disk, in order, from the reader to the send helper
+	acks     queue[uint64]           // acknowledged seqs, from the reader to the acker
+	sends    queue[pendingSend]      // sends on their way to disk, in order, from the reader to the send helper
+
+	// mu guards the fields below: which helpers run, and the seqs the
+	// acker deleted, for the writer.
+	mu      sync.Mutex
+	writing bool     // the writer runs and will see what is queued
+	acking  bool     // the acker runs and will take what acks holds
+	sending bool     // the send helper runs and will take what sends holds
+	stopped bool     // the session is ending: no helper may start
+	acked   []uint64 // seqs deleted from the store, for the writer
+	// writer starts the writer; set by start, it holds its ctx.
+	writer func()
+	// reader starts the reader again; set by start, it holds its ctx.
+	reader func()
+	// The reader parks between messages (see poller): parkID is its
+	// socket's id in the poller (guarded by the poller's mu); stopReads
+	// keeps it from parking once the session ends.
+	parkID    int32
+	stopReads atomic.Bool
+
+	// The session's helpers, and the error that ended it.
+	helpers sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	ping    *time.Timer // starts a ping PingInterval after the last pong; set under mu
+
+	// The delivery state, kept by the writer (one at a time; each one
+	// starts after the last has stopped, under mu).
+	inflight map[uint64]struct{} // seqs sent, not yet acknowledged; nil when none
+	readTo   uint64              // the highest seq read from the mailbox
+	behind   bool                // the mailbox may hold messages not yet sent
+	drained  bool                // QueueEmpty was sent
+	first    []parley.Envelope   // the mailbox's first page, read by the handler
+	fresh    bool                // first stands for the next mailbox read
 
 	// prev is the older connection of the same device that this one
 	// replaced, if any; done is closed once this connection's goroutines
@@ -53,6 +87,13 @@ type conn struct {
 
 	closeOnce sync.Once
 }
+
+// parkAfter is how long a reader waits for its client's next message
+// before it parks.
+const parkAfter = 200 * time.Millisecond
+
+// errParked is readLoop's answer when it parked the connection.
+var errParked = errors.New("parked until the client sends")
 
 // closeError ends a connection with a given close code and reason.
 type closeError struct {
@@ -67,7 +108,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", wire.HTTPStatus(parley.KindUnavailable))
 		return
 	}
-	ws, err := websocket.Accept(lazyHijacker{w}, r, nil) // same-origin only, which is what browsers need
+	h := &lazyHijacker{ResponseWriter: w}
+	ws, err := websocket.Accept(h, r, nil) // same-origin only, which is what browsers need
 	if err != nil {
 		s.log.Debug("websocket accept", "err", err)
 		return
@@ -80,14 +122,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		s:      s,
 		ws:     ws,
+		lazy:   h.lc,
 		ip:     ip,
 		log:    s.log.With("remote", r.RemoteAddr),
 		cancel: cancel,
-		out:    newQueue[[]byte](outQueue),
-		live:   newQueue[*parley.Envelope](s.cfg.LiveQueue),
-		acks:   newWorkQueue[uint64](deliverWindow),
-		acked:  make(chan []uint64, 4),
-		sends:  newWorkQueue[pendingSend](sendInFlight),
+		out:    queue[[]byte]{limit: outQueue},
+		live:   queue[*parley.Envelope]{limit: s.cfg.LiveQueue},
+		acks:   queue[uint64]{limit: deliverWindow},
+		sends:  queue[pendingSend]{limit: sendInFlight},
 		done:   make(chan struct{}),
 	}
 	if !s.track(c) {
@@ -111,7 +153,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// is freed instead of being kept for as long as the device stays idle.
 	// For the same reason the writer starts with the mailbox's first page
 	// read here: an idle device's writer never calls the store.
-	go func() { c.end(c.run(ctx, counts, first)) }()
+	c.start(ctx, counts, first)
 }
 
 // end closes the connection as err says, once its goroutines have stopped,
@@ -141,13 +183,16 @@ func (c *conn) end(err error) {
 }
 
 // lazyHijacker hands websocket.Accept the connection with lazily buffered
-// reads (see lazyConn) and a 16-byte bufio.Reader on top, in place of
-// net/http's 4 KiB one, which it would keep for as long as the connection
-// lasts. Writes keep net/http's bufio.Writer: a frame is written with one
-// system call.
-type lazyHijacker struct{ http.ResponseWriter }
+// reads (see lazyConn) and a 16-byte bufio.Reader on top, and writes
+// through a 16-byte bufio.Writer over a frameWriter, in place of net/http's
+// 4 KiB reader and writer, which it would keep for as long as the
+// connection lasts. A frame is still written with one system call.
+type lazyHijacker struct {
+	http.ResponseWriter
+	lc *lazyConn // set by Hijack when the connection is one
+}
 
-func (w lazyHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *lazyHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return c, brw, err // bytes read ahead stay where they are (rare)
@@ -156,10 +201,16 @@ func (w lazyHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !ok {
 		return c, brw, nil
 	}
-	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, 16), brw.Writer), nil
+	// The response's head may still wait in net/http's writer.
+	if err := brw.Writer.Flush(); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	w.lc = lc
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, 16), newFrameWriter(c)), nil
 }
 
-func (w lazyHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *lazyHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
@@ -186,8 +237,12 @@ func (c *conn) closeWith(code int, reason string) {
 		if len(reason) > 123 {
 			reason = reason[:123]
 		}
+		if c.lazy != nil {
+			c.lazy.nonblock.Store(false) // Close waits for the client's close frame
+		}
 		c.ws.Close(websocket.StatusCode(code), reason)
 		c.cancel()
+		c.stopReading()
 	})
 }
 
@@ -195,7 +250,15 @@ func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
 		c.ws.CloseNow()
 		c.cancel()
+		c.stopReading()
 	})
+}
+
+// stopReading keeps the reader from parking and resumes it if it is
+// parked, for it to see that the session ends.
+func (c *conn) stopReading() {
+	c.stopReads.Store(true)
+	c.s.poller.unpark(c)
 }
 
 // goAway closes the connection because the server is shutting down.
@@ -213,23 +276,91 @@ func (c *conn) open(ctx context.Context) (directory.KeyCounts, error) {
 	return c.authenticate(ctx)
 }
 
-// run serves an authenticated connection until it ends.
-func (c *conn) run(ctx context.Context, counts directory.KeyCounts, first []parley.Envelope) error {
+// start serves an authenticated connection until it ends, in goroutines
+// that run only while they have work (see conn): the reader until the
+// client has nothing more to say, when it parks (see poller); the writer,
+// the helpers and pings. The first error of any of them ends the session.
+func (c *conn) start(ctx context.Context, counts directory.KeyCounts, first []parley.Envelope) {
 	c.log.Info("session started")
 
+	c.writer = func() { c.startHelper(ctx, c.writeLoop) }
+	c.reader = func() { go c.read(ctx) }
+	c.first, c.fresh, c.behind = first, true, true
+	c.mu.Lock()
 	c.started = true
+	c.mu.Unlock()
 	if low(counts) {
 		c.push(&wire.Frame{Type: wire.TypePush, Op: wire.OpLowKeys, Body: &wire.KeyCounts{
 			PreKeys: uint32(counts.PreKeys), KyberPreKeys: uint32(counts.KyberPreKeys),
 		}})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return c.writeLoop(gctx, g, first) })
-	// The reader runs in this goroutine, which would otherwise only wait;
-	// its error joins the group's as if it had been started with g.Go.
-	err := c.readLoop(gctx, g)
-	g.Go(func() error { return err })
-	return g.Wait()
+	c.wake()    // to send the first page and QueueEmpty
+	c.mu.Lock() // the timer's function reads c.ping
+	c.ping = time.AfterFunc(c.s.cfg.PingInterval, func() { c.startHelper(ctx, c.pingOnce) })
+	c.mu.Unlock()
+	if c.lazy != nil {
+		c.lazy.nonblock.Store(true) // see readLoop
+	}
+	go c.read(ctx)
+}
+
+// read runs the reader until it parks, or until the session ends: then,
+// once the other goroutines have stopped, it ends the connection.
+func (c *conn) read(ctx context.Context) {
+	err := c.readLoop(ctx)
+	if err == errParked {
+		return
+	}
+	c.fail(err)
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.helpers.Wait()
+	c.ping.Stop() // after the last ping, which rearms it
+	c.end(c.err)
+}
+
+// resume starts the reader of a parked connection again.
+func (c *conn) resume() { c.reader() }
+
+// fail ends the session with err, unless it ended already: the first
+// error is the session's, and canceling its context stops the others.
+func (c *conn) fail(err error) {
+	c.errOnce.Do(func() {
+		c.err = err
+		c.cancel()
+		c.stopReading()
+	})
+}
+
+// startHelper runs f in a goroutine of the session, unless the session is
+// ending. An error from f ends the session.
+func (c *conn) startHelper(ctx context.Context, f func(context.Context) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.helpers.Add(1)
+	go func() {
+		defer c.helpers.Done()
+		if err := f(ctx); err != nil {
+			c.fail(err)
+		}
+	}()
+}
+
+// wake makes sure that the writer runs to see what was just queued.
+func (c *conn) wake() {
+	c.mu.Lock()
+	start := c.started && !c.writing && !c.stopped
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if start {
+		c.writer()
+	}
 }
 
 // startSession makes c the connection of its device, closing an older one.
@@ -328,10 +459,25 @@ func (c *conn) authenticate(ctx context.Context) (directory.KeyCounts, error) {
 }
 
 // readLoop reads and handles requests in order. It starts the send helper
-// and the acker in g when they have work and none runs.
-func (c *conn) readLoop(ctx context.Context, g *errgroup.Group) error {
+// and the acker when they have work and none runs. When the client has
+// sent nothing more (its socket is in non-blocking mode, see lazyConn), it
+// parks the connection and returns errParked.
+func (c *conn) readLoop(ctx context.Context) error {
 	for {
 		f, err := c.readFrame(ctx)
+		if errors.Is(err, errWouldBlock) {
+			// A busy client's next message is likely to come soon: wait a
+			// little before parking, which costs system calls and a new
+			// goroutine per message.
+			if c.lazy.wait(parkAfter) {
+				continue
+			}
+			if c.s.poller.park(c) {
+				return errParked
+			}
+			c.lazy.nonblock.Store(false) // wait here from now on
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -345,9 +491,10 @@ func (c *conn) readLoop(ctx context.Context, g *errgroup.Group) error {
 				// Sends are pipelined: checked and queued for the disk here,
 				// answered by sendLoop in order once durable.
 				p := pendingSend{req: f, finish: c.s.startSend(ctx, c.addr, m), start: start}
-				if err := c.sends.add(ctx, g, p, c.sendLoop); err != nil {
+				if err := c.sends.put(ctx, p); err != nil {
 					return err
 				}
+				c.startWork(ctx, &c.sending, c.sendLoop)
 				continue
 			}
 			body, err := c.handle(ctx, f)
@@ -364,9 +511,10 @@ func (c *conn) readLoop(ctx context.Context, g *errgroup.Group) error {
 				c.log.Info("delivery refused", "seq", f.ID, "kind", f.Err.Kind)
 				continue
 			}
-			if err := c.acks.add(ctx, g, f.ID, c.ackLoop); err != nil {
+			if err := c.acks.put(ctx, f.ID); err != nil {
 				return err
 			}
+			c.startWork(ctx, &c.acking, c.ackLoop)
 		}
 	}
 }
@@ -389,13 +537,39 @@ type pendingSend struct {
 // once; past it the reader stops reading (back-pressure on the client).
 const sendInFlight = 256
 
+// startWork starts a helper, the acker or the send helper, unless it runs
+// (*running, guarded by mu): it takes what the reader queued up to when it
+// finds nothing left (see more).
+func (c *conn) startWork(ctx context.Context, running *bool, work func(context.Context) error) {
+	c.mu.Lock()
+	start := !*running
+	*running = true
+	c.mu.Unlock()
+	if start {
+		c.startHelper(ctx, work)
+	}
+}
+
+// more returns what q holds for the helper whose running flag is *running
+// (guarded by mu), or nil, and then the helper must return: the next item
+// queued starts another.
+func more[T any](c *conn, q *queue[T], running *bool) []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	items := q.take()
+	if len(items) == 0 {
+		*running = false
+	}
+	return items
+}
+
 // sendLoop answers pipelined sends in the order they arrived, each once its
 // copies are durable, and returns when none is left. Sends still waiting
 // when the connection ends are committed all the same; their client
 // retries them, and the store's replay check keeps them single.
 func (c *conn) sendLoop(ctx context.Context) error {
 	for {
-		sends := c.sends.take()
+		sends := more(c, &c.sends, &c.sending)
 		if sends == nil {
 			return nil
 		}
@@ -443,7 +617,11 @@ func (c *conn) sendFrame(ctx context.Context, f *wire.Frame) error {
 	if !c.started {
 		return c.write(ctx, b)
 	}
-	return c.out.put(ctx, b)
+	if err := c.out.put(ctx, b); err != nil {
+		return err
+	}
+	c.wake()
+	return nil
 }
 
 // push queues a push from another connection's goroutine. It never waits:
@@ -454,7 +632,9 @@ func (c *conn) push(f *wire.Frame) {
 		c.log.Error("encode push", "op", f.Op, "err", err)
 		return
 	}
-	c.out.tryPut(b)
+	if c.out.tryPut(b) {
+		c.wake()
+	}
 }
 
 func (c *conn) write(ctx context.Context, b []byte) error {
@@ -473,118 +653,91 @@ func (c *conn) offer(e *parley.Envelope) {
 		c.overflow.Store(true)
 		c.s.metrics.liveDropped.Inc()
 	}
+	c.wake()
 }
 
-// A queue is a bounded FIFO from any goroutine to the writer. Its storage
-// is allocated only while items wait, so an idle connection holds none.
+// A queue is a bounded FIFO between two goroutines of a connection. It
+// holds no storage while empty, and no channel unless a goroutine waits
+// for room: an idle connection's queues are a few words each.
 type queue[T any] struct {
-	room  chan struct{} // a token per waiting item; no storage, whatever its capacity
-	ready chan struct{} // capacity 1: signalled when an item is added
-	mu    sync.Mutex
-	items []T // guarded by mu
-}
+	limit int // items queued or being worked at once
 
-func newQueue[T any](limit int) queue[T] {
-	return queue[T]{room: make(chan struct{}, limit), ready: make(chan struct{}, 1)}
+	mu    sync.Mutex
+	items []T           // guarded by mu
+	held  int           // guarded by mu: items queued or being worked
+	room  chan struct{} // guarded by mu: made by a goroutine waiting for room, closed when there is some
 }
 
 // tryPut queues v unless the queue is full.
 func (q *queue[T]) tryPut(v T) bool {
-	select {
-	case q.room <- struct{}{}:
-	default:
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.held >= q.limit {
 		return false
 	}
-	q.add(v)
+	q.held++
+	q.items = append(q.items, v)
 	return true
 }
 
 // put queues v, waiting while the queue is full.
 func (q *queue[T]) put(ctx context.Context, v T) error {
-	select {
-	case q.room <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		q.mu.Lock()
+		if q.held < q.limit {
+			q.held++
+			q.items = append(q.items, v)
+			q.mu.Unlock()
+			return nil
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	q.add(v)
-	return nil
 }
 
-func (q *queue[T]) add(v T) {
-	q.mu.Lock()
-	q.items = append(q.items, v)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-// take removes and returns the waiting items, oldest first.
+// take removes and returns the waiting items, oldest first. They still
+// count against the limit until done.
 func (q *queue[T]) take() []T {
-	q.mu.Lock()
-	items := q.items
-	q.items = nil
-	q.mu.Unlock()
-	for range items {
-		<-q.room
-	}
-	return items
-}
-
-// A workQueue hands work from the reader to a helper goroutine that runs
-// only while there is work: an idle connection holds neither the goroutine
-// nor the queue's storage. At most limit items are queued or being worked;
-// past that, add waits (back-pressure on the client).
-type workQueue[T any] struct {
-	room    chan struct{} // a token per item queued or being worked; no storage, whatever its capacity
-	mu      sync.Mutex
-	items   []T  // guarded by mu
-	running bool // guarded by mu: a helper is working items and will take these
-}
-
-func newWorkQueue[T any](limit int) workQueue[T] {
-	return workQueue[T]{room: make(chan struct{}, limit)}
-}
-
-// add queues v, waiting for room, and starts work in g when no helper runs.
-func (q *workQueue[T]) add(ctx context.Context, g *errgroup.Group, v T, work func(context.Context) error) error {
-	select {
-	case q.room <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	q.mu.Lock()
-	q.items = append(q.items, v)
-	start := !q.running
-	q.running = true
-	q.mu.Unlock()
-	if start {
-		g.Go(func() error { return work(ctx) })
-	}
-	return nil
-}
-
-// take returns the queued items, oldest first, for the helper to work and
-// then release with done. When none is queued it returns nil and the
-// helper must return: the next add starts another.
-func (q *workQueue[T]) take() []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	items := q.items
 	q.items = nil
-	if len(items) == 0 {
-		q.running = false
-		return nil
-	}
 	return items
 }
 
+// empty reports whether no item waits.
+func (q *queue[T]) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) == 0
+}
+
 // done makes room for n more items.
-func (q *workQueue[T]) done(n int) {
-	for range n {
-		<-q.room
+func (q *queue[T]) done(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.held -= n
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
 	}
+}
+
+// takeAll is take followed by done: the items no longer count.
+func (q *queue[T]) takeAll() []T {
+	items := q.take()
+	if len(items) > 0 {
+		q.done(len(items))
+	}
+	return items
 }
 
 // firstPage reads the first mailboxPage messages of the mailbox for the
@@ -606,22 +759,12 @@ func (c *conn) firstPage(ctx context.Context) ([]parley.Envelope, error) {
 }
 
 // writeLoop owns the socket's writes and the delivery state: it sends
-// responses, stored messages (starting with first, the mailbox's first
-// page) and live ones, keeping at most deliverWindow messages in flight.
-// Every PingInterval it starts a ping in g, which waits for the pong so
-// that the writer does not.
-func (c *conn) writeLoop(ctx context.Context, g *errgroup.Group, first []parley.Envelope) error {
-	var (
-		// inflight holds the seqs sent and not yet acknowledged; made on
-		// the first delivery.
-		inflight map[uint64]struct{}
-		// readTo is the highest seq read from the mailbox: every message
-		// stored with a seq up to it has been sent or acknowledged.
-		readTo  uint64
-		behind  = true  // the mailbox may hold messages not yet sent
-		drained = false // QueueEmpty was sent
-		buf     []byte
-	)
+// responses and pushes, stored messages (starting with the mailbox's first
+// page, read by the handler) and live ones, keeping at most deliverWindow
+// messages in flight. It returns once nothing is left to do; the next
+// thing queued starts it again (see wake).
+func (c *conn) writeLoop(ctx context.Context) error {
+	var buf []byte // encoded Deliver requests
 	deliver := func(e *parley.Envelope) error {
 		f := wire.Frame{Type: wire.TypeRequest, ID: e.ServerSeq, Op: wire.OpDeliver, Body: &wire.Deliver{Envelope: *e}}
 		var err error
@@ -631,33 +774,44 @@ func (c *conn) writeLoop(ctx context.Context, g *errgroup.Group, first []parley.
 		if err := c.write(ctx, buf); err != nil {
 			return err
 		}
-		if inflight == nil {
-			inflight = make(map[uint64]struct{})
+		if c.inflight == nil {
+			c.inflight = make(map[uint64]struct{})
 		}
-		inflight[e.ServerSeq] = struct{}{}
-		c.unacked.Store(int32(len(inflight)))
+		c.inflight[e.ServerSeq] = struct{}{}
+		c.unacked.Store(int32(len(c.inflight)))
 		return nil
 	}
-	fresh := true // first stands for the loop's first mailbox read
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		if c.overflow.Swap(false) {
-			behind = true
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if behind && len(inflight) < deliverWindow {
-			limit := min(mailboxPage, deliverWindow-len(inflight))
-			envs := first
-			if !fresh {
+		c.mu.Lock()
+		acked := c.acked
+		c.acked = nil
+		c.mu.Unlock()
+		for _, seq := range acked {
+			delete(c.inflight, seq)
+		}
+		if len(c.inflight) == 0 {
+			c.inflight = nil // a map keeps its size: let an idle connection's go
+		}
+		c.unacked.Store(int32(len(c.inflight)))
+		if c.overflow.Swap(false) {
+			c.behind = true
+		}
+		if c.behind && len(c.inflight) < deliverWindow {
+			limit := min(mailboxPage, deliverWindow-len(c.inflight))
+			envs := c.first
+			if !c.fresh {
 				var err error
-				if envs, err = c.s.store.Mailbox(ctx, c.addr, readTo, limit); err != nil {
+				if envs, err = c.s.store.Mailbox(ctx, c.addr, c.readTo, limit); err != nil {
 					return err
 				}
 			}
-			fresh = false
+			c.first, c.fresh = nil, false
 			for i := range envs {
-				readTo = envs[i].ServerSeq
-				if _, ok := inflight[readTo]; ok {
+				c.readTo = envs[i].ServerSeq
+				if _, ok := c.inflight[c.readTo]; ok {
 					continue
 				}
 				if err := deliver(&envs[i]); err != nil {
@@ -665,64 +819,50 @@ func (c *conn) writeLoop(ctx context.Context, g *errgroup.Group, first []parley.
 				}
 			}
 			if len(envs) < limit {
-				behind = false
-				if !drained {
-					drained = true
+				c.behind = false
+				if !c.drained {
+					c.drained = true
 					b, _ := (&wire.Frame{Type: wire.TypePush, Op: wire.OpQueueEmpty, Body: &wire.QueueEmpty{}}).MarshalBinary()
 					if err := c.write(ctx, b); err != nil {
 						return err
 					}
 				}
 			}
-			// Serve waiting responses and acknowledgements between pages.
-			select {
-			case <-c.out.ready:
-				for _, b := range c.out.take() {
-					if err := c.write(ctx, b); err != nil {
-						return err
-					}
-				}
-			case seqs := <-c.acked:
-				for _, seq := range seqs {
-					delete(inflight, seq)
-				}
-				c.unacked.Store(int32(len(inflight)))
-			default:
+		}
+		// Then what waited meanwhile, between pages.
+		for _, b := range c.out.takeAll() {
+			if err := c.write(ctx, b); err != nil {
+				return err
 			}
+		}
+		for _, e := range c.live.takeAll() {
+			if c.overflow.Swap(false) {
+				c.behind = true
+			}
+			if _, ok := c.inflight[e.ServerSeq]; c.behind || ok || e.ServerSeq <= c.readTo {
+				continue // the mailbox read has it, or will
+			}
+			if len(c.inflight) >= deliverWindow {
+				c.behind = true
+				continue
+			}
+			if err := deliver(e); err != nil {
+				return err
+			}
+		}
+		// Nothing more to send until something is queued (or, when the
+		// window is full, acknowledged): stop, unless it was just now.
+		if c.behind && len(c.inflight) < deliverWindow {
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.out.ready:
-			for _, b := range c.out.take() {
-				if err := c.write(ctx, b); err != nil {
-					return err
-				}
-			}
-		case <-c.live.ready:
-			for _, e := range c.live.take() {
-				if c.overflow.Swap(false) {
-					behind = true
-				}
-				if _, ok := inflight[e.ServerSeq]; behind || ok || e.ServerSeq <= readTo {
-					continue // the mailbox read has it, or will
-				}
-				if len(inflight) >= deliverWindow {
-					behind = true
-					continue
-				}
-				if err := deliver(e); err != nil {
-					return err
-				}
-			}
-		case <-ping.C:
-			g.Go(func() error { return c.ping(ctx) })
-		case seqs := <-c.acked:
-			for _, seq := range seqs {
-				delete(inflight, seq)
-			}
-			c.unacked.Store(int32(len(inflight)))
+		c.mu.Lock()
+		idle := len(c.acked) == 0 && c.out.empty() && c.live.empty() && !c.overflow.Load()
+		if idle {
+			c.writing = false
+		}
+		c.mu.Unlock()
+		if idle {
+			return nil
 		}
 	}
 }
@@ -733,7 +873,7 @@ func (c *conn) writeLoop(ctx context.Context, g *errgroup.Group, first []parley.
 // socket is never dropped.
 func (c *conn) ackLoop(ctx context.Context) error {
 	for {
-		batch := c.acks.take()
+		batch := more(c, &c.acks, &c.acking)
 		if batch == nil {
 			return nil
 		}
@@ -749,19 +889,24 @@ func (c *conn) ackLoop(ctx context.Context) error {
 			return err
 		}
 		c.s.metrics.delivered.Add(float64(len(batch)))
-		select {
-		case c.acked <- batch:
-		case <-ctx.Done():
-		}
+		c.mu.Lock()
+		c.acked = append(c.acked, batch...)
+		c.mu.Unlock()
+		c.wake()
 	}
 }
 
-// ping pings the client; no pong within WriteTimeout ends the connection.
-func (c *conn) ping(ctx context.Context) error {
+// pingOnce pings the client, and arms the timer for the next ping once the
+// pong is in; no pong within WriteTimeout ends the connection.
+func (c *conn) pingOnce(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
 	defer cancel()
-	if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
+	if err := c.ws.Ping(pctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("ping: %w", err)
 	}
+	c.ping.Reset(c.s.cfg.PingInterval)
 	return nil
 }

@@ -17,16 +17,21 @@
 //
 // # Sessions
 //
-// A connection is served by a reader loop plus a writer goroutine under an
-// errgroup. The reader handles requests in order, which keeps each sending
-// device's messages in order; the writer owns the socket's writes and the
-// delivery state. Three helpers join the group only while they have work:
-// one answers pipelined sends once durable, one deletes acknowledged
-// messages, and one waits for the answer to each ping. The HTTP handler
-// authenticates the client and reads the first page of its mailbox, then
-// returns, leaving the session to its own goroutines; so an idle connected
-// device costs two small goroutine stacks, no queue storage and no read
-// buffer (see lazyConn), which matters when most devices are idle.
+// A connection is served by goroutines that each run only while they have
+// work. The reader handles requests in order, which keeps each sending
+// device's messages in order; when its client has sent nothing for a
+// moment it parks: it stops, and the poller (one epoll set for all idle
+// sockets, on Linux) starts it again when the client sends. The writer
+// owns the socket's writes and the delivery state, and runs while
+// something waits to be sent. Three helpers run only while they have
+// work: one answers pipelined sends once durable, one deletes
+// acknowledged messages, and one, started by a timer, waits for the answer
+// to each ping. The first error of any of them ends the session. The HTTP
+// handler authenticates the client and reads the first page of its
+// mailbox, then returns, leaving the session to its own goroutines; so an
+// idle connected device costs no goroutine, no queue storage and no read
+// or write buffer (see lazyConn and frameWriter), which matters when most
+// devices are idle.
 //
 // Delivery: when a device authenticates, its connection is registered for
 // live messages first and then reads its stored backlog, oldest first, as
@@ -45,9 +50,9 @@
 // acknowledgements waiting for the acker.
 //
 // Time limits: a connection must authenticate within Config.AuthTimeout;
-// every write must finish within Config.WriteTimeout; a ping every
-// Config.PingInterval must be answered within Config.WriteTimeout, or the
-// connection is closed.
+// every write must finish within Config.WriteTimeout; a ping, sent
+// Config.PingInterval after the last one was answered, must be answered
+// within Config.WriteTimeout, or the connection is closed.
 //
 // Errors are answered with the kinds of package parley; the kind to close
 // code and HTTP status mapping is wire.CloseCode and wire.HTTPStatus.

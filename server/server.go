@@ -119,6 +119,7 @@ type Server struct {
 	sessions map[parley.Address]*conn // guarded by mu: authenticated connections
 	conns    map[*conn]struct{}       // guarded by mu: every open connection
 	wg       sync.WaitGroup           // open connections
+	poller   poller                   // idle connections' sockets, while Serve runs
 
 	closeOnce sync.Once
 	closeErr  error
@@ -209,6 +210,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.poller.run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("server: %w", err)
