@@ -6,13 +6,28 @@ DATA    ?= ./parley-data
 LISTEN  ?= 127.0.0.1:8080
 NODEDIR := signal/signaltest/node
 
-.PHONY: run build test interop-deps vet bench load clean
+WASMDIR  = $(shell $(GO) env GOROOT)/lib/wasm
+IDBTEST := web/idbstore/testdata
+
+.PHONY: run build web web-ui test test-wasm test-web interop-deps vet bench load clean
 
 run: build
 	./bin/parleyd --listen $(LISTEN) --data $(DATA)
 
-build:
+build: web
 	$(GO) build -o bin/ ./cmd/...
+
+# The web client's protocol core: package client compiled to WebAssembly,
+# with Go's loader beside it. parleyd embeds web/dist, so build this first.
+web:
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o web/dist/parley.wasm ./web/wasm
+	gzip -9 -n -k -f web/dist/parley.wasm
+	cp $(WASMDIR)/wasm_exec.js web/dist/wasm_exec.js
+
+# The web client's interface (TypeScript, needs Node): rebuilds the committed
+# web/dist/{index.html,app.js,app.css}. Run it after changing web/src.
+web-ui:
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm run build
 
 # The interop tests drive the reference libsignal through Node 20; without
 # node/npm they are skipped with a message saying so (and fail under CI=true).
@@ -28,10 +43,29 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every benchmark runs once so that none rots; then the tests.
-test: interop-deps vet
+test: interop-deps web vet test-web test-wasm
 	@echo "go test -bench . -benchtime 1x (each benchmark once)"
 	@$(GO) test -run '^$$' -bench . -benchtime 1x ./... >bench-smoke.log 2>&1 || { cat bench-smoke.log; rm -f bench-smoke.log; exit 1; }; rm -f bench-smoke.log
 	$(GO) test ./...
+
+# The web client's interface type-checks, and the committed build is what
+# web/src makes (skipped, saying so, without npm; CI=true fails instead).
+test-web:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory web-ui && git diff --exit-code --stat -- web/dist \
+		|| { echo "web/dist is stale: run make web-ui and commit the result"; exit 1; }; \
+	elif [ "$$CI" = true ]; then echo "npm not found: cannot check the web client's build"; exit 1; \
+	else echo "npm not found: skipping the check of the web client's build (apt-get install nodejs npm)"; fi
+
+# The IndexedDB store's tests run under Node (Go's js/wasm runner) with a
+# fake IndexedDB from npm; without them the tests skip and say why.
+test-wasm:
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(IDBTEST) --no-audit --no-fund --loglevel=error; fi
+	@if command -v node >/dev/null 2>&1; then \
+		GOOS=js GOARCH=wasm $(GO) test -exec=$(WASMDIR)/go_js_wasm_exec ./web/idbstore/ && \
+		GOOS=js GOARCH=wasm $(GO) test -exec=$(WASMDIR)/go_js_wasm_exec -run '^$$' -bench . -benchtime 1x ./web/idbstore/ >/dev/null; \
+	elif [ "$$CI" = true ]; then echo "node not found: cannot run the IndexedDB store's tests"; exit 1; \
+	else echo "node not found: skipping the IndexedDB store's tests (apt-get install nodejs npm)"; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -45,4 +79,4 @@ load: build
 	./bin/parley-load --idle 10000
 
 clean:
-	rm -rf bin
+	rm -rf bin web/dist/parley.wasm web/dist/parley.wasm.gz web/dist/wasm_exec.js

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,19 +44,25 @@ func (s *syncBuffer) String() string {
 // parleyd is an in-process server that can be stopped and started again on
 // the same address and data folder.
 type parleyd struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	addr string     // host:port, kept across restarts
 	logs syncBuffer // everything the server logged, at debug level
+	web  fs.FS      // the web client's files, if any
 
 	srv    *server.Server
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startServer(t *testing.T) *parleyd {
+func startServer(t testing.TB) *parleyd {
+	return startServerWeb(t, nil)
+}
+
+// startServerWeb starts a server that serves the web client files in web.
+func startServerWeb(t testing.TB, web fs.FS) *parleyd {
 	t.Helper()
-	p := &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	p := &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", web: web}
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
@@ -72,7 +79,7 @@ func (p *parleyd) start() {
 	p.t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(&p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.Open(ctx, server.Config{DataDir: p.dir, Logger: log})
+	srv, err := server.Open(ctx, server.Config{DataDir: p.dir, Logger: log, Web: p.web})
 	if err != nil {
 		p.t.Fatalf("server.Open: %v", err)
 	}

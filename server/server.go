@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,9 @@ type Config struct {
 	Store Store
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// Web holds the web client's files (see package web), served at /;
+	// nil serves a page that points to the command-line client.
+	Web fs.FS
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Retention is how long an undelivered message is kept: 30 days.
@@ -158,6 +162,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.verify == nil {
 		cfg.verify = signalVerify
 	}
+	var web *static
+	if cfg.Web != nil {
+		var err error
+		if web, err = loadStatic(cfg.Web); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if !web.has("parley.wasm") {
+			cfg.Logger.Warn("the web client's parley.wasm is missing: build parleyd with make so that the web client works")
+		}
+	}
 	st := cfg.Store
 	if st == nil {
 		if cfg.DataDir == "" {
@@ -189,12 +203,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+wire.Path, s.serveWS)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", s.serveHealth)
-	s.mux.HandleFunc("GET /{$}", s.serveIndex)
+	if web != nil {
+		s.mux.Handle("GET /", web)
+	} else {
+		s.mux.HandleFunc("GET /{$}", s.serveIndex)
+	}
 	return s, nil
 }
 
 // Handler returns the server's HTTP handler: the WebSocket endpoint
-// (wire.Path), /metrics, /healthz and a placeholder page at /.
+// (wire.Path), /metrics, /healthz and the web client (Config.Web) at /.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve serves HTTP on ln and deletes expired messages every
@@ -319,7 +337,7 @@ const indexPage = `<!doctype html>
 <h1>Parley</h1>
 <p>This is a Parley server: end-to-end encrypted messaging. It stores and
 forwards ciphertext only.</p>
-<p>The web client is coming. Until then, use the command-line client:
-<code>parley register --server URL yourname</code>.</p>
+<p>This server was started without the web client. Use the command-line
+client: <code>parley register --server URL yourname</code>.</p>
 </body></html>
 `

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/web"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	srv, err := server.Open(ctx, server.Config{DataDir: *data, Logger: log,
+	srv, err := server.Open(ctx, server.Config{DataDir: *data, Logger: log, Web: web.Dist(),
 		RegisterRate: server.Rate{Every: *regEvery, Burst: *regBurst}})
 	if err != nil {
 		return err

@@ -1,0 +1,113 @@
+// The contract between the web UI (TypeScript) and the protocol core (the
+// Go client library compiled to WebAssembly, web/wasm). The wasm module,
+// once started, sets globalThis.parley to an object of type Parley and
+// dispatches a "parley-ready" event on window. Every method that touches
+// storage or the network returns a Promise; a rejected Promise carries a
+// ParleyError.
+
+/** Where a message is in its life. */
+export type MessageState =
+  | "sending" // outgoing, not yet on the server (the outbox; retried by itself)
+  | "sent" // outgoing, durable on the server
+  | "delivered" // outgoing, the recipient's device stored it (a delivery receipt came back)
+  | "failed" // outgoing, refused for good (error says why); retry() may send it again
+  | "unread" // incoming, not yet shown
+  | "read"; // incoming, shown
+
+export interface Message {
+  seq: number; // local order; larger is newer
+  id: string; // 32 hex digits, end to end
+  peer: string; // the other party's username
+  outgoing: boolean;
+  from: string; // sending device "user.device" (incoming only, else "")
+  notice: boolean; // text is a notice from this client (e.g. "safety number changed"), not from peer
+  text: string;
+  sent_at: number; // sender's clock, Unix milliseconds
+  at: number; // when stored here (incoming) or on the server (sent), Unix ms
+  state: MessageState;
+  error: string; // why a send failed ("" otherwise)
+}
+
+export interface Account {
+  user: string;
+  device: number;
+  server: string; // base URL, e.g. "http://127.0.0.1:8080"
+}
+
+export interface Conversation {
+  peer: string;
+  last: Message | null; // the newest message, notices included
+  unread: number;
+  verified: boolean; // the user marked the current safety number verified
+  identity_changed: boolean; // the peer's key changed since it was verified or first seen, and the user has not acknowledged it
+}
+
+export interface SafetyNumber {
+  digits: string; // 60 digits, no spaces
+  qr: string; // a data: URL of a PNG QR code of the scannable form
+  verified: boolean;
+}
+
+export type Connection = "connecting" | "online" | "reconnecting" | "offline";
+
+export type ParleyEvent =
+  | { type: "connection"; state: Connection; error?: string } // state changed
+  | { type: "message"; message: Message } // a message arrived (already stored)
+  | { type: "update"; message: Message } // a message changed state (sent, delivered, failed)
+  | { type: "identity_changed"; peer: string }
+  | { type: "caught_up" }; // everything queued on the server while offline has arrived
+
+/** Stable error kinds (see wire/status.go); message is for people. */
+export interface ParleyError extends Error {
+  kind:
+    | "invalid"
+    | "not_found"
+    | "conflict"
+    | "unauthorized"
+    | "too_large"
+    | "rate_limited"
+    | "unavailable"
+    | "locked" // another tab of this browser profile has Parley open
+    | "internal"
+    | string;
+}
+
+export interface Parley {
+  /** Opens local storage and takes this profile's tab lock. Rejects with kind
+   * "locked" when another tab holds it. Returns the account, or null before
+   * registration. Call once, first. */
+  open(): Promise<Account | null>;
+  /** Makes this device's keys locally and registers username on server
+   * (normally location.origin). Then starts the connection. */
+  register(server: string, username: string): Promise<Account>;
+  /** Starts (or keeps) the connection loop of a registered account;
+   * progress arrives as "connection" events. Idempotent. */
+  start(): void;
+  account(): Account | null;
+  connection(): Connection;
+  /** Puts a text in the outbox and returns it at once (state "sending"). */
+  send(peer: string, text: string): Promise<Message>;
+  /** Sends a failed message again (its state goes back to "sending"). */
+  retry(peer: string, id: string): Promise<Message>;
+  /** Every conversation, the most recent first. */
+  conversations(): Promise<Conversation[]>;
+  /** The history with peer, oldest first; with afterSeq, only newer messages. */
+  messages(peer: string, afterSeq?: number): Promise<Message[]>;
+  /** Marks every unread message from peer read. */
+  markRead(peer: string): Promise<void>;
+  /** Fetches peer's keys if needed (needs a connection the first time). */
+  safetyNumber(peer: string): Promise<SafetyNumber>;
+  /** Marks the current safety number with peer verified (or not); also
+   * clears identity_changed. */
+  setVerified(peer: string, verified: boolean): Promise<void>;
+  /** Subscribes to events; returns a function that unsubscribes. */
+  onEvent(cb: (e: ParleyEvent) => void): () => void;
+  /** Diagnostics: the Go runtime's memory (what it took from the browser,
+   * and the live heap), in bytes. */
+  stats(): { go_sys_bytes: number; go_heap_bytes: number };
+}
+
+declare global {
+  // eslint-disable-next-line no-var
+  var parley: Parley | undefined;
+}
