@@ -158,6 +158,7 @@ const (
 	EventSendFailed                           // Message was refused for good; Err says why
 	EventIdentityChanged                      // Peer's identity key (safety number) changed
 	EventDelivered                            // Message reached a device of its recipient
+	EventCall                                 // Call is a call signal from Peer
 )
 
 // Event is something that happened, for a user interface to show. Events are
@@ -167,6 +168,7 @@ type Event struct {
 	Type    EventType
 	Message *Message
 	Peer    parley.UserID
+	Call    *CallSignal
 	Err     error
 }
 

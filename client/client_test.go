@@ -557,3 +557,53 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("account after rotation: signed %d, last resort %d", a.SignedPreKeyID, a.LastResortKyberID)
 	}
 }
+
+func TestCallSignalling(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	if err := alice.SendCallSignal(ctx, "bob", client.CallSignal{CallID: client.NewCallID(), Type: client.CallOffer, SDP: "v=0"}); parley.ErrorKind(err) != parley.KindUnavailable {
+		t.Errorf("a call signal while offline: %v, want unavailable", err)
+	}
+	alice.run(t)
+	bob.run(t)
+	alice.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	bob.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+
+	call := client.NewCallID()
+	for _, bad := range []client.CallSignal{
+		{CallID: "nope", Type: client.CallOffer, SDP: "v=0"},
+		{CallID: call, Type: client.CallOffer},
+		{CallID: call, Type: client.CallICE},
+		{CallID: call, Type: "ring"},
+		{CallID: call, Type: client.CallAnswer, SDP: strings.Repeat("a", 17<<10)},
+	} {
+		if err := alice.SendCallSignal(ctx, "bob", bad); err == nil {
+			t.Errorf("sending %+v succeeded", bad)
+		}
+	}
+	steps := []struct {
+		from, to *testClient
+		peer     parley.UserID
+		sig      client.CallSignal
+	}{
+		{alice, bob, "bob", client.CallSignal{CallID: call, Type: client.CallOffer, SDP: "v=0 offer"}},
+		{bob, alice, "alice", client.CallSignal{CallID: call, Type: client.CallAnswer, SDP: "v=0 answer"}},
+		{alice, bob, "bob", client.CallSignal{CallID: call, Type: client.CallICE, Candidate: `{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}`}},
+		{bob, alice, "alice", client.CallSignal{CallID: call, Type: client.CallHangup}},
+	}
+	for _, s := range steps {
+		if err := s.from.SendCallSignal(ctx, s.peer, s.sig); err != nil {
+			t.Fatalf("%s: %v", s.sig.Type, err)
+		}
+		ev := s.to.wait(t, string(s.sig.Type), func(ev client.Event) bool { return ev.Type == client.EventCall })
+		got := *ev.Call
+		if got.CallID != call || got.Type != s.sig.Type || got.SDP != s.sig.SDP || got.Candidate != s.sig.Candidate || got.From.User == "" || got.SentAt.IsZero() {
+			t.Errorf("%s arrived as %+v", s.sig.Type, got)
+		}
+	}
+	// Signals are not history.
+	if got := alice.texts(t, "bob"); len(got) != 0 {
+		t.Errorf("alice's history after a call: %q", got)
+	}
+}

@@ -17,18 +17,20 @@ const paddingBlock = 160
 
 // content is the plaintext inside a Signal message.
 type content struct {
-	V      int      `json:"v"`
-	Type   string   `json:"type"`
-	ID     string   `json:"id"`
-	Text   string   `json:"text,omitempty"`
-	IDs    []string `json:"ids,omitempty"` // receipt: the messages it acknowledges
-	SentAt int64    `json:"sent_at"`       // Unix milliseconds
+	V      int         `json:"v"`
+	Type   string      `json:"type"`
+	ID     string      `json:"id"`
+	Text   string      `json:"text,omitempty"`
+	IDs    []string    `json:"ids,omitempty"`  // receipt: the messages it acknowledges
+	Call   *CallSignal `json:"call,omitempty"` // call: one signalling step
+	SentAt int64       `json:"sent_at"`        // Unix milliseconds
 }
 
 // The content types.
 const (
 	contentText    = "text"
 	contentReceipt = "receipt" // delivery receipt: the messages in IDs are stored on the recipient's device
+	contentCall    = "call"    // call signalling (see call.go)
 )
 
 func textContent(id parley.MessageID, text string, sentAt time.Time) content {

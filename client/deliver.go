@@ -81,8 +81,13 @@ func (c *Client) receive(ctx context.Context, env *parley.Envelope) (*Message, e
 		m.Text = fmt.Sprintf("a message from %s could not be decrypted", from)
 	default:
 		ct, err := decodeContent(pt)
-		if err == nil && ct.V <= contentVersion && ct.Type == contentReceipt {
-			return nil, c.applyReceipt(ctx, t, from, ct)
+		if err == nil && ct.V <= contentVersion {
+			switch ct.Type {
+			case contentReceipt:
+				return nil, c.applyReceipt(ctx, t, from, ct)
+			case contentCall:
+				return nil, c.applyCall(ctx, t, from, ct)
+			}
 		}
 		m.Text, m.SentAt = c.readContent(ct, err, env, &m)
 	}

@@ -32,7 +32,9 @@
 //
 // v is the content version (bump it for a change an old client would
 // misread; new fields and types do not need a bump), type says what the
-// message is ("text" is the only type so far), id repeats the envelope's
+// message is ("text"; "receipt", whose "ids" name the messages now stored
+// on the recipient's device; "call", whose "call" object is one call
+// signalling step, see CallSignal), id repeats the envelope's
 // MessageID under the encryption, sent_at is the sender's clock in Unix
 // milliseconds. The JSON is padded as Signal pads its content: one 0x80 byte
 // and then zero bytes up to a multiple of 160 bytes, so that the length of

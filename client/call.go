@@ -1,0 +1,112 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/parleychat/parley"
+)
+
+// Call signalling. Setting up a call (the WebRTC offer and answer, whose
+// SDP carries the DTLS fingerprints, and the ICE candidates) and ending it
+// travel as end-to-end encrypted messages of content type "call", so the
+// server cannot read or change them and cannot sit in the middle of the
+// media. They go to every device of the peer (a call rings on each) and are
+// not kept in the history: what a call came to (missed, declined, its
+// length) is for the calling code to record.
+
+// CallSignalType says what a CallSignal does. The values are on the wire.
+type CallSignalType string
+
+const (
+	CallOffer   CallSignalType = "offer"   // SDP: the caller's offer; rings the callee
+	CallAnswer  CallSignalType = "answer"  // SDP: the callee's answer; the call is accepted
+	CallICE     CallSignalType = "ice"     // Candidate: one more ICE candidate
+	CallHangup  CallSignalType = "hangup"  // either side ends the call (or the caller gives up ringing)
+	CallBusy    CallSignalType = "busy"    // the callee is in another call
+	CallDecline CallSignalType = "decline" // the callee refused
+)
+
+// maxCallSignal bounds the SDP or candidate of one signal, far above what
+// an audio call needs and well inside MaxTextSize.
+const maxCallSignal = 16 << 10
+
+// CallSignal is one call signalling message.
+type CallSignal struct {
+	CallID    string         `json:"id"` // 32 hex digits, chosen by the caller
+	Type      CallSignalType `json:"kind"`
+	SDP       string         `json:"sdp,omitempty"`
+	Candidate string         `json:"candidate,omitempty"` // JSON of an RTCIceCandidateInit
+	// Set on signals received: the device that sent it and its clock.
+	From   parley.Address `json:"-"`
+	SentAt time.Time      `json:"-"`
+}
+
+// NewCallID returns a fresh random call id.
+func NewCallID() string {
+	id := parley.NewMessageID()
+	return hex.EncodeToString(id[:])
+}
+
+func (s *CallSignal) valid() error {
+	if b, err := hex.DecodeString(s.CallID); err != nil || len(b) != 16 {
+		return parley.Errorf(parley.KindInvalid, "call id %q: want 32 hex digits", s.CallID)
+	}
+	switch s.Type {
+	case CallOffer, CallAnswer:
+		if s.SDP == "" {
+			return parley.Errorf(parley.KindInvalid, "call %s without SDP", s.Type)
+		}
+	case CallICE:
+		if s.Candidate == "" {
+			return parley.Errorf(parley.KindInvalid, "ICE signal without a candidate")
+		}
+	case CallHangup, CallBusy, CallDecline:
+	default:
+		return parley.Errorf(parley.KindInvalid, "unknown call signal %q", s.Type)
+	}
+	if len(s.SDP) > maxCallSignal || len(s.Candidate) > maxCallSignal {
+		return parley.Errorf(parley.KindTooLarge, "call signal over %d bytes", maxCallSignal)
+	}
+	return nil
+}
+
+// SendCallSignal sends sig to every device of peer at once, end-to-end
+// encrypted. It needs a live connection (see Run): a call cannot wait in an
+// outbox.
+func (c *Client) SendCallSignal(ctx context.Context, peer parley.UserID, sig CallSignal) error {
+	if err := sig.valid(); err != nil {
+		return err
+	}
+	s := c.live()
+	if s == nil {
+		return parley.Errorf(parley.KindUnavailable, "not connected to the server")
+	}
+	id, now := parley.NewMessageID(), c.now()
+	pt, err := encodeContent(content{Type: contentCall, ID: id.String(), Call: &sig, SentAt: now.UnixMilli()})
+	if err != nil {
+		return err
+	}
+	_, err = c.sendContent(ctx, s, peer, id, now, pt)
+	return err
+}
+
+// applyCall stores t (the session state after decrypting a call signal)
+// and announces the signal; a malformed one is dropped. Called with protoMu
+// held.
+func (c *Client) applyCall(ctx context.Context, t *txn, from parley.Address, ct *content) error {
+	c.identityNotices(t)
+	if err := c.st.Apply(ctx, &t.batch); err != nil {
+		return err
+	}
+	c.emitIdentityChanges(t)
+	if ct.Call == nil || ct.Call.valid() != nil {
+		c.log.Warn("malformed call signal dropped", "from", from)
+		return nil
+	}
+	sig := *ct.Call
+	sig.From, sig.SentAt = from, time.UnixMilli(ct.SentAt)
+	c.emit(Event{Type: EventCall, Peer: from.User, Call: &sig})
+	return nil
+}
