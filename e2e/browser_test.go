@@ -219,12 +219,36 @@ func (b *browser) register(username string) {
 // open opens the conversation with peer.
 func (b *browser) open(peer string) {
 	b.t.Helper()
-	b.run("open "+peer, chromedp.SendKeys(`#new-conversation`, peer+kb.Enter), chromedp.WaitVisible(`#composer`))
+	b.run("open "+peer, chromedp.Click(`#new-conversation`), poll(`document.activeElement?.id === "new-conversation"`),
+		chromedp.SendKeys(`#new-conversation`, peer+kb.Enter), chromedp.WaitVisible(`#composer`), chromedp.WaitEnabled(`#composer`))
 }
 
+// send types text in the composer and presses Enter. The composer may be
+// re-rendered just as typing starts (a conversation being opened), which
+// can lose keys: it checks what arrived before sending.
 func (b *browser) send(text string) {
 	b.t.Helper()
-	b.run("send", chromedp.SendKeys(`#composer`, text+kb.Enter))
+	for try := 0; ; try++ {
+		b.run("clear", chromedp.WaitEnabled(`#composer`))
+		get(b, "clear", chromedp.Evaluate[bool](`(e => { e.value = ""; e.dispatchEvent(new Event("input", {bubbles: true})); return true })(document.querySelector("#composer"))`))
+		b.run("type", chromedp.SendKeys(`#composer`, text))
+		if get(b, "typed", chromedp.Value(`#composer`)) == text {
+			break
+		}
+		if try == 2 {
+			b.t.Fatalf("%s: typing %q into the composer keeps losing keys", b.name, text)
+		}
+	}
+	b.run("send", chromedp.SendKeys(`#composer`, kb.Enter))
+}
+
+// closeDialog closes the open dialog with its close button.
+func (b *browser) closeDialog() {
+	b.t.Helper()
+	b.run("close the dialog", chromedp.Click(`dialog[open] button[aria-label="Close"]`), chromedp.WaitNotPresent(`dialog[open]`),
+		// The dialog hands the focus back to what opened it; typing
+		// before that could go to the wrong element.
+		poll(`document.activeElement && document.activeElement !== document.body`))
 }
 
 // waitText waits until the open conversation shows a message with text.
@@ -300,7 +324,8 @@ func TestBrowserChat(t *testing.T) {
 	if da != db || len(da) != 60 {
 		t.Errorf("safety numbers differ: alice %q, bob %q", da, db)
 	}
-	alice.run("verify", chromedp.Click(`#verify-toggle`), chromedp.Sleep(200*time.Millisecond), chromedp.KeyEvent(kb.Escape))
+	alice.run("verify", chromedp.Click(`#verify-toggle`))
+	alice.closeDialog()
 	alice.run("verified mark", chromedp.WaitVisible(`.conversation[data-peer="bob"] .verified-mark`))
 
 	// Bob closes his browser; alice writes twice; bob comes back and finds both.
@@ -365,13 +390,30 @@ func TestBrowserAndCLI(t *testing.T) {
 	alice.run("carol's conversation", chromedp.WaitVisible(`.conversation[data-peer="carol"]`), chromedp.Click(`.conversation[data-peer="carol"]`), chromedp.WaitVisible(`#composer`))
 	alice.waitText("hello from the command line")
 	alice.send("hello from the browser")
-	if got := carol.must("recv", "--wait", "20s"); !strings.Contains(got, "alice: hello from the browser") {
+	alice.run("sent", chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+	if got := carol.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: hello from the browser") {
 		t.Errorf("carol's recv: %q", got)
 	}
 	alice.run("safety number", chromedp.Click(`#safety-number-button`), chromedp.WaitVisible(`#safety-digits`))
 	d := get(alice, "digits", chromedp.Text(`#safety-digits`))
 	if cli := safetyDigits(t, carol.must("safety-number", "alice")); cli != strings.Join(strings.Fields(d), "") {
 		t.Errorf("safety numbers differ: CLI %q, browser %q", cli, d)
+	}
+	alice.closeDialog()
+
+	// A message to nobody fails with the reason and a retry; once dave
+	// exists, the retry delivers it.
+	alice.open("dave")
+	alice.send("are you there, dave?")
+	alice.run("failed", chromedp.WaitVisible(`.message[data-state="failed"] .retry`))
+	if reason := get(alice, "reason", chromedp.Text(`.message[data-state="failed"]`)); !strings.Contains(reason, "no user named dave") {
+		t.Errorf("the failed message says %q", reason)
+	}
+	dave := register(t, srv.url(), "dave")
+	alice.run("retry", chromedp.Click(`.message[data-state="failed"] .retry`),
+		chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+	if got := dave.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: are you there, dave?") {
+		t.Errorf("dave's recv: %q", got)
 	}
 }
 
