@@ -497,3 +497,40 @@ func rendererRSS(b testing.TB, br *browser) float64 {
 	}
 	return total
 }
+
+// tabTo presses Tab until the element matching sel has the focus.
+func (b *browser) tabTo(sel string) {
+	b.t.Helper()
+	q, _ := json.Marshal(sel)
+	for range 40 {
+		if get(b, "focus", chromedp.Evaluate[bool](fmt.Sprintf(`!!document.activeElement?.matches(%s)`, q))) {
+			return
+		}
+		b.run("tab", chromedp.KeyEvent(kb.Tab))
+	}
+	b.t.Fatalf("%s: Tab never reaches %s", b.name, sel)
+}
+
+// TestBrowserKeyboardOnly: registering, starting a conversation, sending
+// and looking at the safety number all work with the keyboard alone.
+func TestBrowserKeyboardOnly(t *testing.T) {
+	t.Parallel()
+	chromiumPath(t)
+	srv := startServerWeb(t, webFiles(t))
+	bob := register(t, srv.url(), "bob")
+	alice := openBrowser(t, "alice", t.TempDir(), srv.url())
+
+	alice.tabTo(`#register-username`)
+	alice.run("type a name", chromedp.KeyEvent("alice"+kb.Enter), chromedp.WaitVisible(`#connection[data-state="online"]`))
+	alice.tabTo(`#new-conversation`)
+	alice.run("open bob", chromedp.KeyEvent("bob"+kb.Enter), chromedp.WaitVisible(`#composer`))
+	alice.tabTo(`#composer`)
+	alice.run("write", chromedp.KeyEvent("typed without a mouse"+kb.Enter),
+		chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+	if got := bob.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: typed without a mouse") {
+		t.Errorf("bob's recv: %q", got)
+	}
+	alice.tabTo(`#safety-number-button`)
+	alice.run("safety number", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#safety-digits`),
+		chromedp.KeyEvent(kb.Escape), chromedp.WaitNotPresent(`dialog[open]`))
+}
