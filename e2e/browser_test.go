@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -22,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/parleychat/parley/web"
+	_ "modernc.org/sqlite" // to remove an account, as an operator would
 )
 
 // The web client's end-to-end tests drive Debian's chromium through the
@@ -245,7 +247,11 @@ func (b *browser) send(text string) {
 // closeDialog closes the open dialog with its close button.
 func (b *browser) closeDialog() {
 	b.t.Helper()
-	b.run("close the dialog", chromedp.Click(`dialog[open] button[aria-label="Close"]`), chromedp.WaitNotPresent(`dialog[open]`),
+	b.run("close the dialog", chromedp.WaitVisible(`dialog[open] button[aria-label="Close"]`))
+	// A DOM click: the dialog's layout may change under a mouse click (its
+	// text changes as the verification is saved).
+	get(b, "close the dialog", chromedp.Evaluate[bool](`(document.querySelector('dialog[open] button[aria-label="Close"]').click(), true)`))
+	b.run("dialog closed", chromedp.WaitNotPresent(`dialog[open]`),
 		// The dialog hands the focus back to what opened it; typing
 		// before that could go to the wrong element.
 		poll(`document.activeElement && document.activeElement !== document.body`))
@@ -533,4 +539,45 @@ func TestBrowserKeyboardOnly(t *testing.T) {
 	alice.tabTo(`#safety-number-button`)
 	alice.run("safety number", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(`#safety-digits`),
 		chromedp.KeyEvent(kb.Escape), chromedp.WaitNotPresent(`dialog[open]`))
+}
+
+// TestBrowserIdentityChange: when a contact's identity key changes (carol
+// reinstalls: the operator removed her old account and she registered
+// again), the browser warns in the conversation and her verified mark goes.
+func TestBrowserIdentityChange(t *testing.T) {
+	t.Parallel()
+	chromiumPath(t)
+	srv := startServerWeb(t, webFiles(t))
+	carol := register(t, srv.url(), "carol")
+	alice := openBrowser(t, "alice", t.TempDir(), srv.url())
+	alice.register("alice")
+	carol.must("send", "alice", "before")
+	alice.run("open carol", chromedp.WaitVisible(`.conversation[data-peer="carol"]`), chromedp.Click(`.conversation[data-peer="carol"]`))
+	alice.waitText("before")
+	alice.run("verify carol", chromedp.Click(`#safety-number-button`), chromedp.WaitVisible(`#safety-digits`), chromedp.Click(`#verify-toggle`))
+	alice.closeDialog()
+	alice.run("verified", chromedp.WaitVisible(`.conversation[data-peer="carol"] .verified-mark`))
+
+	srv.stop()
+	db, err := sql.Open("sqlite", filepath.Join(srv.dir, "parley.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"prekeys", "devices", "accounts"} {
+		if _, err := db.Exec("DELETE FROM "+table+" WHERE user = 'carol'"); err != nil {
+			t.Fatalf("removing carol from %s: %v", table, err)
+		}
+	}
+	db.Close()
+	srv.start()
+	carol = register(t, srv.url(), "carol") // new keys
+	carol.must("send", "alice", "after reinstalling")
+	alice.waitText("after reinstalling")
+	alice.run("warning", chromedp.WaitVisible(`#identity-warning`), chromedp.WaitNotPresent(`.conversation[data-peer="carol"] .verified-mark`),
+		poll(`[...document.querySelectorAll('.message.notice')].some(e => e.textContent.includes('safety number with carol changed'))`))
+	alice.screenshot("identity-warning")
+	// Looking at the new number and marking it verified clears the warning.
+	alice.run("verify again", chromedp.Click(`#safety-number-button`), chromedp.WaitVisible(`#safety-digits`), chromedp.Click(`#verify-toggle`))
+	alice.closeDialog()
+	alice.run("no warning", chromedp.WaitNotPresent(`#identity-warning`), chromedp.WaitVisible(`.conversation[data-peer="carol"] .verified-mark`))
 }

@@ -64,6 +64,11 @@ export function ConversationView({ parley, peer, conversation, reading, focus, o
     let live = true;
     const off = parley.onEvent((e) => {
       if ((e.type === "message" || e.type === "update") && e.message.peer === peer) apply(e.message);
+      // The client writes a notice into the history when the key changes;
+      // it comes with no message event of its own.
+      if (e.type === "identity_changed" && e.peer === peer) {
+        parley.messages(peer).then((l) => live && l.forEach((m) => m.notice && apply(m)), () => {});
+      }
     });
     parley.messages(peer).then(
       (loaded) => {
