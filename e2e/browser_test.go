@@ -564,7 +564,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"prekeys", "devices", "accounts"} {
-		if _, err := db.Exec("DELETE FROM "+table+" WHERE user = 'carol'"); err != nil {
+		if _, err := db.Exec("DELETE FROM " + table + " WHERE user = 'carol'"); err != nil {
 			t.Fatalf("removing carol from %s: %v", table, err)
 		}
 	}
