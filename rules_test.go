@@ -80,6 +80,7 @@ var forbidden = []struct {
 	{"/server", false, []string{module + "/client"}, nil, "client and server never import each other"},
 	{"/client", false, []string{module + "/server"}, nil, "client and server never import each other"},
 	{"/client", true, []string{"database/sql", "modernc.org/sqlite"}, []string{"os"}, "package client compiles to WebAssembly: platform specifics stay behind its Store interface"},
+	{"/client", true, []string{module + "/call", "github.com/pion/webrtc/v4"}, nil, "package client compiles to WebAssembly: call media (pion) stays in package call, which imports client, never the reverse"},
 }
 
 func TestImportBoundaries(t *testing.T) {

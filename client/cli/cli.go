@@ -44,7 +44,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdSafetyNumber, cmdWhoami, cmdHelp}
+	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdCall, cmdAnswer, cmdSafetyNumber, cmdWhoami, cmdHelp}
 }
 
 func lookup(name string) *command {

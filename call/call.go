@@ -1,0 +1,591 @@
+package call
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/client"
+)
+
+// Media is what a call sends and where it records what it receives.
+type Media struct {
+	// Send is the audio to send, paced in real time from the moment the
+	// call connects; nil sends nothing. At its end the call goes on, silent.
+	Send *OggReader
+	// Record receives the audio that arrives, as an Ogg Opus stream; nil
+	// records nothing. It is complete when Wait returns.
+	Record io.Writer
+}
+
+// Stats are the measurements of one call.
+type Stats struct {
+	Setup    time.Duration // from dialling (or answering) to the first audio packet received; 0 if none came
+	Connect  time.Duration // from dialling (or answering) to the media path being up; 0 if it never was
+	Duration time.Duration // from connecting to the end
+	Sent     int           // audio packets sent
+	Received int           // distinct audio packets received
+	Lost     int           // packets missing between those received, by RTP sequence number
+	Late     int           // packets that came twice, or after the recording had given them up
+	Gaps     int           // runs of lost packets, concealed in the recording
+	SendDone bool          // the whole file was sent
+	Path     string        // the ICE candidate types in use, local/remote: "host/host", "relay/srflx"...
+	Remote   bool          // the other side hung up
+}
+
+// Call is one call, placed by Phone.Dial or accepted with Incoming.Accept.
+type Call struct {
+	p        *Phone
+	id       string
+	peer     parley.UserID
+	outgoing bool
+	media    Media
+	start    time.Time
+	pc       *webrtc.PeerConnection
+	track    *webrtc.TrackLocalStaticSample
+	rec      *recorder
+	sent     atomic.Int64
+	sendDone atomic.Bool
+
+	mu           sync.Mutex // guards the fields below
+	remote       parley.Address
+	described    bool                // our offer or answer is queued; candidates may follow
+	localICE     []client.CallSignal // our candidates found before that
+	haveRemote   bool                // the remote description is set
+	pendingICE   []client.CallSignal // candidates waiting for it
+	connectedAt  time.Time
+	firstAudioAt time.Time
+	endedAt      time.Time
+	err          error // how the call ended: nil for a hang-up
+	remoteHangup bool
+	pathUsed     string // see Stats.Path
+	hangupErr    error  // sending our hang-up failed
+	tornDown     bool   // no more media goroutines may start
+	timer        *time.Timer
+
+	wg        sync.WaitGroup // media goroutines
+	endOnce   sync.Once
+	audioOnce sync.Once
+	connected chan struct{} // closed when the media path is up
+	audio     chan struct{} // closed when the first audio packet arrives
+	ended     chan struct{} // closed when the call ends
+	closed    chan struct{} // closed when everything is torn down and recorded
+}
+
+// newCall returns a call that has not started; rec records into m.Record.
+func (p *Phone) newCall(id string, peer parley.UserID, outgoing bool, m Media, rec *recorder) *Call {
+	return &Call{
+		p: p, id: id, peer: peer, outgoing: outgoing, media: m, start: p.cfg.Now(), rec: rec,
+		connected: make(chan struct{}), audio: make(chan struct{}),
+		ended: make(chan struct{}), closed: make(chan struct{}),
+	}
+}
+
+// newRecorder starts the recording of m, if any: it writes the Ogg headers.
+func newMediaRecorder(m Media) (*recorder, error) {
+	if m.Record == nil {
+		return newRecorder(nil), nil
+	}
+	w, err := NewOggWriter(m.Record, 2)
+	if err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
+	}
+	return newRecorder(w), nil
+}
+
+// ID returns the call's id.
+func (c *Call) ID() string { return c.id }
+
+// Peer returns the other party.
+func (c *Call) Peer() parley.UserID { return c.peer }
+
+// Connected is closed when the media path is up.
+func (c *Call) Connected() <-chan struct{} { return c.connected }
+
+// Audio is closed when the first audio packet has arrived.
+func (c *Call) Audio() <-chan struct{} { return c.audio }
+
+// Done is closed when the call has ended and its recording is complete.
+func (c *Call) Done() <-chan struct{} { return c.closed }
+
+// Hangup ends the call and tells the other side; it returns once the
+// hang-up is sent (or could not be) and the recording is complete, or when
+// ctx ends.
+func (c *Call) Hangup(ctx context.Context) error {
+	c.end(nil, false, true)
+	select {
+	case <-c.closed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hangupErr
+}
+
+// Wait waits for the call to end and returns its statistics and how it
+// ended: nil for a hang-up by either side, else an error wrapping ErrBusy,
+// ErrDeclined, ErrNoAnswer, ErrConnectionFailed, or the error that kept the
+// offer from being sent.
+func (c *Call) Wait(ctx context.Context) (Stats, error) {
+	select {
+	case <-c.closed:
+	case <-ctx.Done():
+		return c.Stats(), ctx.Err()
+	}
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	return c.Stats(), err
+}
+
+// Stats returns the measurements so far.
+func (c *Call) Stats() Stats {
+	var s Stats
+	s.Received, s.Lost, s.Late, s.Gaps = c.rec.counts()
+	s.Sent = int(c.sent.Load())
+	s.SendDone = c.sendDone.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.firstAudioAt.IsZero() {
+		s.Setup = c.firstAudioAt.Sub(c.start)
+	}
+	if !c.connectedAt.IsZero() {
+		s.Connect = c.connectedAt.Sub(c.start)
+		end := c.endedAt
+		if end.IsZero() {
+			end = c.p.cfg.Now()
+		}
+		s.Duration = end.Sub(c.connectedAt)
+	}
+	s.Remote = c.remoteHangup
+	s.Path = c.pathUsed
+	return s
+}
+
+// path describes the selected candidate pair.
+func (c *Call) path() string {
+	for _, t := range c.pc.GetTransceivers() {
+		if s := t.Sender(); s != nil && s.Transport() != nil {
+			pair, err := s.Transport().ICETransport().GetSelectedCandidatePair()
+			if err == nil && pair != nil {
+				return pair.Local.Typ.String() + "/" + pair.Remote.Typ.String()
+			}
+		}
+	}
+	return ""
+}
+
+// newPeerConnection creates the PeerConnection with one local Opus track and
+// its callbacks.
+func (c *Call) newPeerConnection() error {
+	cfg := webrtc.Configuration{ICEServers: c.p.cfg.ICEServers}
+	if c.p.cfg.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := c.p.api.NewPeerConnection(cfg)
+	if err != nil {
+		return fmt.Errorf("creating the peer connection: %w", err)
+	}
+	c.mu.Lock()
+	c.pc = pc
+	c.mu.Unlock()
+	c.track, err = webrtc.NewTrackLocalStaticSample(opusCodec, "audio", "parley")
+	if err != nil {
+		return err
+	}
+	if _, err := pc.AddTrack(c.track); err != nil {
+		return fmt.Errorf("adding the audio track: %w", err)
+	}
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand == nil {
+			return // gathering is complete; the signals have no end-of-candidates
+		}
+		b, err := json.Marshal(cand.ToJSON())
+		if err != nil {
+			return
+		}
+		sig := client.CallSignal{CallID: c.id, Type: client.CallICE, Candidate: string(b)}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.described {
+			c.localICE = append(c.localICE, sig)
+			return
+		}
+		c.p.send(c.peer, sig, nil)
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		c.p.log.Debug("call connection state", "call", c.id, "state", s)
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			c.onConnected()
+		case webrtc.PeerConnectionStateFailed:
+			c.end(fmt.Errorf("%w: %s", ErrConnectionFailed, c.failure()), false, true)
+		}
+	})
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if t.Kind() != webrtc.RTPCodecTypeAudio || !c.startMedia() {
+			return
+		}
+		go c.receive(t)
+	})
+	return nil
+}
+
+// failure says why the media path did not come up or broke.
+func (c *Call) failure() string {
+	c.mu.Lock()
+	connected := !c.connectedAt.IsZero()
+	c.mu.Unlock()
+	switch {
+	case connected:
+		return "the media path broke and did not recover"
+	case c.p.cfg.RelayOnly:
+		return "ICE found no path through the TURN relay (is the relay reachable, and the credentials valid?)"
+	case len(c.p.cfg.ICEServers) == 0:
+		return "ICE found no direct path between the devices, and no TURN relay is configured"
+	default:
+		return "ICE found no path between the devices, direct or relayed"
+	}
+}
+
+// startMedia counts one media goroutine in, unless the call is being torn
+// down.
+func (c *Call) startMedia() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tornDown {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+func (c *Call) onConnected() {
+	c.mu.Lock()
+	if !c.connectedAt.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	c.connectedAt = c.p.cfg.Now()
+	c.pathUsed = c.path()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	close(c.connected)
+	if c.media.Send != nil && c.startMedia() {
+		go c.send()
+	}
+}
+
+// dial creates the offer and sends it; it returns once the offer is sent.
+func (c *Call) dial(ctx context.Context) error {
+	if err := c.newPeerConnection(); err != nil {
+		return err
+	}
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("creating the offer: %w", err)
+	}
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("setting the offer: %w", err)
+	}
+	sent := c.describe(client.CallOffer, offer.SDP)
+	c.mu.Lock()
+	if c.endedAt.IsZero() {
+		c.timer = time.AfterFunc(c.p.cfg.RingTimeout, func() {
+			c.end(fmt.Errorf("%w from %s within %v", ErrNoAnswer, c.peer, c.p.cfg.RingTimeout), false, true)
+		})
+	}
+	c.mu.Unlock()
+	select {
+	case err = <-sent:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("calling %s: %w", c.peer, err)
+	}
+	return nil
+}
+
+// accept answers offer, with the candidates that came with it; it returns
+// once the answer is sent.
+func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []client.CallSignal) error {
+	if err := c.newPeerConnection(); err != nil {
+		return err
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+		return fmt.Errorf("%w: the caller's offer: %w", ErrConnectionFailed, err)
+	}
+	c.mu.Lock()
+	c.haveRemote = true
+	c.mu.Unlock()
+	for _, s := range queued {
+		c.addCandidate(s)
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("%w: creating the answer: %w", ErrConnectionFailed, err)
+	}
+	if err := c.pc.SetLocalDescription(answer); err != nil {
+		return fmt.Errorf("setting the answer: %w", err)
+	}
+	sent := c.describe(client.CallAnswer, answer.SDP)
+	c.startConnectTimer()
+	select {
+	case err = <-sent:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("answering %s: %w", c.peer, err)
+	}
+	return nil
+}
+
+// describe queues our offer or answer, then the candidates found so far
+// (gathering starts with SetLocalDescription), so that the description goes
+// out first. The channel gets the result of sending the description.
+func (c *Call) describe(typ client.CallSignalType, sdp string) <-chan error {
+	sent := make(chan error, 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: typ, SDP: sdp}, func(err error) { sent <- err })
+	c.described = true
+	for _, sig := range c.localICE {
+		c.p.send(c.peer, sig, nil)
+	}
+	c.localICE = nil
+	return sent
+}
+
+func (c *Call) startConnectTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if !c.connectedAt.IsZero() || !c.endedAt.IsZero() {
+		return
+	}
+	d := c.p.cfg.ConnectTimeout
+	c.timer = time.AfterFunc(d, func() {
+		c.end(fmt.Errorf("%w: no media path within %v: %s", ErrConnectionFailed, d, c.failure()), false, true)
+	})
+}
+
+// handle takes a signal for this call. Called with p.mu held; it must not
+// block for long.
+func (c *Call) handle(sig client.CallSignal) {
+	c.mu.Lock()
+	haveRemote, remote, ready := c.haveRemote, c.remote, c.pc != nil
+	c.mu.Unlock()
+	if !ready {
+		return // not set up yet: nothing can be for this call
+	}
+	if c.outgoing && !haveRemote {
+		// Ringing: any device of the callee may answer, decline or be busy.
+		switch sig.Type {
+		case client.CallAnswer:
+			c.answered(sig)
+		case client.CallICE: // only if the transport reordered the signals
+			c.addCandidate(sig)
+		case client.CallBusy:
+			c.end(fmt.Errorf("%s is %w", c.peer, ErrBusy), true, false)
+		case client.CallDecline:
+			c.end(fmt.Errorf("%s %w the call", c.peer, ErrDeclined), true, false)
+		case client.CallHangup: // the callee's device could not take the call
+			c.end(fmt.Errorf("%w: %s ended the call before answering", ErrDeclined, c.peer), true, false)
+		}
+		return
+	}
+	if sig.From != remote {
+		c.p.log.Debug("call signal from another device ignored", "call", c.id, "type", sig.Type, "from", sig.From)
+		return
+	}
+	switch sig.Type {
+	case client.CallICE:
+		c.addCandidate(sig)
+	case client.CallHangup:
+		c.mu.Lock()
+		connected := !c.connectedAt.IsZero()
+		c.mu.Unlock()
+		if !connected { // it timed out first, or could not take the call
+			c.end(fmt.Errorf("%w: %s gave up before the media path came up", ErrConnectionFailed, c.peer), true, false)
+			return
+		}
+		c.end(nil, true, false)
+	}
+}
+
+// answered applies the callee's answer.
+func (c *Call) answered(sig client.CallSignal) {
+	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP})
+	if err != nil {
+		c.end(fmt.Errorf("%w: the answer of %s: %w", ErrConnectionFailed, sig.From, err), false, true)
+		return
+	}
+	c.mu.Lock()
+	c.remote, c.haveRemote = sig.From, true
+	queued := c.pendingICE
+	c.pendingICE = nil
+	c.mu.Unlock()
+	for _, q := range queued {
+		if q.From == sig.From { // not those of devices that did not answer
+			c.addCandidate(q)
+		}
+	}
+	c.startConnectTimer()
+}
+
+// addCandidate adds a remote candidate, or queues it until the remote
+// description is set.
+func (c *Call) addCandidate(sig client.CallSignal) {
+	c.mu.Lock()
+	if !c.haveRemote {
+		if len(c.pendingICE) < maxQueuedCandidates {
+			c.pendingICE = append(c.pendingICE, sig)
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	var cand webrtc.ICECandidateInit
+	if err := json.Unmarshal([]byte(sig.Candidate), &cand); err != nil {
+		c.p.log.Debug("malformed ICE candidate", "call", c.id, "err", err)
+		return
+	}
+	if err := c.pc.AddICECandidate(cand); err != nil {
+		c.p.log.Debug("ICE candidate refused", "call", c.id, "err", err)
+	}
+}
+
+// end ends the call once: err says how (nil for a hang-up), remote whether
+// the other side ended it, and notify whether to send a hang-up.
+func (c *Call) end(err error, remote, notify bool) {
+	c.endOnce.Do(func() {
+		c.mu.Lock()
+		c.err, c.remoteHangup, c.endedAt = err, remote, c.p.cfg.Now()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		c.mu.Unlock()
+		var sent chan error
+		if notify {
+			sent = make(chan error, 1)
+			c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: client.CallHangup}, func(err error) { sent <- err })
+		}
+		close(c.ended)
+		go c.teardown(sent)
+	})
+}
+
+// hangupTimeout bounds the wait for a hang-up to be sent when a call ends.
+const hangupTimeout = 5 * time.Second
+
+// teardown closes the connection, waits for the media goroutines, finishes
+// the recording, and waits for the hang-up (if sent) to leave, so that the
+// program may exit once Done is closed.
+func (c *Call) teardown(sent <-chan error) {
+	c.mu.Lock()
+	c.tornDown = true
+	pc := c.pc
+	c.mu.Unlock()
+	if pc != nil {
+		if err := pc.Close(); err != nil {
+			c.p.log.Debug("closing the peer connection", "call", c.id, "err", err)
+		}
+	}
+	c.wg.Wait()
+	recErr := c.rec.finish()
+	var sendErr error
+	if sent != nil {
+		select {
+		case sendErr = <-sent:
+		case <-time.After(hangupTimeout):
+			sendErr = fmt.Errorf("the hang-up was not sent within %v", hangupTimeout)
+		}
+	}
+	c.mu.Lock()
+	if recErr != nil && c.err == nil {
+		c.err = fmt.Errorf("recording: %w", recErr)
+	}
+	if sendErr != nil {
+		c.hangupErr = fmt.Errorf("telling %s: %w", c.peer, sendErr)
+	}
+	c.mu.Unlock()
+	c.p.release(c)
+	close(c.closed)
+}
+
+// send paces the packets of the file to send in real time.
+func (c *Call) send() {
+	defer c.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	next := time.Now()
+	for {
+		pkt, err := c.media.Send.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			c.sendDone.Store(true)
+			return
+		}
+		if err != nil {
+			c.p.log.Warn("the audio file to send is broken; sending stops", "call", c.id, "err", err)
+			return
+		}
+		d, _ := PacketDuration(pkt) // ReadPacket checked it
+		if err := c.track.WriteSample(media.Sample{Data: pkt, Duration: d}); err != nil {
+			if !errors.Is(err, io.ErrClosedPipe) {
+				c.p.log.Debug("sending audio", "call", c.id, "err", err)
+			}
+			return
+		}
+		c.sent.Add(1)
+		next = next.Add(d)
+		t.Reset(time.Until(next))
+		select {
+		case <-t.C:
+		case <-c.ended:
+			return
+		}
+	}
+}
+
+// receive records the audio of t until the connection closes.
+func (c *Call) receive(t *webrtc.TrackRemote) {
+	defer c.wg.Done()
+	for {
+		pkt, _, err := t.ReadRTP()
+		if err != nil {
+			// Our own teardown, or the other side closed the DTLS session
+			// (it hung up, and the hang-up signal was lost or is late).
+			select {
+			case <-c.ended:
+			default:
+				c.p.log.Debug("the media ended without a hang-up", "call", c.id, "err", err)
+				c.end(nil, true, false)
+			}
+			return
+		}
+		c.audioOnce.Do(func() {
+			c.mu.Lock()
+			c.firstAudioAt = c.p.cfg.Now()
+			c.mu.Unlock()
+			close(c.audio)
+		})
+		c.rec.push(pkt)
+	}
+}

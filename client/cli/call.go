@@ -1,0 +1,422 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/call"
+	"github.com/parleychat/parley/client"
+)
+
+// iceServers returns the STUN and TURN servers for a call. The client is
+// connected when it is called.
+//
+// TODO(turn): return the short-lived TURN credential that the server hands
+// out (Client.TURNCredentials in client/turn.go, being written now) as one
+// webrtc.ICEServer{URLs, Username, Credential}; a KindUnavailable answer
+// means that the server has no relay: return no servers then. Until this is
+// wired a call uses host candidates only, and --relay-only fails with
+// call.ErrNoRelay.
+func iceServers(ctx context.Context, c *client.Client) ([]webrtc.ICEServer, error) {
+	return nil, nil
+}
+
+const callFlagsHelp = `
+--send FILE plays an Ogg Opus file (what opusenc writes) to the other side,
+paced in real time from the moment the call connects; at its end the call
+goes on, silent. --record FILE writes what arrives to an Ogg Opus file, in
+order; packets that never came are recorded as empty Opus frames, which
+players conceal, so the recording keeps its timing. Neither needs a codec.
+
+At the start the call prints its set-up time (from dialling, or answering,
+to the first audio packet received), and at the end the audio packets sent,
+received and lost (counted from RTP sequence numbers). A call ends when
+either side hangs up (after --duration, or on Ctrl-C).
+
+--relay-only sends the audio only through the server's TURN relay, so that
+neither side learns the other's IP address; it needs a server that offers
+TURN.`
+
+var cmdCall = &command{
+	name:  "call",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--relay-only] USER",
+	short: "make a voice call to USER, playing and recording Ogg Opus files",
+	long: `Call rings USER on every device that is online; the first to answer takes the
+call. The audio goes between the devices over WebRTC, encrypted with keys
+agreed through set-up messages that travel inside your end-to-end encrypted
+conversation, so the server can neither listen in nor sit in the middle.
+
+It fails with "USER is busy" when USER is in another call, "USER declined the
+call", or "no answer" when nobody answers within --ring.
+` + callFlagsHelp + `
+
+Example, with 'parley answer' on Bob's side:
+  parley call bob --send speech.ogg --record heard.ogg --duration 10s`,
+	flags: func(fs *flag.FlagSet) {
+		addCallFlags(fs)
+		fs.Duration("duration", 0, "hang up this long after the call connects (0: when USER hangs up, or on Ctrl-C)")
+		fs.Duration("ring", 45*time.Second, "give up when nobody answers within this time")
+	},
+	run: func(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+		if len(args) != 1 {
+			return usagef("want one USER")
+		}
+		peer, err := parley.ParseUserID(args[0])
+		if err != nil {
+			return err
+		}
+		o := callOptions(fs)
+		m, closeMedia, err := openMedia(o)
+		if err != nil {
+			return err
+		}
+		defer closeMedia()
+		c, done, err := e.openRegistered(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if me, _, _, _ := c.Whoami(); me == peer {
+			return usagef("you cannot call yourself")
+		}
+		s, err := startPhone(ctx, e, c, o, fs.Lookup("ring").Value.(flag.Getter).Get().(time.Duration))
+		if err != nil {
+			return err
+		}
+		defer s.stop()
+		fmt.Fprintf(e.stdout, "calling %s\n", peer)
+		cl, err := s.phone.Dial(ctx, peer, m)
+		if err != nil {
+			return err
+		}
+		st, err := s.talk(ctx, cl, o.duration)
+		return finish(e, cl, st, err, closeMedia)
+	},
+}
+
+var cmdAnswer = &command{
+	name:  "answer",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--relay-only]",
+	short: "wait for a voice call and answer it, playing and recording Ogg Opus files",
+	long: `Answer connects, waits up to --wait for someone to call this account, answers
+the first call that rings, and stays in it until the caller hangs up (or
+--duration has passed, or Ctrl-C). Another call that comes meanwhile gets
+"busy". A call that rang while this device was offline is not answered.
+` + callFlagsHelp + `
+
+Example, with 'parley call' on Alice's side:
+  parley answer --send reply.ogg --record heard.ogg --wait 30s`,
+	flags: func(fs *flag.FlagSet) {
+		addCallFlags(fs)
+		fs.Duration("wait", 30*time.Second, "how long to wait for a call")
+		fs.Duration("duration", 0, "hang up this long after the call connects (0: when the caller hangs up, or on Ctrl-C)")
+	},
+	run: func(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+		if len(args) != 0 {
+			return usagef("answer takes no arguments")
+		}
+		o := callOptions(fs)
+		wait := fs.Lookup("wait").Value.(flag.Getter).Get().(time.Duration)
+		m, closeMedia, err := openMedia(o)
+		if err != nil {
+			return err
+		}
+		defer closeMedia()
+		c, done, err := e.openRegistered(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		s, err := startPhone(ctx, e, c, o, 0)
+		if err != nil {
+			return err
+		}
+		defer s.stop()
+		fmt.Fprintln(e.stdout, "waiting for a call")
+		in, err := s.ring(ctx, wait)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s is calling (device %d); answering\n", in.From().User, in.From().Device)
+		cl, err := in.Accept(ctx, m)
+		if err != nil {
+			return err
+		}
+		st, err := s.talk(ctx, cl, o.duration)
+		return finish(e, cl, st, err, closeMedia)
+	},
+}
+
+func addCallFlags(fs *flag.FlagSet) {
+	fs.String("send", "", "send this Ogg Opus file")
+	fs.String("record", "", "record what arrives to this Ogg Opus file")
+	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
+}
+
+type callOpts struct {
+	send, record string
+	duration     time.Duration
+	relayOnly    bool
+}
+
+func callOptions(fs *flag.FlagSet) callOpts {
+	return callOpts{
+		send:      fs.Lookup("send").Value.String(),
+		record:    fs.Lookup("record").Value.String(),
+		duration:  fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration),
+		relayOnly: fs.Lookup("relay-only").Value.String() == "true",
+	}
+}
+
+// openMedia opens the file to send (checking that it is Ogg Opus) and
+// creates the recording. The returned function closes them; it may be
+// called more than once.
+func openMedia(o callOpts) (call.Media, func() error, error) {
+	var m call.Media
+	var files []*os.File
+	closeAll := func() error {
+		var errs []error
+		for _, f := range files {
+			errs = append(errs, f.Close())
+		}
+		files = nil
+		return errors.Join(errs...)
+	}
+	if o.send != "" {
+		f, err := os.Open(o.send)
+		if err != nil {
+			return m, nil, fmt.Errorf("cannot open the file to send: %w", err)
+		}
+		files = append(files, f)
+		if m.Send, err = call.NewOggReader(f); err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("%s: %w (make one with: opusenc speech.wav speech.ogg)", o.send, err)
+		}
+	}
+	if o.record != "" {
+		f, err := os.Create(o.record)
+		if err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("cannot create the recording: %w", err)
+		}
+		files = append(files, f)
+		m.Record = f
+	}
+	return m, closeAll, nil
+}
+
+// phoneRun is a connected client with a Phone.
+type phoneRun struct {
+	e      *env
+	c      *client.Client
+	phone  *call.Phone
+	r      *runner
+	cancel context.CancelFunc
+	ran    chan struct{} // closed when the Phone's Run returns
+	online bool
+	caught bool // the messages kept by the server while offline have arrived
+}
+
+// startPhone connects c to the server and starts a Phone on it.
+func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring time.Duration) (*phoneRun, error) {
+	// The client and the Phone outlive an interrupt (ctx), so that the
+	// hang-up still goes out; stop ends them.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &phoneRun{e: e, c: c, r: start(pctx, c), cancel: cancel, ran: make(chan struct{})}
+	if err := s.connect(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	ice, err := iceServers(ctx, c)
+	if err != nil {
+		s.stop()
+		return nil, fmt.Errorf("getting the TURN relay's credentials: %w", err)
+	}
+	cfg := call.Config{ICEServers: ice, RelayOnly: o.relayOnly, RingTimeout: ring}
+	if e.verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s.phone, err = call.NewPhone(c, cfg)
+	if err != nil {
+		s.stop()
+		if errors.Is(err, call.ErrNoRelay) {
+			return nil, fmt.Errorf("--relay-only: %w (this server does not offer TURN yet)", err)
+		}
+		return nil, err
+	}
+	go func() {
+		s.phone.Run(pctx)
+		close(s.ran)
+	}()
+	return s, nil
+}
+
+// connect waits until the client is logged in to the server.
+func (s *phoneRun) connect(ctx context.Context) error {
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for !s.online {
+		select {
+		case ev := <-s.c.Events():
+			if ev.Type == client.EventDisconnected {
+				return fmt.Errorf("cannot reach the server: %s", explain(ev.Err))
+			}
+			s.event(ev)
+		case err := <-s.r.done:
+			return err
+		case <-timeout.C:
+			return errors.New("the server did not answer within 30s")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (s *phoneRun) stop() {
+	s.cancel()
+	if s.phone != nil {
+		<-s.ran
+	}
+	s.r.stop()
+}
+
+// event handles one client event while a call is set up or in progress.
+func (s *phoneRun) event(ev client.Event) {
+	switch ev.Type {
+	case client.EventConnected:
+		s.online = true
+	case client.EventQueueEmpty:
+		s.caught = true
+	case client.EventDisconnected:
+		if s.online {
+			fmt.Fprintf(s.e.stderr, "! disconnected from the server (%s); reconnecting\n", explain(ev.Err))
+		}
+		s.online = false
+	case client.EventIdentityChanged:
+		fmt.Fprintf(s.e.stderr, "! your safety number with %s changed: compare it again with 'parley safety-number %s'\n", ev.Peer, ev.Peer)
+	case client.EventCall:
+		if ev.Call != nil && s.phone != nil {
+			s.phone.Handle(*ev.Call)
+		}
+	}
+}
+
+// ring waits up to wait for an incoming call. Calls that rang while this
+// device was offline ring only once all the signals kept for it have
+// arrived: the caller may have given up meanwhile.
+func (s *phoneRun) ring(ctx context.Context, wait time.Duration) (*call.Incoming, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		var rings <-chan *call.Incoming
+		if s.caught {
+			rings = s.phone.Rings()
+		}
+		select {
+		case in := <-rings:
+			select {
+			case <-in.Gone():
+				fmt.Fprintf(s.e.stdout, "missed a call from %s\n", in.From().User)
+				continue
+			default:
+			}
+			return in, nil
+		case ev := <-s.c.Events():
+			s.event(ev)
+		case err := <-s.r.done:
+			return nil, err
+		case <-deadline.C:
+			return nil, fmt.Errorf("no call within %v", wait)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// talk runs cl until it ends, hanging up after duration (if not zero) or
+// when ctx ends.
+func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Duration) (call.Stats, error) {
+	connected, audio := cl.Connected(), cl.Audio()
+	var timeUp <-chan time.Time
+	hangup := func() {
+		go func() { // the loop goes on until the call is over
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			cl.Hangup(hctx)
+		}()
+	}
+	interrupted := ctx.Done()
+	for {
+		select {
+		case <-connected:
+			connected = nil
+			st := cl.Stats()
+			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st.Path))
+			if duration > 0 {
+				timeUp = time.After(duration)
+			}
+		case <-audio:
+			audio = nil
+			fmt.Fprintf(s.e.stdout, "set-up time: %v\n", cl.Stats().Setup.Round(time.Millisecond))
+		case <-timeUp:
+			timeUp = nil
+			hangup()
+		case <-interrupted:
+			interrupted = nil
+			hangup()
+		case ev := <-s.c.Events():
+			s.event(ev)
+		case err := <-s.r.done:
+			// The client stopped (the account was removed?): the call
+			// cannot be signalled any more.
+			hangup()
+			<-cl.Done()
+			st, _ := cl.Wait(context.Background())
+			return st, err
+		case <-cl.Done():
+			return cl.Wait(context.Background())
+		}
+	}
+}
+
+func pathName(p string) string {
+	switch p {
+	case "":
+		return "path unknown"
+	case "host/host":
+		return "direct"
+	}
+	return "via " + p + " candidates"
+}
+
+// finish prints how the call ended and its packet counts, and closes the
+// media files.
+func finish(e *env, cl *call.Call, st call.Stats, err error, closeMedia func() error) error {
+	if cerr := closeMedia(); cerr != nil && err == nil {
+		err = fmt.Errorf("writing the recording: %w", cerr)
+	}
+	if st.Connect > 0 {
+		if st.Setup == 0 {
+			fmt.Fprintln(e.stdout, "set-up time: none (no audio arrived)")
+		}
+		switch {
+		case err != nil:
+			fmt.Fprintf(e.stdout, "call failed after %.1fs\n", st.Duration.Seconds())
+		case st.Remote:
+			fmt.Fprintf(e.stdout, "%s hung up after %.1fs\n", cl.Peer(), st.Duration.Seconds())
+		default:
+			fmt.Fprintf(e.stdout, "hung up after %.1fs\n", st.Duration.Seconds())
+		}
+		fmt.Fprintf(e.stdout, "packets: sent %d, received %d, lost %d\n", st.Sent, st.Received, st.Lost)
+	}
+	return err
+}
