@@ -54,7 +54,7 @@ type spawned struct {
 
 func spawnParleyd(t *testing.T, bin, addr, dir string, logs *os.File) *spawned {
 	t.Helper()
-	cmd := exec.Command(bin, "--listen", addr, "--data", dir, "--log-level", "debug")
+	cmd := exec.Command(bin, "--listen", addr, "--data", dir, "--log-level", "debug", "--turn-listen", "off")
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {

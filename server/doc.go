@@ -54,6 +54,14 @@
 // Config.PingInterval after the last one was answered, must be answered
 // within Config.WriteTimeout, or the connection is closed.
 //
+// # Calls
+//
+// With Config.Relay set, Serve also runs the TURN relay (package relay),
+// and a device asks for a short-lived relay credential over its session
+// (wire.OpTURNCredentials, turn.go). With Config.TLS set, the listener
+// speaks TLS and its connections are split between HTTP and TURN over TLS
+// (package tlsmux), so that one port serves everything.
+//
 // Errors are answered with the kinds of package parley; the kind to close
 // code and HTTP status mapping is wire.CloseCode and wire.HTTPStatus.
 //

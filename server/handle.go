@@ -37,6 +37,8 @@ func (c *conn) handle(ctx context.Context, f *wire.Frame) (any, error) {
 		return c.s.startSend(ctx, c.addr, body)()
 	case *wire.Ping:
 		return &wire.Ping{Nonce: body.Nonce}, nil
+	case *wire.GetTURNCredentials:
+		return c.s.turnCredentials(c.addr)
 	case *wire.Register, *wire.Login:
 		return nil, parley.Errorf(parley.KindInvalid, "%s: this connection is already authenticated as %s", f.Op, c.addr)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/server/relay"
 	"github.com/parleychat/parley/server/sqlite"
 	"github.com/parleychat/parley/signal"
 	"github.com/parleychat/parley/wire"
@@ -58,6 +60,14 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PingInterval is how often an idle connection is pinged: 30s.
 	PingInterval time.Duration
+
+	// TLS, when set, makes Serve speak TLS on its listener (see package
+	// tlsmux): HTTP/1.1, and with a Relay also TURN over TLS.
+	TLS *tls.Config
+	// Relay, when set, is the TURN relay that Serve runs and whose
+	// credentials devices get over their session (see turn.go); nil runs
+	// none. Close closes it.
+	Relay *relay.Server
 
 	// verify checks an XEdDSA signature by a serialized public key (0x05 ||
 	// 32 bytes); nil is signal's. Only tests that are not about
@@ -198,6 +208,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		conns:         make(map[*conn]struct{}),
 	}
 	s.metrics = newMetrics(s)
+	s.registerRelayMetrics()
 	s.store = newAccountCache(timedStore{st, s.metrics.storeSeconds})
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+wire.Path, s.serveWS)
@@ -215,7 +226,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 // (wire.Path), /metrics, /healthz and the web client (Config.Web) at /.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Serve serves HTTP on ln and deletes expired messages every
+// Serve serves HTTP on ln (HTTPS when Config.TLS is set), runs the TURN
+// relay of Config.Relay, and deletes expired messages every
 // Config.SweepInterval until ctx is done. It then shuts down gracefully:
 // it stops accepting, closes every session with CloseGoingAway and waits
 // for their goroutines, and returns nil. It does not close the store; call
@@ -228,6 +240,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	ln = s.serveTLSAndRelay(gctx, g, ln)
 	g.Go(func() error { return s.poller.run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -288,6 +301,9 @@ func (s *Server) closeSessions() {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeSessions()
+		if s.cfg.Relay != nil {
+			s.cfg.Relay.Close()
+		}
 		s.closeErr = s.store.Close()
 	})
 	return s.closeErr

@@ -42,6 +42,8 @@ package wire
 //	                5 to_device  6 type  7 content  8 sent_at  9 server_seq  10 server_at
 //	QueueEmpty      (no fields)
 //	Ping            1 nonce
+//	GetTURNCredentials (no fields)
+//	TURNCredentials 1 username  2 password  3 ttl_seconds  4 urls (repeated string)
 //
 // The body of a request or push is the message listed beside its Op; the
 // body of a successful response is the Op's result message (none for
@@ -52,7 +54,7 @@ package wire
 // parley.MaxFrameSize bytes, an envelope's content at most
 // parley.MaxMessageSize, an upload at most parley.MaxPreKeysPerUpload keys per
 // list, and device lists (Send, Bundles, StaleDevices) at most
-// parley.MaxDevicesPerUser entries.
+// parley.MaxDevicesPerUser entries; TURNCredentials at most MaxTURNURLs URLs.
 
 import (
 	"math"
@@ -89,6 +91,8 @@ var ops = [...]struct {
 	OpQueueEmpty: {"queue_empty", bQueueEmpty, bNone},
 	OpLowKeys:    {"low_keys", bKeyCounts, bNone},
 	OpPing:       {"ping", bPing, bPing},
+
+	OpTURNCredentials: {"turn_credentials", bGetTURNCredentials, bTURNCredentials},
 }
 
 // Known reports whether op is an operation of this protocol version.
@@ -147,6 +151,8 @@ const (
 	bDeliver
 	bQueueEmpty
 	bPing
+	bGetTURNCredentials
+	bTURNCredentials
 	bOther // a type that is no body
 )
 
@@ -157,6 +163,7 @@ var bodyNames = [...]string{
 	bGetBundles: "*wire.GetBundles", bBundles: "*wire.Bundles", bSend: "*wire.Send",
 	bSendResult: "*wire.SendResult", bStaleDevices: "*wire.StaleDevices",
 	bDeliver: "*wire.Deliver", bQueueEmpty: "*wire.QueueEmpty", bPing: "*wire.Ping",
+	bGetTURNCredentials: "*wire.GetTURNCredentials", bTURNCredentials: "*wire.TURNCredentials",
 	bOther: "an unknown type",
 }
 
@@ -194,6 +201,10 @@ func kindOf(body any) bodyKind {
 		return bQueueEmpty
 	case *Ping:
 		return bPing
+	case *GetTURNCredentials:
+		return bGetTURNCredentials
+	case *TURNCredentials:
+		return bTURNCredentials
 	}
 	return bOther
 }
@@ -300,6 +311,10 @@ func checkLimits(body any) error {
 	case *StaleDevices:
 		if len(m.Missing) > parley.MaxDevicesPerUser || len(m.Extra) > parley.MaxDevicesPerUser || len(m.Stale) > parley.MaxDevicesPerUser {
 			return tooMany("StaleDevices lists", parley.MaxDevicesPerUser)
+		}
+	case *TURNCredentials:
+		if len(m.URLs) > MaxTURNURLs {
+			return tooMany("TURNCredentials.URLs", MaxTURNURLs)
 		}
 	}
 	return nil
@@ -472,7 +487,7 @@ func appendBody(b []byte, body any) []byte {
 		b = m.append(b)
 	case *KeyCounts:
 		b = m.append(b)
-	case *GetKeyCounts, *QueueEmpty:
+	case *GetKeyCounts, *QueueEmpty, *GetTURNCredentials:
 	case *GetBundles:
 		b = appendString(b, 1, string(m.User))
 		b = appendVarint(b, 2, uint64(m.Device))
@@ -509,6 +524,14 @@ func appendBody(b []byte, body any) []byte {
 		b = n.end(appendEnvelope(n.b, &m.Envelope))
 	case *Ping:
 		b = appendVarint(b, 1, m.Nonce)
+	case *TURNCredentials:
+		b = appendString(b, 1, m.Username)
+		b = appendString(b, 2, m.Password)
+		b = appendVarint(b, 3, uint64(m.TTLSeconds))
+		for _, u := range m.URLs { // every element, even an empty one
+			b = protowire.AppendTag(b, 4, protowire.BytesType)
+			b = protowire.AppendString(b, u)
+		}
 	}
 	return b
 }
@@ -730,6 +753,11 @@ func decodeBody(k bodyKind, b []byte) (any, error) {
 		return new(QueueEmpty), skipAll(b, "QueueEmpty")
 	case bPing:
 		m := new(Ping)
+		return m, m.decode(b)
+	case bGetTURNCredentials:
+		return new(GetTURNCredentials), skipAll(b, "GetTURNCredentials")
+	case bTURNCredentials:
+		m := new(TURNCredentials)
 		return m, m.decode(b)
 	}
 	return nil, parley.Errorf(parley.KindInternal, "wire: no decoder for body kind %d", k)
@@ -1275,6 +1303,28 @@ func (m *Ping) decode(b []byte) error {
 		switch r.num {
 		case 1:
 			m.Nonce = r.varint()
+		default:
+			r.skip()
+		}
+	}
+	return r.err
+}
+
+func (m *TURNCredentials) decode(b []byte) error {
+	r := reader{b: b, msg: "TURNCredentials"}
+	for r.next() {
+		switch r.num {
+		case 1:
+			m.Username = r.string()
+		case 2:
+			m.Password = r.string()
+		case 3:
+			m.TTLSeconds = r.uint32()
+		case 4:
+			if len(m.URLs) >= MaxTURNURLs {
+				return tooMany("TURNCredentials.URLs", MaxTURNURLs)
+			}
+			m.URLs = append(m.URLs, r.string())
 		default:
 			r.skip()
 		}

@@ -67,14 +67,20 @@ func sampleFrames() map[string]*Frame {
 			{Device: 1, RegistrationID: 77, Type: parley.EnvelopePreKey, Content: fill(300, 1)},
 			{Device: 2, RegistrationID: 78, Type: parley.EnvelopeSignal, Content: fill(10, 2)},
 		}}},
-		"send-ok":          {Type: TypeResponse, ID: 6, Op: OpSend, Body: &SendResult{ServerAt: t0}},
-		"send-stale":       {Type: TypeResponse, ID: 6, Op: OpSend, Err: &parley.Error{Kind: parley.KindStaleDevices, Message: "stale"}, Body: &StaleDevices{Missing: []parley.DeviceID{3, 300}, Extra: []parley.DeviceID{9}, Stale: []parley.DeviceID{1}}},
-		"deliver":          deliverFrame(1024),
-		"deliver-ok":       {Type: TypeResponse, ID: 1 << 40, Op: OpDeliver},
-		"empty":            {Type: TypePush, Op: OpQueueEmpty, Body: &QueueEmpty{}},
-		"lowkeys":          {Type: TypePush, Op: OpLowKeys, Body: &KeyCounts{PreKeys: 3, KyberPreKeys: 9}},
-		"ping":             {Type: TypeRequest, ID: 7, Op: OpPing, Body: &Ping{Nonce: 1<<64 - 1}},
-		"ping-ok":          {Type: TypeResponse, ID: 7, Op: OpPing, Body: &Ping{Nonce: 1<<64 - 1}},
+		"send-ok":    {Type: TypeResponse, ID: 6, Op: OpSend, Body: &SendResult{ServerAt: t0}},
+		"send-stale": {Type: TypeResponse, ID: 6, Op: OpSend, Err: &parley.Error{Kind: parley.KindStaleDevices, Message: "stale"}, Body: &StaleDevices{Missing: []parley.DeviceID{3, 300}, Extra: []parley.DeviceID{9}, Stale: []parley.DeviceID{1}}},
+		"deliver":    deliverFrame(1024),
+		"deliver-ok": {Type: TypeResponse, ID: 1 << 40, Op: OpDeliver},
+		"empty":      {Type: TypePush, Op: OpQueueEmpty, Body: &QueueEmpty{}},
+		"lowkeys":    {Type: TypePush, Op: OpLowKeys, Body: &KeyCounts{PreKeys: 3, KyberPreKeys: 9}},
+		"ping":       {Type: TypeRequest, ID: 7, Op: OpPing, Body: &Ping{Nonce: 1<<64 - 1}},
+		"ping-ok":    {Type: TypeResponse, ID: 7, Op: OpPing, Body: &Ping{Nonce: 1<<64 - 1}},
+		"turn":       {Type: TypeRequest, ID: 9, Op: OpTURNCredentials, Body: &GetTURNCredentials{}},
+		"turn-ok": {Type: TypeResponse, ID: 9, Op: OpTURNCredentials, Body: &TURNCredentials{
+			Username: "1800000000:alice.2", Password: "c2VjcmV0IHBhc3N3b3JkIGhlcmU=", TTLSeconds: 43200,
+			URLs: []string{"turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp", "", "turns:parley.example:443?transport=tcp"},
+		}},
+		"turn-unavailable": {Type: TypeResponse, ID: 9, Op: OpTURNCredentials, Err: &parley.Error{Kind: parley.KindUnavailable, Message: "no relay"}},
 		"unsupported-fail": {Type: TypeResponse, ID: 8, Op: 999, Err: &parley.Error{Kind: parley.KindUnsupported, Message: "no such op"}},
 	}
 }
@@ -165,6 +171,12 @@ func TestDecodeErrors(t *testing.T) {
 		prekeys = protowire.AppendBytes(prekeys, []byte{8, 1})
 	}
 
+	var urls []byte
+	for i := 0; i <= MaxTURNURLs; i++ {
+		urls = protowire.AppendTag(urls, 4, protowire.BytesType)
+		urls = protowire.AppendString(urls, "turn:x:1")
+	}
+
 	tests := []struct {
 		name   string
 		in     []byte
@@ -185,6 +197,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"body on a no-body response", raw(TypeResponse, 10, OpDeliver, []byte{0x08, 0x01}), parley.KindInvalid, 10},
 		{"error without kind", append(raw(TypeResponse, 11, OpPing, nil), 0x22, 0x00), parley.KindInvalid, 11},
 		{"device out of range", raw(TypeRequest, 12, OpGetBundles, []byte{0x10, 0x80, 0x80, 0x80, 0x80, 0x10}), parley.KindInvalid, 12},
+		{"too many TURN URLs", raw(TypeResponse, 13, OpTURNCredentials, urls), parley.KindTooLarge, 13},
+		{"TURN ttl out of range", raw(TypeResponse, 14, OpTURNCredentials, []byte{0x18, 0x80, 0x80, 0x80, 0x80, 0x10}), parley.KindInvalid, 14},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,6 +233,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"result missing", &Frame{Type: TypeResponse, ID: 1, Op: OpSend}, parley.KindInvalid},
 		{"body on error", &Frame{Type: TypeResponse, ID: 1, Op: OpSend, Err: &parley.Error{Kind: parley.KindInvalid}, Body: &SendResult{}}, parley.KindInvalid},
 		{"content", deliverFrame(parley.MaxMessageSize + 1), parley.KindTooLarge},
+		{"TURN URLs", &Frame{Type: TypeResponse, ID: 1, Op: OpTURNCredentials, Body: &TURNCredentials{URLs: make([]string, MaxTURNURLs+1)}}, parley.KindTooLarge},
 		{"frame", &Frame{Type: TypeRequest, ID: 1, Op: OpSend, Body: &Send{To: "bob", Messages: make([]OutgoingMessage, 16)}}, ""},
 	}
 	for i := range tests[len(tests)-1].f.Body.(*Send).Messages {

@@ -39,6 +39,8 @@ const (
 	OpQueueEmpty Op = 9  // push, server→client: *QueueEmpty
 	OpLowKeys    Op = 10 // push, server→client: *KeyCounts
 	OpPing       Op = 11 // request: *Ping → *Ping
+	// request: *GetTURNCredentials → *TURNCredentials
+	OpTURNCredentials Op = 12
 )
 
 // Frame is one WebSocket binary message.
@@ -213,3 +215,23 @@ type QueueEmpty struct{}
 type Ping struct {
 	Nonce uint64
 }
+
+// GetTURNCredentials asks for a credential of the server's TURN relay for
+// the authenticated device. A server without a relay answers
+// KindUnavailable.
+type GetTURNCredentials struct{}
+
+// TURNCredentials is a short-lived credential of the server's TURN relay
+// (the TURN REST API scheme: Username is "EXPIRY:user.device", Password
+// base64(HMAC-SHA1(secret, Username))), with the relay's URLs (RFC 7065,
+// e.g. "turn:relay.example:3478?transport=udp"), as WebRTC's RTCIceServer
+// takes them. Ask again before TTLSeconds have passed.
+type TURNCredentials struct {
+	Username   string
+	Password   string
+	TTLSeconds uint32
+	URLs       []string // at most MaxTURNURLs
+}
+
+// MaxTURNURLs bounds TURNCredentials.URLs.
+const MaxTURNURLs = 16

@@ -5,6 +5,9 @@
 // Usage:
 //
 //	parleyd [--listen 127.0.0.1:8080] [--data ./parley-data] [--log-level info]
+//	        [--tls-cert FILE --tls-key FILE | --tls-self-signed]
+//	        [--turn-listen 127.0.0.1:3478|off] [--relay-ip IP] [--relay-host NAME]
+//	        [--relay-allow CIDR]...
 //
 // The first line parleyd prints on stdout is the URL it serves; logs go to
 // stderr. SIGINT or SIGTERM shuts it down gracefully.
@@ -12,12 +15,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -25,6 +30,8 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/server/relay"
+	"github.com/parleychat/parley/server/tlsmux"
 	"github.com/parleychat/parley/web"
 )
 
@@ -52,6 +59,15 @@ It also serves /metrics (Prometheus), /healthz and a page at /.
 The first line on stdout is the URL it serves; logs go to stderr.
 SIGINT or SIGTERM shuts it down gracefully.
 
+Calls: parleyd runs a TURN relay for WebRTC calls, on UDP and TCP
+(--turn-listen, 127.0.0.1:3478 by default; "off" turns it off). With TLS
+(--tls-cert and --tls-key, or --tls-self-signed for development) the
+HTTPS port also takes TURN over TLS, told apart by ALPN ("stun.turn") or
+its first bytes. Devices get short-lived credentials (--turn-ttl) over
+their session; the secret behind them is the file turn-secret in the data
+folder. The relay refuses to relay to loopback, private, link-local and
+other special addresses unless --relay-allow lets it.
+
 Usage: parleyd [flags]
 
 Flags:
@@ -69,6 +85,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	regEvery := fs.Duration("register-every", 10*time.Second, "registrations per client IP: on average one per this `interval`")
 	regBurst := fs.Int("register-burst", 10, "registrations per client IP allowed at once before --register-every applies")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with the certificate (chain) in this PEM `file`; needs --tls-key")
+	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert, a PEM `file`")
+	selfSigned := fs.Bool("tls-self-signed", false, "serve HTTPS with a new self-signed certificate for the --listen host (development and tests); its SHA-256 fingerprint goes to stderr")
+	turnListen := fs.String("turn-listen", relay.DefaultListen, "`address` of the TURN relay, UDP and TCP; \"off\" turns the relay off. When --listen picks a free port and this flag is not given, the relay picks one too")
+	relayIP := fs.String("relay-ip", "", "the relay's public `IP`, put in relayed addresses (default: the IP of --turn-listen; required when that IP is unspecified)")
+	relayHost := fs.String("relay-host", "", "`name` or IP clients reach the relay at, in TURN URLs (default: the first DNS name of --tls-cert, else --relay-ip)")
+	turnTTL := fs.Duration("turn-ttl", relay.DefaultCredentialTTL, "how long a TURN credential works; it bounds the length of a relayed call")
+	var allow []netip.Prefix
+	fs.Func("relay-allow", "let the relay reach this `CIDR` even if it is loopback, private or link-local (repeatable; tests on loopback pass 127.0.0.0/8)", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return err
+		}
+		allow = append(allow, p.Masked())
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -85,9 +117,65 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	srv, err := server.Open(ctx, server.Config{DataDir: *data, Logger: log, Web: web.Dist(),
-		RegisterRate: server.Rate{Every: *regEvery, Burst: *regBurst}})
+	cfg := server.Config{DataDir: *data, Logger: log, Web: web.Dist(),
+		RegisterRate: server.Rate{Every: *regEvery, Burst: *regBurst}}
+	var certNames []string
+	switch {
+	case *selfSigned && (*tlsCert != "" || *tlsKey != ""):
+		return errors.New("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+	case *tlsCert != "" || *tlsKey != "":
+		if *tlsCert == "" || *tlsKey == "" {
+			return errors.New("--tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert: %w", err)
+		}
+		certNames = cert.Leaf.DNSNames
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	case *selfSigned:
+		cert, fp, err := tlsmux.SelfSigned(certHosts(*listen, *relayHost)...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "parleyd: self-signed certificate, SHA-256 fingerprint %s\n", fp)
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+
+	if *turnListen != "off" && *turnListen != "" {
+		addr := *turnListen
+		if !given["turn-listen"] {
+			if _, port, err := net.SplitHostPort(*listen); err == nil && port == "0" {
+				host, _, _ := net.SplitHostPort(addr)
+				addr = net.JoinHostPort(host, "0")
+			}
+		}
+		rcfg := relay.Config{Listen: addr, Host: *relayHost, CredentialTTL: *turnTTL, Allow: allow, Logger: log}
+		if *relayIP != "" {
+			if rcfg.RelayIP = net.ParseIP(*relayIP); rcfg.RelayIP == nil {
+				return fmt.Errorf("--relay-ip %q is no IP address", *relayIP)
+			}
+		}
+		if rcfg.Host == "" && len(certNames) > 0 {
+			rcfg.Host = certNames[0]
+		}
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return err
+		}
+		var err error
+		if rcfg.Secret, err = relay.LoadSecret(*data); err != nil {
+			return err
+		}
+		if cfg.Relay, err = relay.Listen(rcfg); err != nil {
+			return err
+		}
+		defer cfg.Relay.Close()
+	}
+
+	srv, err := server.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -96,8 +184,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, serveURL(ln.Addr()))
-	log.Info("serving", "addr", ln.Addr().String(), "data", *data)
+	fmt.Fprintln(stdout, serveURL(ln.Addr(), cfg.TLS != nil))
+	log.Info("serving", "addr", ln.Addr().String(), "data", *data, "tls", cfg.TLS != nil)
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
@@ -108,8 +196,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
+// certHosts are the names a self-signed certificate is for: the host of
+// the listen address (localhost and the loopback addresses when it is
+// unspecified), and the relay's host name.
+func certHosts(listen, relayHost string) []string {
+	host, _, _ := net.SplitHostPort(listen)
+	var hosts []string
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	} else {
+		hosts = []string{host}
+	}
+	if relayHost != "" {
+		hosts = append(hosts, relayHost)
+	}
+	return hosts
+}
+
 // serveURL is the URL a local client uses to reach addr.
-func serveURL(addr net.Addr) string {
+func serveURL(addr net.Addr, tls bool) string {
 	host, port := "127.0.0.1", ""
 	if a, ok := addr.(*net.TCPAddr); ok {
 		port = strconv.Itoa(a.Port)
@@ -117,5 +222,9 @@ func serveURL(addr net.Addr) string {
 			host = a.IP.String()
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/"
 }

@@ -1,0 +1,44 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/wire"
+)
+
+// TURNCredentials is a credential of the server's TURN relay for this
+// device, with the relay's URLs: what a WebRTC RTCIceServer takes.
+type TURNCredentials struct {
+	URLs     []string // "turn:host:port?transport=udp", "turns:…" (RFC 7065)
+	Username string
+	Password string
+	// Expires is when the relay stops taking the credential, by this
+	// device's clock; ask for a new one before then.
+	Expires time.Time
+}
+
+// TURNCredentials asks the server for a credential of its TURN relay. It
+// needs a live connection (see Run); a server without a relay answers with
+// a KindUnavailable error.
+func (c *Client) TURNCredentials(ctx context.Context) (*TURNCredentials, error) {
+	s := c.live()
+	if s == nil {
+		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
+	}
+	f, err := s.request(ctx, wire.OpTURNCredentials, &wire.GetTURNCredentials{})
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := f.Body.(*wire.TURNCredentials)
+	if !ok || tc.Username == "" || tc.Password == "" || len(tc.URLs) == 0 {
+		return nil, parley.Errorf(parley.KindUnsupported, "odd answer to %v", wire.OpTURNCredentials)
+	}
+	return &TURNCredentials{
+		URLs:     tc.URLs,
+		Username: tc.Username,
+		Password: tc.Password,
+		Expires:  c.now().Add(time.Duration(tc.TTLSeconds) * time.Second),
+	}, nil
+}
