@@ -238,7 +238,8 @@ func (c *conn) closeWith(code int, reason string) {
 			reason = reason[:123]
 		}
 		if c.lazy != nil {
-			c.lazy.nonblock.Store(false) // Close waits for the client's close frame
+			c.lazy.nonblock.Store(false)         // Close waits for the client's close frame
+			c.lazy.SetWriteDeadline(time.Time{}) // set by fail; Close has its own limit
 		}
 		c.ws.Close(websocket.StatusCode(code), reason)
 		c.cancel()
@@ -330,6 +331,15 @@ func (c *conn) fail(err error) {
 		c.err = err
 		c.cancel()
 		c.stopReading()
+		// Neither a reader waiting for the rest of a frame nor a write
+		// watches the context (see readFrame and write): end them. The
+		// close frame can still be written (see closeWith).
+		if c.lazy != nil {
+			if tc, ok := c.lazy.Conn.(*net.TCPConn); ok {
+				tc.CloseRead()
+			}
+			c.lazy.SetWriteDeadline(time.Unix(1, 0))
+		}
 	})
 }
 
@@ -393,14 +403,30 @@ func low(k directory.KeyCounts) bool {
 // by its ID is answered, and readFrame returns nil, nil; other errors end
 // the connection.
 func (c *conn) readFrame(ctx context.Context) (*wire.Frame, error) {
-	typ, b, err := c.ws.Read(ctx)
+	rctx := ctx
+	if c.lazy != nil && c.lazy.nonblock.Load() {
+		// Between messages such a read does not wait (or waits up to
+		// parkAfter, see lazyConn.wait), and fail shuts the socket's reading
+		// side to end one waiting for the rest of a frame: the session's
+		// context would cost the WebSocket an AfterFunc (and its
+		// allocations) for every frame header and payload read.
+		rctx = context.Background()
+	}
+	typ, r, err := c.ws.Reader(rctx)
+	if err != nil {
+		return nil, err
+	}
+	buf := readMessageBufs.Get().(*[]byte)
+	defer putReadMessageBuf(buf)
+	b, err := readMessage((*buf)[:0], r)
+	*buf = b
 	if err != nil {
 		return nil, err
 	}
 	if typ != websocket.MessageBinary {
 		return nil, parley.Errorf(parley.KindUnsupported, "text messages are not part of the protocol")
 	}
-	f, err := wire.DecodeFrame(b)
+	f, err := wire.DecodeFrame(b) // copies what it keeps: b is reused
 	if err != nil {
 		c.log.Debug("bad frame", "err", err)
 		if f != nil && f.Type == wire.TypeRequest && f.ID != 0 {
@@ -464,6 +490,19 @@ func (c *conn) authenticate(ctx context.Context) (directory.KeyCounts, error) {
 // parks the connection and returns errParked.
 func (c *conn) readLoop(ctx context.Context) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Between messages, wait for the next one first: trying a read
+		// that finds nothing and then waiting costs one system call more
+		// per message.
+		if c.lazy != nil && c.lazy.nonblock.Load() && !c.lazy.wait(parkAfter) && ctx.Err() == nil {
+			if c.s.poller.park(c) {
+				return errParked
+			}
+			c.lazy.nonblock.Store(false) // wait here from now on
+			continue
+		}
 		f, err := c.readFrame(ctx)
 		if errors.Is(err, errWouldBlock) {
 			// A busy client's next message is likely to come soon: wait a
@@ -498,7 +537,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 				continue
 			}
 			body, err := c.handle(ctx, f)
-			c.log.Debug("request", "op", f.Op, "kind", kindOrEmpty(err), "took", time.Since(start))
+			c.logRequest(ctx, f.Op, err, start)
 			if err := c.respond(ctx, f, body, err); err != nil {
 				return err
 			}
@@ -516,6 +555,15 @@ func (c *conn) readLoop(ctx context.Context) error {
 			}
 			c.startWork(ctx, &c.acking, c.ackLoop)
 		}
+	}
+}
+
+// logRequest logs an answered request at debug level. The check comes
+// first: boxing the attributes would allocate for every message even when
+// debug logs are off.
+func (c *conn) logRequest(ctx context.Context, op wire.Op, err error, start time.Time) {
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.Debug("request", "op", op, "kind", kindOrEmpty(err), "took", time.Since(start))
 	}
 }
 
@@ -575,7 +623,7 @@ func (c *conn) sendLoop(ctx context.Context) error {
 		}
 		for _, p := range sends {
 			body, err := p.finish()
-			c.log.Debug("request", "op", p.req.Op, "kind", kindOrEmpty(err), "took", time.Since(p.start))
+			c.logRequest(ctx, p.req.Op, err, p.start)
 			if err := c.respond(ctx, p.req, body, err); err != nil {
 				return err
 			}
@@ -638,9 +686,25 @@ func (c *conn) push(f *wire.Frame) {
 }
 
 func (c *conn) write(ctx context.Context, b []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+	if c.lazy == nil {
+		ctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+		defer cancel()
+		if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}
+	// The time limit is a deadline on the socket, cleared after the write:
+	// a context with a timeout would cost a timer, two contexts and the
+	// WebSocket's AfterFunc for every frame. When the session fails, fail
+	// moves the deadline to the past to end a write in progress.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.lazy.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	err := c.ws.Write(context.Background(), websocket.MessageBinary, b)
+	c.lazy.SetWriteDeadline(time.Time{})
+	if err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil

@@ -300,36 +300,46 @@ func (s *Server) checkSend(ctx context.Context, from parley.Address, m *wire.Sen
 	if err != nil {
 		return nil, nil, err
 	}
-	want := make(map[parley.DeviceID]uint32, len(devs))
+	// A user has at most parley.MaxDevicesPerUser devices, so the checks
+	// below search small arrays on the stack rather than build two maps
+	// for every message; a send with more copies than that is refused.
+	if len(m.Messages) > parley.MaxDevicesPerUser {
+		return nil, nil, parley.Errorf(parley.KindInvalid, "send: %d copies, more than a user has devices", len(m.Messages))
+	}
+	var (
+		wantBuf [parley.MaxDevicesPerUser]directory.Device
+		seenBuf [parley.MaxDevicesPerUser]parley.DeviceID
+	)
+	want := wantBuf[:0]
 	for _, d := range devs {
-		if d.Addr() != from { // a user's own other devices get copies; the sender does not
-			want[d.ID] = d.RegistrationID
+		if d.Addr() != from && len(want) < len(wantBuf) { // a user's own other devices get copies; the sender does not
+			want = append(want, d)
 		}
 	}
 	var stale wire.StaleDevices
-	seen := make(map[parley.DeviceID]bool, len(m.Messages))
+	seen := seenBuf[:0]
 	for _, o := range m.Messages {
-		if seen[o.Device] {
+		if slices.Contains(seen, o.Device) {
 			return nil, nil, parley.Errorf(parley.KindInvalid, "send: two messages for device %d", o.Device)
 		}
-		seen[o.Device] = true
+		seen = append(seen, o.Device)
 		if o.Type != parley.EnvelopeSignal && o.Type != parley.EnvelopePreKey {
 			return nil, nil, parley.Errorf(parley.KindInvalid, "send: message type %d for device %d", o.Type, o.Device)
 		}
 		if len(o.Content) == 0 {
 			return nil, nil, parley.Errorf(parley.KindInvalid, "send: empty message for device %d", o.Device)
 		}
-		reg, ok := want[o.Device]
+		i := slices.IndexFunc(want, func(d directory.Device) bool { return d.ID == o.Device })
 		switch {
-		case !ok:
+		case i < 0:
 			stale.Extra = append(stale.Extra, o.Device)
-		case reg != o.RegistrationID:
+		case want[i].RegistrationID != o.RegistrationID:
 			stale.Stale = append(stale.Stale, o.Device)
 		}
 	}
-	for d := range want {
-		if !seen[d] {
-			stale.Missing = append(stale.Missing, d)
+	for _, d := range want {
+		if !slices.Contains(seen, d.ID) {
+			stale.Missing = append(stale.Missing, d.ID)
 		}
 	}
 	if len(stale.Missing)+len(stale.Extra)+len(stale.Stale) > 0 {

@@ -27,11 +27,17 @@ func chunk(n int) int {
 // multiRow returns head followed by n copies of row separated by commas,
 // then tail.
 func multiRow(head, row, tail string, n int) string {
+	return joinRows(head, row, ", ", tail, n)
+}
+
+// joinRows returns head followed by n copies of row separated by sep, then
+// tail.
+func joinRows(head, row, sep, tail string, n int) string {
 	var b strings.Builder
 	b.WriteString(head)
 	for i := range n {
 		if i > 0 {
-			b.WriteString(", ")
+			b.WriteString(sep)
 		}
 		b.WriteString(row)
 	}
@@ -47,10 +53,18 @@ var acceptSQL, insertSQL, ackSQL = func() (a, i, d map[int]string) {
 			"(?, ?, ?, ?)", " ON CONFLICT DO NOTHING RETURNING from_user, from_device, msg_id", n)
 		i[n] = multiRow("INSERT INTO messages (seq, to_user, to_device, from_user, from_device, msg_id, type, content, sent_ms, server_ms) VALUES ",
 			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "", n)
-		d[n] = multiRow("DELETE FROM messages WHERE to_user = ? AND to_device = ? AND seq IN (", "?", ")", n)
+		// Acks of many devices in one statement: each term finds its row
+		// by seq (the rowid) and deletes it only if it is the device's.
+		d[n] = joinRows("DELETE FROM messages WHERE ", "(seq = ? AND to_user = ? AND to_device = ?)", " OR ", "", n)
 	}
 	return
 }()
+
+// ackRow is one acknowledged seq and the ack that carries it.
+type ackRow struct {
+	op  *ackOp
+	seq uint64
+}
 
 // replayKey identifies a message for the replay check.
 type replayKey struct {
@@ -121,28 +135,34 @@ func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op) error {
 		rest = rest[n:]
 	}
 
+	// The acks of every device in the run, a chunk of seqs at a time: with
+	// many devices online each acknowledges a message or two per commit, so
+	// one statement per device would cost a statement per message.
+	acks := s.acks[:0]
 	for _, o := range ops {
-		a := o.ack
-		if a == nil {
-			continue
-		}
-		for rest := a.seqs; len(rest) > 0; {
-			n := chunk(len(rest))
-			args = append(args[:0], string(a.to.User), int64(a.to.Device))
-			for _, seq := range rest[:n] {
-				args = append(args, int64(seq))
+		if a := o.ack; a != nil {
+			for _, seq := range a.seqs {
+				acks = append(acks, ackRow{a, seq})
 			}
-			if _, err := tx.ExecContext(ctx, ackSQL[n], args...); err != nil {
-				return internal("ack", err)
-			}
-			rest = rest[n:]
 		}
+	}
+	for rest := acks; len(rest) > 0; {
+		n := chunk(len(rest))
+		args = args[:0]
+		for _, r := range rest[:n] {
+			args = append(args, int64(r.seq), string(r.op.to.User), int64(r.op.to.Device))
+		}
+		if _, err := tx.ExecContext(ctx, ackSQL[n], args...); err != nil {
+			return internal("ack", err)
+		}
+		rest = rest[n:]
 	}
 	// Keep the buffers, without holding on to what they point at.
 	clear(fresh)
 	clear(envs)
 	clear(args)
-	s.fresh, s.envs, s.args = fresh[:0], envs[:0], args[:0]
+	clear(acks)
+	s.fresh, s.envs, s.args, s.acks = fresh[:0], envs[:0], args[:0], acks[:0]
 	return nil
 }
 

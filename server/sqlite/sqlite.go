@@ -17,7 +17,8 @@
 // as a whole, and then the transaction fails with them. The writer applies a
 // run of them with multi-row statements (hot.go): one INSERT into accepted
 // per chunk of messages, whose RETURNING clause tells the replays apart, one
-// INSERT into messages, one DELETE per chunk of acknowledged seqs. The
+// INSERT into messages, one DELETE per chunk of acknowledged seqs, whatever
+// device acknowledged them (each term matches a seq and its device). The
 // writer assigns ServerSeq itself, in the order the changes were submitted,
 // starting past the highest seq ever used (which sqlite_sequence keeps), so
 // seqs still grow across restarts and are never reused.
@@ -112,6 +113,7 @@ type Store struct {
 	fresh []*enqOp
 	envs  []*parley.Envelope
 	args  []any
+	acks  []ackRow
 	seen  map[replayKey]struct{}
 }
 
