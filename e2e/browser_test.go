@@ -244,6 +244,17 @@ func (b *browser) send(text string) {
 	b.run("send", chromedp.SendKeys(`#composer`, kb.Enter))
 }
 
+// openListed opens the conversation with peer from the list, once it is
+// there.
+func (b *browser) openListed(peer string) {
+	b.t.Helper()
+	sel := fmt.Sprintf(`.conversation[data-peer=%q]`, peer)
+	b.run("open "+peer, chromedp.WaitVisible(sel), chromedp.Click(sel), chromedp.WaitVisible(`#composer`))
+}
+
+// sentOrDelivered matches an outgoing message the server has.
+const sentOrDelivered = `.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`
+
 // closeDialog closes the open dialog with its close button.
 func (b *browser) closeDialog() {
 	b.t.Helper()
@@ -311,7 +322,7 @@ func TestBrowserChat(t *testing.T) {
 		t.Errorf("bob's unread count for alice: %q, want 1", unread)
 	}
 	bob.screenshot("conversation-list")
-	bob.run("open alice", chromedp.Click(`.conversation[data-peer="alice"]`), chromedp.WaitVisible(`#composer`))
+	bob.openListed("alice")
 	bob.waitText("hello bob, from alice's browser")
 	bob.send("hi alice, bob here")
 	alice.waitText("hi alice, bob here")
@@ -340,7 +351,7 @@ func TestBrowserChat(t *testing.T) {
 	alice.send("while you were away 2")
 	alice.run("sent while bob is away", poll(`[...document.querySelectorAll('.message[data-outgoing="true"]')].filter(e => e.dataset.state === 'sent' || e.dataset.state === 'delivered').length >= 3`))
 	bob = openBrowser(t, "bob again", bobProfile, srv.url())
-	bob.run("open alice", chromedp.Click(`.conversation[data-peer="alice"]`), chromedp.WaitVisible(`#composer`))
+	bob.openListed("alice")
 	bob.waitText("while you were away 2")
 	want := []string{"hello bob, from alice's browser", "hi alice, bob here", "while you were away 1", "while you were away 2"}
 	if got := bob.texts(); strings.Join(got, "|") != strings.Join(want, "|") {
@@ -349,7 +360,7 @@ func TestBrowserChat(t *testing.T) {
 
 	// A reload keeps history and sessions.
 	alice.run("reload", chromedp.Reload(), chromedp.WaitVisible(`body[data-ready="true"]`))
-	alice.run("open bob", chromedp.Click(`.conversation[data-peer="bob"]`), chromedp.WaitVisible(`#composer`))
+	alice.openListed("bob")
 	alice.waitText("while you were away 2")
 	alice.send("after a reload")
 	bob.waitText("after a reload")
@@ -393,10 +404,10 @@ func TestBrowserAndCLI(t *testing.T) {
 	alice.register("alice")
 
 	carol.must("send", "alice", "hello from the command line")
-	alice.run("carol's conversation", chromedp.WaitVisible(`.conversation[data-peer="carol"]`), chromedp.Click(`.conversation[data-peer="carol"]`), chromedp.WaitVisible(`#composer`))
+	alice.openListed("carol")
 	alice.waitText("hello from the command line")
 	alice.send("hello from the browser")
-	alice.run("sent", chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+	alice.run("sent", chromedp.WaitVisible(sentOrDelivered))
 	if got := carol.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: hello from the browser") {
 		t.Errorf("carol's recv: %q", got)
 	}
@@ -417,7 +428,7 @@ func TestBrowserAndCLI(t *testing.T) {
 	}
 	dave := register(t, srv.url(), "dave")
 	alice.run("retry", chromedp.Click(`.message[data-state="failed"] .retry`),
-		chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+		chromedp.WaitVisible(sentOrDelivered))
 	if got := dave.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: are you there, dave?") {
 		t.Errorf("dave's recv: %q", got)
 	}
@@ -532,7 +543,7 @@ func TestBrowserKeyboardOnly(t *testing.T) {
 	alice.run("open bob", chromedp.KeyEvent("bob"+kb.Enter), chromedp.WaitVisible(`#composer`))
 	alice.tabTo(`#composer`)
 	alice.run("write", chromedp.KeyEvent("typed without a mouse"+kb.Enter),
-		chromedp.WaitVisible(`.message[data-outgoing="true"][data-state="sent"], .message[data-outgoing="true"][data-state="delivered"]`))
+		chromedp.WaitVisible(sentOrDelivered))
 	if got := bob.must("recv", "--wait", "1s"); !strings.Contains(got, "alice: typed without a mouse") {
 		t.Errorf("bob's recv: %q", got)
 	}
@@ -552,7 +563,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice := openBrowser(t, "alice", t.TempDir(), srv.url())
 	alice.register("alice")
 	carol.must("send", "alice", "before")
-	alice.run("open carol", chromedp.WaitVisible(`.conversation[data-peer="carol"]`), chromedp.Click(`.conversation[data-peer="carol"]`))
+	alice.openListed("carol")
 	alice.waitText("before")
 	alice.run("verify carol", chromedp.Click(`#safety-number-button`), chromedp.WaitVisible(`#safety-digits`), chromedp.Click(`#verify-toggle`))
 	alice.closeDialog()
