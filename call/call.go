@@ -39,6 +39,7 @@ type Stats struct {
 	Gaps     int           // runs of lost packets, concealed in the recording
 	SendDone bool          // the whole file was sent
 	Path     string        // the ICE candidate types in use, local/remote: "host/host", "relay/srflx"...
+	Relay    string        // with a local relay candidate, how it reaches the TURN server: "udp", "tcp", "tls"
 	Remote   bool          // the other side hung up
 }
 
@@ -68,6 +69,7 @@ type Call struct {
 	err          error // how the call ended: nil for a hang-up
 	remoteHangup bool
 	pathUsed     string // see Stats.Path
+	relayUsed    string // see Stats.Relay
 	hangupErr    error  // sending our hang-up failed
 	tornDown     bool   // no more media goroutines may start
 	timer        *time.Timer
@@ -168,19 +170,43 @@ func (c *Call) Stats() Stats {
 		s.Duration = end.Sub(c.connectedAt)
 	}
 	s.Remote = c.remoteHangup
-	s.Path = c.pathUsed
+	s.Path, s.Relay = c.pathUsed, c.relayUsed
 	return s
 }
 
-// path describes the selected candidate pair.
-func (c *Call) path() string {
+// path describes the selected candidate pair: the candidate types,
+// local/remote, and the transport to the TURN server of a local relay
+// candidate. It must not be called with c.mu held: pion's agent, whose
+// callbacks take c.mu, answers it.
+func (c *Call) path() (types, relay string) {
 	for _, t := range c.pc.GetTransceivers() {
-		if s := t.Sender(); s != nil && s.Transport() != nil {
-			pair, err := s.Transport().ICETransport().GetSelectedCandidatePair()
-			if err == nil && pair != nil {
-				return pair.Local.Typ.String() + "/" + pair.Remote.Typ.String()
-			}
+		s := t.Sender()
+		if s == nil || s.Transport() == nil {
+			continue
 		}
+		ice := s.Transport().ICETransport()
+		pair, err := ice.GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			continue
+		}
+		types = pair.Local.Typ.String() + "/" + pair.Remote.Typ.String()
+		if pair.Local.Typ == webrtc.ICECandidateTypeRelay {
+			relay = c.relayProtocol(ice)
+		}
+		return types, relay
+	}
+	return "", ""
+}
+
+// relayProtocol returns the relay protocol of the local candidate of the
+// selected pair, from the stats: webrtc.ICECandidate does not carry it.
+func (c *Call) relayProtocol(t *webrtc.ICETransport) string {
+	pair, ok := t.GetSelectedCandidatePairStats()
+	if !ok {
+		return ""
+	}
+	if cs, ok := c.pc.GetStats()[pair.LocalCandidateID].(webrtc.ICECandidateStats); ok {
+		return cs.RelayProtocol
 	}
 	return ""
 }
@@ -271,13 +297,15 @@ func (c *Call) startMedia() bool {
 }
 
 func (c *Call) onConnected() {
+	now := c.p.cfg.Now()
+	types, relay := c.path()
 	c.mu.Lock()
 	if !c.connectedAt.IsZero() {
 		c.mu.Unlock()
 		return
 	}
-	c.connectedAt = c.p.cfg.Now()
-	c.pathUsed = c.path()
+	c.connectedAt = now
+	c.pathUsed, c.relayUsed = types, relay
 	if c.timer != nil {
 		c.timer.Stop()
 	}

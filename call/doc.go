@@ -29,10 +29,19 @@
 //
 // Each call measures its set-up time (from dialling, or answering, to the
 // first audio packet received), the packets sent and received, and those
-// lost, counted from RTP sequence numbers (Stats).
+// lost, counted from RTP sequence numbers (Stats), and records its path:
+// the candidate types of the selected pair and, when ours is relayed, how
+// it reaches the TURN server (udp, tcp or tls).
 //
-// What is not here yet: the server's TURN credentials (Config.ICEServers is
-// filled by the caller), tier 2 (the tunnel) and moving a call between tiers,
-// and "answered on another device" for a callee with several devices (the
+// The STUN and TURN servers are the caller's to give (Config.ICEServers;
+// the CLI asks parleyd for a TURN credential). TURN over TLS verifies the
+// server's certificate: pion's ICE agent trusts the system's roots and
+// offers no other setting, so with Config.TURNTLS the Phone dials the
+// agent's TCP connections to TURN servers itself (SetICEProxyDialer) and
+// does the TLS handshake with that configuration.
+//
+// What is not here yet: tier 2 (the tunnel) and moving a call between
+// tiers, fresh TURN credentials for a call that outlives them, and
+// "answered on another device" for a callee with several devices (the
 // other devices ring until the caller hangs up).
 package call

@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,6 +33,12 @@ type Config struct {
 	// RelayOnly sends media only through a TURN relay, so that neither side
 	// learns the other's IP address. It needs a TURN server in ICEServers.
 	RelayOnly bool
+	// TURNTLS, if set, is how TURN over TLS (turns: URLs in ICEServers)
+	// checks the server's certificate: its RootCAs are the certificates
+	// trusted (nil: the system's); ServerName defaults to the URL's host,
+	// and NextProtos is replaced by "stun.turn". Nil leaves it to pion,
+	// which trusts the system's roots.
+	TURNTLS *tls.Config
 	// RingTimeout is how long an outgoing call rings before it gives up with
 	// ErrNoAnswer, and how old an incoming offer may be and still ring
 	// (45 s if zero).
@@ -145,6 +152,18 @@ func newAPI(cfg Config, log *slog.Logger) (*webrtc.API, error) {
 	}
 	var s webrtc.SettingEngine
 	s.LoggerFactory = pionLogs{log}
+	if cfg.RelayOnly {
+		// pion waits 2 s before it nominates a relayed pair, in case a
+		// direct one comes up; with relay only none can.
+		s.SetRelayAcceptanceMinWait(0)
+	}
+	if cfg.TURNTLS != nil {
+		d, err := newTURNDialer(cfg.ICEServers, cfg.TURNTLS)
+		if err != nil {
+			return nil, err
+		}
+		s.SetICEProxyDialer(d)
+	}
 	if cfg.Loopback {
 		s.SetIncludeLoopbackCandidate(true)
 		s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +14,6 @@ import (
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/client/clientmem"
-	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/server/relay"
 	"github.com/parleychat/parley/server/relay/relaytest"
 	"github.com/parleychat/parley/server/tlsmux"
@@ -30,48 +26,10 @@ import (
 func TestTURNCredentials(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	cert, _, err := tlsmux.SelfSigned("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, _, cert := startTURNServer(t)
 	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf)
-	dir := t.TempDir()
-	secret, err := relay.LoadSecret(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log,
-		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Open(ctx, server.Config{DataDir: dir, Logger: log, Relay: r, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		srv.Close()
-	})
-	addr := ln.Addr().String()
+	roots.AddCert(cert)
+	addr := strings.TrimPrefix(url, "https://")
 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	defer tr.CloseIdleConnections()

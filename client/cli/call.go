@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parleychat/parley"
@@ -16,17 +19,52 @@ import (
 	"github.com/parleychat/parley/client"
 )
 
-// iceServers returns the STUN and TURN servers for a call. The client is
+// iceServers returns the STUN and TURN servers for a call: the server's
+// TURN relay with a fresh credential, restricted to the URLs of transport
+// (see turnURLs). A server without a relay answers KindUnavailable: no
+// servers then, and a call uses host candidates only. The client is
 // connected when it is called.
-//
-// TODO(turn): return the short-lived TURN credential that the server hands
-// out (Client.TURNCredentials in client/turn.go, being written now) as one
-// webrtc.ICEServer{URLs, Username, Credential}; a KindUnavailable answer
-// means that the server has no relay: return no servers then. Until this is
-// wired a call uses host candidates only, and --relay-only fails with
-// call.ErrNoRelay.
-func iceServers(ctx context.Context, c *client.Client) ([]webrtc.ICEServer, error) {
-	return nil, nil
+func iceServers(ctx context.Context, c *client.Client, transport string) ([]webrtc.ICEServer, error) {
+	cr, err := c.TURNCredentials(ctx)
+	if parley.ErrorKind(err) == parley.KindUnavailable {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	urls, err := turnURLs(cr.URLs, transport)
+	if err != nil || len(urls) == 0 {
+		return nil, err
+	}
+	return []webrtc.ICEServer{{URLs: urls, Username: cr.Username, Credential: cr.Password}}, nil
+}
+
+// The values of --turn-transport.
+var turnTransports = []string{"udp", "tcp", "tls", "all"}
+
+// turnURLs keeps the TURN URLs of one transport: "udp" (turn:, UDP), "tcp"
+// (turn:, TCP), "tls" (turns:, TCP) or "all".
+func turnURLs(urls []string, transport string) ([]string, error) {
+	var keep []string
+	for _, raw := range urls {
+		u, err := ice.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("the server's TURN URL %q: %w", raw, err)
+		}
+		var t string
+		switch scheme, proto := u.Scheme.String(), u.Proto.String(); {
+		case scheme == "turn" && proto == "udp":
+			t = "udp"
+		case scheme == "turn" && proto == "tcp":
+			t = "tcp"
+		case scheme == "turns" && proto == "tcp":
+			t = "tls"
+		}
+		if transport == "all" || t == transport {
+			keep = append(keep, raw)
+		}
+	}
+	return keep, nil
 }
 
 const callFlagsHelp = `
@@ -41,13 +79,21 @@ to the first audio packet received), and at the end the audio packets sent,
 received and lost (counted from RTP sequence numbers). A call ends when
 either side hangs up (after --duration, or on Ctrl-C).
 
---relay-only sends the audio only through the server's TURN relay, so that
+The call uses the server's TURN relay when the two sides cannot reach each
+other directly. --relay-only sends the audio only through it, so that
 neither side learns the other's IP address; it needs a server that offers
-TURN.`
+TURN. --turn-transport reaches the relay over one transport only: udp, tcp,
+or tls (TURN over TLS on the server's HTTPS port, for networks that let
+only the web through); all, the default, lets ICE choose. The line
+"connected in D (PATH)" says which path the call took: direct, or "relay
+over udp", "relay over tcp", "relay over tls".
+
+TURN over TLS checks the server's certificate like the connection to the
+server does: with the system's roots, plus those of --ca.`
 
 var cmdCall = &command{
 	name:  "call",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--relay-only] USER",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--relay-only] [--turn-transport T] USER",
 	short: "make a voice call to USER, playing and recording Ogg Opus files",
 	long: `Call rings USER on every device that is online; the first to answer takes the
 call. The audio goes between the devices over WebRTC, encrypted with keys
@@ -73,7 +119,10 @@ Example, with 'parley answer' on Bob's side:
 		if err != nil {
 			return err
 		}
-		o := callOptions(fs)
+		o, err := callOptions(fs)
+		if err != nil {
+			return err
+		}
 		m, closeMedia, err := openMedia(o)
 		if err != nil {
 			return err
@@ -104,7 +153,7 @@ Example, with 'parley answer' on Bob's side:
 
 var cmdAnswer = &command{
 	name:  "answer",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--relay-only]",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--relay-only] [--turn-transport T]",
 	short: "wait for a voice call and answer it, playing and recording Ogg Opus files",
 	long: `Answer connects, waits up to --wait for someone to call this account, answers
 the first call that rings, and stays in it until the caller hangs up (or
@@ -123,7 +172,10 @@ Example, with 'parley call' on Alice's side:
 		if len(args) != 0 {
 			return usagef("answer takes no arguments")
 		}
-		o := callOptions(fs)
+		o, err := callOptions(fs)
+		if err != nil {
+			return err
+		}
 		wait := fs.Lookup("wait").Value.(flag.Getter).Get().(time.Duration)
 		m, closeMedia, err := openMedia(o)
 		if err != nil {
@@ -159,21 +211,28 @@ func addCallFlags(fs *flag.FlagSet) {
 	fs.String("send", "", "send this Ogg Opus file")
 	fs.String("record", "", "record what arrives to this Ogg Opus file")
 	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
+	fs.String("turn-transport", "all", "reach the TURN relay over `T`: udp, tcp, tls or all")
 }
 
 type callOpts struct {
 	send, record string
 	duration     time.Duration
 	relayOnly    bool
+	transport    string // --turn-transport
 }
 
-func callOptions(fs *flag.FlagSet) callOpts {
-	return callOpts{
+func callOptions(fs *flag.FlagSet) (callOpts, error) {
+	o := callOpts{
 		send:      fs.Lookup("send").Value.String(),
 		record:    fs.Lookup("record").Value.String(),
 		duration:  fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration),
 		relayOnly: fs.Lookup("relay-only").Value.String() == "true",
+		transport: fs.Lookup("turn-transport").Value.String(),
 	}
+	if !slices.Contains(turnTransports, o.transport) {
+		return o, usagef("--turn-transport %s: want one of %s", o.transport, strings.Join(turnTransports, ", "))
+	}
+	return o, nil
 }
 
 // openMedia opens the file to send (checking that it is Ogg Opus) and
@@ -235,12 +294,20 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 		s.stop()
 		return nil, err
 	}
-	ice, err := iceServers(ctx, c)
+	servers, err := iceServers(ctx, c, o.transport)
 	if err != nil {
 		s.stop()
 		return nil, fmt.Errorf("getting the TURN relay's credentials: %w", err)
 	}
-	cfg := call.Config{ICEServers: ice, RelayOnly: o.relayOnly, RingTimeout: ring}
+	if len(servers) == 0 && o.transport != "all" && !o.relayOnly {
+		fmt.Fprintf(e.stderr, "! the server offers no TURN relay over %s: the call can only go direct\n", o.transport)
+	}
+	tlsCfg, err := e.tlsConfig()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring}
 	if e.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -248,7 +315,10 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 	if err != nil {
 		s.stop()
 		if errors.Is(err, call.ErrNoRelay) {
-			return nil, fmt.Errorf("--relay-only: %w (this server does not offer TURN yet)", err)
+			if o.transport != "all" {
+				return nil, fmt.Errorf("--relay-only: %w (this server offers no TURN relay over %s)", err, o.transport)
+			}
+			return nil, fmt.Errorf("--relay-only: %w (this server offers no TURN relay)", err)
 		}
 		return nil, err
 	}
@@ -360,7 +430,7 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 		case <-connected:
 			connected = nil
 			st := cl.Stats()
-			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st.Path))
+			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st))
 			if duration > 0 {
 				timeUp = time.After(duration)
 			}
@@ -388,14 +458,23 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 	}
 }
 
-func pathName(p string) string {
-	switch p {
-	case "":
+// pathName says which way the media goes: "direct", "relay over udp" (our
+// leg to the TURN relay), "the other side's relay", or the candidate types.
+func pathName(st call.Stats) string {
+	local, remote, _ := strings.Cut(st.Path, "/")
+	switch {
+	case st.Path == "":
 		return "path unknown"
-	case "host/host":
+	case st.Path == "host/host":
 		return "direct"
+	case local == "relay" && st.Relay != "":
+		return "relay over " + st.Relay
+	case local == "relay":
+		return "relay"
+	case remote == "relay":
+		return "the other side's relay"
 	}
-	return "via " + p + " candidates"
+	return "direct, " + st.Path + " candidates"
 }
 
 // finish prints how the call ended and its packet counts, and closes the

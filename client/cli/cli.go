@@ -2,15 +2,20 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/coder/websocket"
 
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/client"
@@ -30,6 +35,8 @@ type env struct {
 	stdout, stderr io.Writer
 	home           string
 	verbose        bool
+	caFile         string      // --ca, else $PARLEY_CA: extra roots for TLS
+	tls            *tls.Config // built from caFile by open; nil: the system's roots
 }
 
 type command struct {
@@ -104,6 +111,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if e.home == "" {
 			e.home, err = defaultHome()
 		}
+		if e.caFile == "" {
+			e.caFile = os.Getenv("PARLEY_CA")
+		}
 	}
 	if err == nil {
 		err = cmd.run(ctx, e, fs, pos)
@@ -126,6 +136,41 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func addGlobalFlags(fs *flag.FlagSet, e *env) {
 	fs.StringVar(&e.home, "home", e.home, "the client's folder (default $PARLEY_HOME, else ~/.parley)")
 	fs.BoolVar(&e.verbose, "v", e.verbose, "log what the client does to stderr")
+	fs.StringVar(&e.caFile, "ca", e.caFile, "also trust the certificates in this PEM `file` for https:// servers and TURN over TLS (default $PARLEY_CA)")
+}
+
+// tlsConfig returns the TLS configuration of connections to the server
+// (its WebSocket, and TURN over TLS in calls): the system's roots plus the
+// certificates of e.caFile. It is nil without a file, which leaves each
+// library to its default: the system's roots, verified as usual.
+func (e *env) tlsConfig() (*tls.Config, error) {
+	if e.caFile == "" || e.tls != nil {
+		return e.tls, nil
+	}
+	pem, err := os.ReadFile(e.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil { // no system roots here: only the file's
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca: no PEM certificate in %s", e.caFile)
+	}
+	e.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return e.tls, nil
+}
+
+// dialer returns how the client reaches the server: nil (the client's
+// default) unless e.tlsConfig says otherwise.
+func (e *env) dialer() (client.Dialer, error) {
+	cfg, err := e.tlsConfig()
+	if cfg == nil || err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: cfg}
+	return client.WebSocketDialer{Options: &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}}, nil
 }
 
 // parseInterleaved parses flags that may come before, between or after the
@@ -167,6 +212,10 @@ func (e *env) open(ctx context.Context, mustExist bool) (*client.Client, func(),
 			return nil, nil, notRegistered(e.home)
 		}
 	}
+	dialer, err := e.dialer()
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(e.home, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("cannot create the folder %s: %w", e.home, err)
 	}
@@ -179,7 +228,7 @@ func (e *env) open(ctx context.Context, mustExist bool) (*client.Client, func(),
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	c, err := client.New(ctx, client.Config{Store: st, Logger: log})
+	c, err := client.New(ctx, client.Config{Store: st, Dialer: dialer, Logger: log})
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -247,7 +296,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `parley is the command-line client of Parley, end-to-end encrypted messaging.
 
 Usage:
-  parley [--home DIR] COMMAND [ARGUMENTS]
+  parley [--home DIR] [--ca FILE] COMMAND [ARGUMENTS]
 
 Commands:
 `)
@@ -256,7 +305,9 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Every command keeps its state in one folder: --home DIR, else $PARLEY_HOME,
-else ~/.parley. Use one folder per account.
+else ~/.parley. Use one folder per account. --ca FILE (or $PARLEY_CA) trusts
+the certificates in a PEM file besides the system's, for a server with a
+self-signed certificate.
 
 Start with:
   parley register --server http://127.0.0.1:8080 alice
