@@ -110,6 +110,9 @@ func (c *Call) ID() string { return c.id }
 // Peer returns the other party.
 func (c *Call) Peer() parley.UserID { return c.peer }
 
+// Outgoing says whether this side placed the call.
+func (c *Call) Outgoing() bool { return c.outgoing }
+
 // Connected is closed when the media path is up.
 func (c *Call) Connected() <-chan struct{} { return c.connected }
 

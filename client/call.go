@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parleychat/parley"
@@ -109,4 +111,112 @@ func (c *Client) applyCall(ctx context.Context, t *txn, from parley.Address, ct 
 	sig.From, sig.SentAt = from, time.UnixMilli(ct.SentAt)
 	c.emit(Event{Type: EventCall, Peer: from.User, Call: &sig})
 	return nil
+}
+
+// CallOutcome says how a call ended, for the history.
+type CallOutcome string
+
+const (
+	CallCompleted CallOutcome = "completed" // the two talked; Duration says how long
+	CallMissed    CallOutcome = "missed"    // incoming, rang and was not answered
+	CallRejected  CallOutcome = "declined"  // declined: by this user (incoming) or by the peer (outgoing)
+	CallWasBusy   CallOutcome = "busy"      // outgoing: the peer was in another call; incoming: this user was
+	CallNoAnswer  CallOutcome = "no_answer" // outgoing, nobody answered in time
+	CallCancelled CallOutcome = "cancelled" // outgoing, this user hung up before an answer
+	CallFailed    CallOutcome = "failed"    // the media path did not come up or broke; Reason says why
+)
+
+// CallRecord is what a call came to, written into the history with the
+// peer (RecordCall).
+type CallRecord struct {
+	CallID   string // the call's id: one record per call
+	Outgoing bool
+	Outcome  CallOutcome
+	Duration time.Duration // of the conversation (CallCompleted)
+	Reason   string        // why it failed (CallFailed)
+	At       time.Time     // when the call began; zero means now
+}
+
+// Text is how the history shows r.
+func (r CallRecord) Text(peer parley.UserID) string {
+	dir := "Incoming"
+	if r.Outgoing {
+		dir = "Outgoing"
+	}
+	switch r.Outcome {
+	case CallCompleted:
+		return fmt.Sprintf("%s call · %s", dir, CallDuration(r.Duration))
+	case CallMissed:
+		return fmt.Sprintf("Missed call from %s", peer)
+	case CallRejected:
+		if r.Outgoing {
+			return fmt.Sprintf("%s declined the call", peer)
+		}
+		return fmt.Sprintf("You declined a call from %s", peer)
+	case CallWasBusy:
+		if r.Outgoing {
+			return fmt.Sprintf("%s was busy in another call", peer)
+		}
+		return fmt.Sprintf("Missed call from %s while you were in another call", peer)
+	case CallNoAnswer:
+		return fmt.Sprintf("%s did not answer", peer)
+	case CallCancelled:
+		return "Cancelled call"
+	case CallFailed:
+		if r.Reason == "" {
+			return fmt.Sprintf("%s call failed", dir)
+		}
+		return fmt.Sprintf("%s call failed: %s", dir, r.Reason)
+	}
+	return fmt.Sprintf("%s call (%s)", dir, r.Outcome)
+}
+
+// CallDuration formats d the way call screens do: 0:42, 12:05, 1:02:03.
+func CallDuration(d time.Duration) string {
+	s := int64(max(d, 0) / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// maxCallReason bounds a failure's reason in the history.
+const maxCallReason = 300
+
+// RecordCall writes r into the history with peer as a notice, once per
+// call (a second record of the same call is ignored), and returns it. A
+// missed call is unread, so that the conversation shows it; anything else
+// is read. It needs no connection.
+func (c *Client) RecordCall(ctx context.Context, peer parley.UserID, r CallRecord) (*Message, error) {
+	if _, err := parley.ParseUserID(string(peer)); err != nil {
+		return nil, err
+	}
+	id, err := parley.ParseMessageID(r.CallID)
+	if err != nil {
+		return nil, parley.Errorf(parley.KindInvalid, "call id %q: want 32 hex digits", r.CallID)
+	}
+	switch r.Outcome {
+	case CallCompleted, CallMissed, CallRejected, CallWasBusy, CallNoAnswer, CallCancelled, CallFailed:
+	default:
+		return nil, parley.Errorf(parley.KindInvalid, "unknown call outcome %q", r.Outcome)
+	}
+	if len(r.Reason) > maxCallReason {
+		r.Reason = strings.ToValidUTF8(r.Reason[:maxCallReason], "") + "…"
+	}
+	at := r.At
+	if at.IsZero() {
+		at = c.now()
+	}
+	at = at.Truncate(time.Millisecond)
+	state := StateRead
+	if !r.Outgoing && (r.Outcome == CallMissed || r.Outcome == CallWasBusy) {
+		state = StateUnread
+	}
+	m := Message{ID: id, Peer: peer, Notice: true, Text: r.Text(peer), SentAt: at, At: at, State: state}
+	if err := c.st.Apply(ctx, &Batch{Messages: []Message{m}}); err != nil {
+		return nil, err
+	}
+	c.fillSeq(ctx, &m)
+	c.emit(Event{Type: EventMessage, Message: &m, Peer: peer})
+	return &m, nil
 }

@@ -607,3 +607,58 @@ func TestCallSignalling(t *testing.T) {
 		t.Errorf("alice's history after a call: %q", got)
 	}
 }
+
+func TestRecordCall(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, newFakeServer(), nil)
+	id := client.NewCallID()
+	records := []struct {
+		r     client.CallRecord
+		text  string
+		state client.MessageState
+	}{
+		{client.CallRecord{CallID: id, Outgoing: true, Outcome: client.CallCompleted, Duration: 83 * time.Second}, "Outgoing call · 1:23", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outcome: client.CallCompleted, Duration: time.Hour + 2*time.Minute + 3*time.Second}, "Incoming call · 1:02:03", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outcome: client.CallMissed}, "Missed call from bob", client.StateUnread},
+		{client.CallRecord{CallID: client.NewCallID(), Outcome: client.CallWasBusy}, "Missed call from bob while you were in another call", client.StateUnread},
+		{client.CallRecord{CallID: client.NewCallID(), Outgoing: true, Outcome: client.CallRejected}, "bob declined the call", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outcome: client.CallRejected}, "You declined a call from bob", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outgoing: true, Outcome: client.CallWasBusy}, "bob was busy in another call", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outgoing: true, Outcome: client.CallNoAnswer}, "bob did not answer", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outgoing: true, Outcome: client.CallCancelled}, "Cancelled call", client.StateRead},
+		{client.CallRecord{CallID: client.NewCallID(), Outgoing: true, Outcome: client.CallFailed, Reason: "no path"}, "Outgoing call failed: no path", client.StateRead},
+	}
+	var want []string
+	for _, r := range records {
+		m, err := c.RecordCall(ctx, "bob", r.r)
+		if err != nil {
+			t.Fatalf("%+v: %v", r.r, err)
+		}
+		if m.Text != r.text || m.State != r.state || !m.Notice || m.Outgoing || m.Seq == 0 {
+			t.Errorf("%s: recorded %+v, want text %q, state %v", r.r.Outcome, m, r.text, r.state)
+		}
+		want = append(want, "! "+r.text)
+	}
+	// Once per call: a second record of the first call changes nothing.
+	if _, err := c.RecordCall(ctx, "bob", client.CallRecord{CallID: id, Outcome: client.CallFailed}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, c.texts(t, "bob")); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	convs, err := c.Conversations(ctx)
+	if err != nil || len(convs) != 1 || convs[0].Unread != 2 {
+		t.Errorf("conversations: %+v, %v; want bob with 2 unread (the missed calls)", convs, err)
+	}
+	for _, bad := range []client.CallRecord{
+		{CallID: "x", Outcome: client.CallMissed},
+		{CallID: id, Outcome: "ringing"},
+	} {
+		if _, err := c.RecordCall(ctx, "bob", bad); parley.ErrorKind(err) != parley.KindInvalid {
+			t.Errorf("RecordCall(%+v): %v, want invalid", bad, err)
+		}
+	}
+	if _, err := c.RecordCall(ctx, "Bad Name!", client.CallRecord{CallID: id, Outcome: client.CallMissed}); err == nil {
+		t.Error("RecordCall to an invalid username succeeded")
+	}
+}

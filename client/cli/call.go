@@ -147,6 +147,7 @@ Example, with 'parley answer' on Bob's side:
 			return err
 		}
 		st, err := s.talk(ctx, cl, o.duration)
+		record(ctx, e, c, cl, st, err)
 		return finish(e, cl, st, err, closeMedia)
 	},
 }
@@ -203,6 +204,7 @@ Example, with 'parley call' on Alice's side:
 			return err
 		}
 		st, err := s.talk(ctx, cl, o.duration)
+		record(ctx, e, c, cl, st, err)
 		return finish(e, cl, st, err, closeMedia)
 	},
 }
@@ -475,6 +477,28 @@ func pathName(st call.Stats) string {
 		return "the other side's relay"
 	}
 	return "direct, " + st.Path + " candidates"
+}
+
+// record writes what the call came to into the history with its peer, as
+// the web client does.
+func record(ctx context.Context, e *env, c *client.Client, cl *call.Call, st call.Stats, err error) {
+	r := client.CallRecord{CallID: cl.ID(), Outgoing: cl.Outgoing(), Outcome: client.CallCompleted, Duration: st.Duration}
+	switch {
+	case err == nil && st.Connect > 0:
+	case errors.Is(err, call.ErrBusy):
+		r.Outcome = client.CallWasBusy
+	case errors.Is(err, call.ErrDeclined):
+		r.Outcome = client.CallRejected
+	case errors.Is(err, call.ErrNoAnswer):
+		r.Outcome = client.CallNoAnswer
+	case err == nil || errors.Is(err, context.Canceled):
+		r.Outcome = client.CallCancelled
+	default:
+		r.Outcome, r.Reason = client.CallFailed, err.Error()
+	}
+	if _, rerr := c.RecordCall(context.WithoutCancel(ctx), cl.Peer(), r); rerr != nil {
+		fmt.Fprintf(e.stderr, "! the call could not be written to the history: %v\n", rerr)
+	}
 }
 
 // finish prints how the call ended and its packet counts, and closes the

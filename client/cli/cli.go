@@ -51,7 +51,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdCall, cmdAnswer, cmdSafetyNumber, cmdWhoami, cmdHelp}
+	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdCall, cmdAnswer, cmdHistory, cmdSafetyNumber, cmdWhoami, cmdHelp}
 }
 
 func lookup(name string) *command {
@@ -236,7 +236,6 @@ func (e *env) open(ctx context.Context, mustExist bool) (*client.Client, func(),
 	return c, func() { st.Close() }, nil
 }
 
-// openRegistered opens the client and checks that it is registered.
 // openWithPeer checks that args is one username and opens the registered
 // client, for the commands that talk about one peer.
 func (e *env) openWithPeer(ctx context.Context, args []string) (*client.Client, parley.UserID, func(), error) {
@@ -254,6 +253,7 @@ func (e *env) openWithPeer(ctx context.Context, args []string) (*client.Client, 
 	return c, peer, done, nil
 }
 
+// openRegistered opens the client and checks that it is registered.
 func (e *env) openRegistered(ctx context.Context) (*client.Client, func(), error) {
 	c, done, err := e.open(ctx, true)
 	if err != nil {

@@ -381,3 +381,71 @@ func oneLine(s string) string {
 		return r
 	}, strings.ReplaceAll(s, "\n", "\n  "))
 }
+
+var cmdHistory = &command{
+	name:  "history",
+	args:  "[--limit N] [--json] USER",
+	short: "print the conversation with USER, oldest first",
+	long: `History prints what this device holds of the conversation with USER, without
+connecting: messages both ways, and notices such as calls ("Missed call from
+bob", "Outgoing call · 1:23") and safety number changes. A line reads
+"2026-11-28 09:30 > text" for a message you sent, "< text" for one you
+received, and "! text" for a notice. It marks nothing read.
+
+With --json each line is one JSON object:
+  {"id":"<32 hex digits>","from":"alice","text":"hello","sent_at":"…","outgoing":true}
+with "notice":true on notices.`,
+	flags: func(fs *flag.FlagSet) {
+		fs.Int("limit", 0, "print only the newest N (0: all)")
+		fs.Bool("json", false, "print one JSON object a line")
+	},
+	run: func(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+		limit := fs.Lookup("limit").Value.(flag.Getter).Get().(int)
+		if limit < 0 {
+			return usagef("--limit must be 0 or more")
+		}
+		c, peer, done, err := e.openWithPeer(ctx, args)
+		if err != nil {
+			return err
+		}
+		defer done()
+		msgs, err := c.Messages(ctx, client.Query{Peer: peer})
+		if err != nil {
+			return err
+		}
+		if limit > 0 && len(msgs) > limit {
+			msgs = msgs[len(msgs)-limit:]
+		}
+		me, _, _, _ := c.Whoami()
+		asJSON := fs.Lookup("json").Value.String() == "true"
+		for _, m := range msgs {
+			if asJSON {
+				from := m.Peer
+				if m.Outgoing {
+					from = me
+				}
+				b, _ := json.Marshal(historyLine{jsonMessage{ID: m.ID.String(), From: string(from), Text: m.Text,
+					SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Notice: m.Notice}, m.Outgoing})
+				fmt.Fprintf(e.stdout, "%s\n", b)
+				continue
+			}
+			mark := "<"
+			switch {
+			case m.Notice:
+				mark = "!"
+			case m.Outgoing:
+				mark = ">"
+			}
+			fmt.Fprintf(e.stdout, "%s %s %s\n", m.SentAt.Local().Format("2006-01-02 15:04"), mark, oneLine(m.Text))
+		}
+		if len(msgs) == 0 {
+			fmt.Fprintf(e.stderr, "no messages with %s on this device\n", peer)
+		}
+		return nil
+	},
+}
+
+type historyLine struct {
+	jsonMessage
+	Outgoing bool `json:"outgoing,omitempty"`
+}
