@@ -120,7 +120,7 @@ type browser struct {
 
 // openBrowser starts Chromium on profile (a folder; reuse it to reopen the
 // same device) and loads url in its first tab.
-func openBrowser(t testing.TB, name, profile, url string) *browser {
+func openBrowser(t testing.TB, name, profile, url string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -130,6 +130,7 @@ func openBrowser(t testing.TB, name, profile, url string) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.WindowSize(1280, 800),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	b := &browser{t: t, name: name, profile: profile}
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/client/cli"
 	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/server/relay"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -49,6 +51,7 @@ type parleyd struct {
 	addr string     // host:port, kept across restarts
 	logs syncBuffer // everything the server logged, at debug level
 	web  fs.FS      // the web client's files, if any
+	turn bool       // run a TURN relay (on a new port at each start) that may relay to loopback
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -62,7 +65,40 @@ func startServer(t testing.TB) *parleyd {
 // startServerWeb starts a server that serves the web client files in web.
 func startServerWeb(t testing.TB, web fs.FS) *parleyd {
 	t.Helper()
-	p := &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", web: web}
+	return launch(t, &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", web: web})
+}
+
+// localPrefixes is loopback and this machine's own addresses: what a relay
+// must allow for peers on this machine. (Chromium leaves loopback out of its
+// ICE candidates, so a browser's peers are on the machine's interfaces.)
+func localPrefixes(t testing.TB) []netip.Prefix {
+	out := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatalf("this machine's addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				ip = ip.Unmap()
+				out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+		}
+	}
+	return out
+}
+
+// startServerTURN starts a server that serves web (if not nil) and runs a
+// TURN relay on loopback that may relay to this machine's addresses, as
+// "parleyd --turn-listen 127.0.0.1:0 --relay-allow 127.0.0.0/8
+// --relay-allow <each local address>" would.
+func startServerTURN(t testing.TB, web fs.FS) *parleyd {
+	t.Helper()
+	return launch(t, &parleyd{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", web: web, turn: true})
+}
+
+func launch(t testing.TB, p *parleyd) *parleyd {
+	t.Helper()
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
@@ -79,7 +115,18 @@ func (p *parleyd) start() {
 	p.t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(&p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.Open(ctx, server.Config{DataDir: p.dir, Logger: log, Web: p.web})
+	cfg := server.Config{DataDir: p.dir, Logger: log, Web: p.web}
+	if p.turn {
+		secret, err := relay.LoadSecret(p.dir)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		cfg.Relay, err = relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log, Allow: localPrefixes(p.t)})
+		if err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	srv, err := server.Open(ctx, cfg)
 	if err != nil {
 		p.t.Fatalf("server.Open: %v", err)
 	}

@@ -55,7 +55,34 @@ export type ParleyEvent =
   | { type: "message"; message: Message } // a message arrived (already stored)
   | { type: "update"; message: Message } // a message changed state (sent, delivered, failed)
   | { type: "identity_changed"; peer: string }
-  | { type: "caught_up" }; // everything queued on the server while offline has arrived
+  | { type: "caught_up" } // everything queued on the server while offline has arrived
+  | { type: "call"; peer: string; signal: CallSignal }; // a call signal from a device of peer
+
+/** Call signalling (client/call.go): WebRTC offer/answer with trickle ICE,
+ * carried end to end inside the Signal session, so the DTLS fingerprints in
+ * the SDP are authenticated and the server cannot sit in the middle. */
+export type CallSignalKind = "offer" | "answer" | "ice" | "hangup" | "busy" | "decline";
+
+export interface CallSignal {
+  id: string; // the call, 32 hex digits, chosen by the caller
+  kind: CallSignalKind;
+  sdp?: string; // offer, answer
+  candidate?: string; // ice: JSON of an RTCIceCandidateInit
+  from?: string; // received: the sending device, "user.device"
+  sent_at?: number; // received: the sender's clock, Unix ms
+}
+
+/** How a call ended, for the history (client.CallOutcome). */
+export type CallOutcome = "completed" | "missed" | "declined" | "busy" | "no_answer" | "cancelled" | "failed";
+
+export interface CallRecord {
+  id: string;
+  outgoing: boolean;
+  outcome: CallOutcome;
+  duration_ms?: number; // completed
+  reason?: string; // failed
+  at?: number; // when the call began, Unix ms
+}
 
 /** Stable error kinds (see wire/status.go); message is for people. */
 export interface ParleyError extends Error {
@@ -102,6 +129,18 @@ export interface Parley {
   setVerified(peer: string, verified: boolean): Promise<void>;
   /** Subscribes to events; returns a function that unsubscribes. */
   onEvent(cb: (e: ParleyEvent) => void): () => void;
+  /** A fresh call id. */
+  newCallId(): string;
+  /** Sends a call signal to every device of peer; needs a connection
+   * (rejects with kind "unavailable" otherwise). Send them one at a time,
+   * in order. */
+  sendCallSignal(peer: string, signal: CallSignal): Promise<void>;
+  /** The server's TURN relay with a fresh short-lived credential, as
+   * RTCIceServer objects ([] if the server runs none). Needs a connection. */
+  turnServers(): Promise<RTCIceServer[]>;
+  /** Writes what a call came to into the history with peer (once per call
+   * id) and returns the notice; a "message" event follows. */
+  recordCall(peer: string, record: CallRecord): Promise<Message>;
   /** Diagnostics: the Go runtime's memory (what it took from the browser,
    * and the live heap), in bytes. */
   stats(): { go_sys_bytes: number; go_heap_bytes: number };

@@ -4,7 +4,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Conversation, Message, Parley } from "./api";
 import { clock, dayLabel, errorText, fullTime, sameDay } from "./format";
-import { Back, Lock, Retry, Send, Shield, ShieldCheck, Warning } from "./icons";
+import { Back, Lock, Phone, Retry, Send, Shield, ShieldCheck, Warning } from "./icons";
 import { Avatar, StateIcon } from "./list";
 import { SafetyDialog } from "./safety";
 
@@ -39,9 +39,11 @@ interface Props {
   onBack: () => void;
   /** Something changed that the conversation list shows. */
   onChanged: () => void;
+  /** Calls peer; undefined while a call cannot start (offline, or in a call). */
+  onCall?: () => void;
 }
 
-export function ConversationView({ parley, peer, conversation, reading, focus, openSafety, onBack, onChanged }: Props) {
+export function ConversationView({ parley, peer, conversation, reading, focus, openSafety, onBack, onChanged, onCall }: Props) {
   const [msgs, setMsgs] = useState<Message[] | null>(null);
   const [loadError, setLoadError] = useState("");
   const [sendError, setSendError] = useState("");
@@ -243,6 +245,17 @@ export function ConversationView({ parley, peer, conversation, reading, focus, o
             )}
           </small>
         </div>
+        <button
+          type="button"
+          id="call-button"
+          class="icon-button"
+          onClick={onCall}
+          disabled={!onCall}
+          aria-label={`Call ${peer}`}
+          title={onCall ? `Call ${peer}` : "Calls need a connection, and one call at a time"}
+        >
+          <Phone size={19} />
+        </button>
         <button type="button" id="safety-number-button" class="button ghost" onClick={() => setSafety(true)} title="Safety number">
           <Shield size={17} />
           <span class="hide-narrow">Safety number</span>

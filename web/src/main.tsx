@@ -1,6 +1,6 @@
 // Entry point: applies the theme and renders the app into #app. With ?mock in
 // the URL the UI runs on an in-memory core (mock.ts) instead of parley.wasm;
-// &screen=register|chat|changed|safety|locked|error|loading starts it in a
+// &screen=register|chat|changed|safety|incoming|locked|error|loading starts it in a
 // given state.
 
 import { render } from "preact";
@@ -16,7 +16,7 @@ let mock;
 let screen: string | undefined;
 if (params.has("mock")) {
   screen = params.get("screen") ?? "";
-  if (screen === "chat" || screen === "safety") history.replaceState(null, "", "#bob");
+  if (screen === "chat" || screen === "safety" || screen === "incoming") history.replaceState(null, "", "#bob");
   if (screen === "changed") history.replaceState(null, "", "#carol");
   mock = createMock(screen);
 }

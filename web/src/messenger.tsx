@@ -3,11 +3,13 @@
 // location.hash, so the browser's Back button leaves a conversation on a
 // phone).
 
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Account, Connection, Conversation, Parley } from "./api";
+import { Calls } from "./call";
+import { CallScreen, SettingsDialog, callSettings, useCall } from "./callview";
 import { ConversationView } from "./conversation";
 import { errorText, usernamePattern } from "./format";
-import { Lock, Logo, Moon, Sun } from "./icons";
+import { Gear, Lock, Logo, Moon, Sun } from "./icons";
 import { Avatar, ConversationList, NewConversation } from "./list";
 import { currentTheme, onSystemThemeChange, setTheme } from "./theme";
 
@@ -87,6 +89,14 @@ export function Messenger({ parley, account, screen }: { parley: Parley; account
   const [theme, setThemeState] = useState(currentTheme);
   const narrow = useMedia(narrowQuery);
   const visible = useVisible();
+  const [settings, setSettings] = useState(false);
+  const calls = useMemo(() => {
+    const c = new Calls(parley, callSettings);
+    // Diagnostics (and the end-to-end tests): the current call's statistics.
+    (globalThis as { parleyCalls?: Calls }).parleyCalls = c;
+    return c;
+  }, [parley]);
+  const call = useCall(calls);
 
   const [listError, setListError] = useState("");
   const refresh = useCoalesced(async () => {
@@ -226,7 +236,12 @@ export function Messenger({ parley, account, screen }: { parley: Parley; account
         >
           {theme === "dark" ? <Sun size={19} /> : <Moon size={19} />}
         </button>
+        <button type="button" id="settings-button" class="icon-button" onClick={() => setSettings(true)} aria-label="Settings" title="Settings">
+          <Gear size={19} />
+        </button>
       </header>
+      {call && <CallScreen calls={calls} view={call} />}
+      {settings && <SettingsDialog onClose={() => setSettings(false)} />}
 
       {conn === "offline" && connError && (
         <p class="connection-banner" role="alert">
@@ -257,6 +272,7 @@ export function Messenger({ parley, account, screen }: { parley: Parley; account
               openSafety={screen === "safety"}
               onBack={back}
               onChanged={refresh}
+              onCall={conn === "online" && (!call || call.phase === "ended") ? () => void calls.dial(selected) : undefined}
             />
           ) : (
             <div class="pane-empty">

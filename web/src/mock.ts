@@ -1,10 +1,10 @@
 // An in-memory Parley for developing the UI without the wasm core; used only
 // when the page's URL has ?mock. Fake peers answer a second after a message
 // arrives; "nobody" does not exist, so sends to it fail. ?mock&screen=NAME
-// starts in a given state: register, chat, changed, safety, locked, error,
-// loading (see main.tsx and app.tsx).
+// starts in a given state: register, chat, changed, safety, incoming (bob
+// calls), locked, error, loading (see main.tsx and app.tsx).
 
-import type { Account, Connection, Conversation, Message, Parley, ParleyError, ParleyEvent, SafetyNumber } from "./api";
+import type { Account, CallSignal, Connection, Conversation, Message, Parley, ParleyError, ParleyEvent, SafetyNumber } from "./api";
 import { usernamePattern } from "./format";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -113,6 +113,34 @@ export function createMock(screen: string): Parley {
     emit({ type: "caught_up" });
   };
 
+  // Calls: a fake peer in this page (a second RTCPeerConnection sending a
+  // tone) answers after a moment; "dave" is busy and "nobody" declines.
+  // ?mock&screen=incoming has bob call at once.
+  let peerPC: RTCPeerConnection | null = null;
+  const callEmit = (peer: string, signal: CallSignal) =>
+    emit({ type: "call", peer, signal: { ...signal, from: `${peer}.1`, sent_at: Date.now() } });
+  const fakePeer = (peer: string, id: string) => {
+    peerPC?.close();
+    const pc = new RTCPeerConnection();
+    peerPC = pc;
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = 330;
+    const dst = ctx.createMediaStreamDestination();
+    osc.connect(dst);
+    osc.start();
+    dst.stream.getTracks().forEach((t) => pc.addTrack(t, dst.stream));
+    pc.onicecandidate = (e) => e.candidate && callEmit(peer, { id, kind: "ice", candidate: JSON.stringify(e.candidate.toJSON()) });
+    return pc;
+  };
+  if (screen === "incoming")
+    setTimeout(async () => {
+      const pc = fakePeer("bob", hex(32));
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      callEmit("bob", { id: hex(32), kind: "offer", sdp: offer.sdp });
+    }, 1500);
+
   const p: Parley = {
     async open() {
       await sleep(200);
@@ -191,6 +219,52 @@ export function createMock(screen: string): Parley {
       return () => listeners.delete(cb);
     },
     stats: () => ({ go_sys_bytes: 0, go_heap_bytes: 0 }),
+    newCallId: () => hex(32),
+    async sendCallSignal(peer, sig) {
+      await sleep(20);
+      if (conn !== "online") throw fail("unavailable", "not connected to the server");
+      switch (sig.kind) {
+        case "offer":
+          if (peer === "dave" || peer === "nobody") {
+            setTimeout(() => callEmit(peer, { id: sig.id, kind: peer === "dave" ? "busy" : "decline" }), 1200);
+            return;
+          }
+          setTimeout(async () => {
+            const pc = fakePeer(peer, sig.id);
+            await pc.setRemoteDescription({ type: "offer", sdp: sig.sdp });
+            const answer = await pc.createAnswer();
+            await pc.setLocalDescription(answer);
+            callEmit(peer, { id: sig.id, kind: "answer", sdp: answer.sdp });
+          }, 1500);
+          return;
+        case "answer":
+          await peerPC?.setRemoteDescription({ type: "answer", sdp: sig.sdp });
+          return;
+        case "ice":
+          await peerPC?.addIceCandidate(JSON.parse(sig.candidate ?? "{}")).catch(() => {});
+          return;
+        default:
+          peerPC?.close();
+          peerPC = null;
+      }
+    },
+    async turnServers() {
+      return [];
+    },
+    async recordCall(peer, r) {
+      const texts: Record<string, string> = {
+        completed: `${r.outgoing ? "Outgoing" : "Incoming"} call`,
+        missed: `Missed call from ${peer}`,
+        declined: r.outgoing ? `${peer} declined the call` : `You declined a call from ${peer}`,
+        busy: `${peer} was busy in another call`,
+        no_answer: `${peer} did not answer`,
+        cancelled: "Cancelled call",
+        failed: `Call failed: ${r.reason ?? ""}`,
+      };
+      const m = add(peer, { notice: true, text: texts[r.outcome], state: r.outcome === "missed" ? "unread" : "read" });
+      emit({ type: "message", message: { ...m } });
+      return { ...m };
+    },
   };
   return p;
 }

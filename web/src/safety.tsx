@@ -1,8 +1,9 @@
 // The safety number dialog: the 60 digits, the QR code, and the verified
 // toggle.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { Parley, SafetyNumber } from "./api";
+import { Dialog } from "./dialog";
 import { digitGroups, errorText } from "./format";
 import { ShieldCheck, Warning } from "./icons";
 
@@ -15,22 +16,9 @@ interface Props {
 }
 
 export function SafetyDialog({ parley, peer, changed, onClose, onChanged }: Props) {
-  const dialog = useRef<HTMLDialogElement>(null);
   const [sn, setSn] = useState<SafetyNumber | null>(null);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
-
-  useEffect(() => {
-    const d = dialog.current!;
-    const opener = document.activeElement as HTMLElement | null;
-    if (!d.open) d.showModal();
-    return () => {
-      if (d.open) d.close();
-      // Back to the button that opened it, or (if that is gone, as the
-      // identity warning is once verified) to the composer.
-      (opener?.isConnected ? opener : document.getElementById("composer"))?.focus();
-    };
-  }, []);
 
   const load = () => {
     setError("");
@@ -54,83 +42,64 @@ export function SafetyDialog({ parley, peer, changed, onClose, onChanged }: Prop
   };
 
   return (
-    <dialog
-      ref={dialog}
-      class="dialog"
-      aria-labelledby="safety-title"
-      onCancel={(e) => {
-        e.preventDefault();
-        onClose();
-      }}
-      onClick={(e) => e.target === dialog.current && onClose()}
-    >
-      <div class="dialog-body safety">
-        <header class="dialog-header">
-          <h2 id="safety-title">Safety number with {peer}</h2>
-          <button type="button" class="icon-button" aria-label="Close" title="Close (Esc)" onClick={onClose}>
-            <span aria-hidden="true" class="close-x">
-              ×
-            </span>
-          </button>
-        </header>
-        {changed && (
-          <p class="banner warning small">
-            <Warning size={16} /> This number changed recently. Compare it again before you trust new messages.
-          </p>
-        )}
-        <p class="muted">
-          Compare these numbers with the ones on {peer}’s device, in person or over a call you trust, or scan the code. If they match, no one
-          is in the middle of your conversation.
+    <Dialog title={`Safety number with ${peer}`} kind="safety" onClose={onClose}>
+      {changed && (
+        <p class="banner warning small">
+          <Warning size={16} /> This number changed recently. Compare it again before you trust new messages.
         </p>
-        {sn ? (
-          <>
-            <div id="safety-digits" class="digits">
-              {digitGroups(sn.digits).map((g, i) => (
-                <span key={i}>{g}</span>
-              ))}
-            </div>
-            <img class="qr" src={sn.qr} width={176} height={176} alt={`QR code of the safety number with ${peer}`} />
-            <p class={sn.verified ? "verified-state yes" : "verified-state"}>
-              {sn.verified ? (
-                <>
-                  <ShieldCheck size={16} /> You marked {peer} as verified.
-                </>
-              ) : (
-                `${peer} is not verified.`
-              )}
-            </p>
-            {error && (
-              <p class="error-text" role="alert">
-                {error}
-              </p>
+      )}
+      <p class="muted">
+        Compare these numbers with the ones on {peer}’s device, in person or over a call you trust, or scan the code. If they match, no one
+        is in the middle of your conversation.
+      </p>
+      {sn ? (
+        <>
+          <div id="safety-digits" class="digits">
+            {digitGroups(sn.digits).map((g, i) => (
+              <span key={i}>{g}</span>
+            ))}
+          </div>
+          <img class="qr" src={sn.qr} width={176} height={176} alt={`QR code of the safety number with ${peer}`} />
+          <p class={sn.verified ? "verified-state yes" : "verified-state"}>
+            {sn.verified ? (
+              <>
+                <ShieldCheck size={16} /> You marked {peer} as verified.
+              </>
+            ) : (
+              `${peer} is not verified.`
             )}
-            <div class="dialog-actions">
-              <button
-                type="button"
-                id="verify-toggle"
-                class={sn.verified ? "button" : "button primary"}
-                disabled={busy}
-                onClick={toggle}
-              >
-                {sn.verified ? "Clear verification" : "Mark as verified"}
-              </button>
-            </div>
-          </>
-        ) : error ? (
-          <div class="dialog-actions column">
+          </p>
+          {error && (
             <p class="error-text" role="alert">
-              Could not get the safety number: {error}
+              {error}
             </p>
-            <button type="button" class="button" onClick={load}>
-              Try again
+          )}
+          <div class="dialog-actions">
+            <button
+              type="button"
+              id="verify-toggle"
+              class={sn.verified ? "button" : "button primary"}
+              disabled={busy}
+              onClick={toggle}
+            >
+              {sn.verified ? "Clear verification" : "Mark as verified"}
             </button>
           </div>
-        ) : (
-          <p class="muted center-text">
-            <span class="spinner small" aria-hidden="true" /> Getting {peer}’s keys…
+        </>
+      ) : error ? (
+        <div class="dialog-actions column">
+          <p class="error-text" role="alert">
+            Could not get the safety number: {error}
           </p>
-        )}
-      </div>
-    </dialog>
+          <button type="button" class="button" onClick={load}>
+            Try again
+          </button>
+        </div>
+      ) : (
+        <p class="muted center-text">
+          <span class="spinner small" aria-hidden="true" /> Getting {peer}’s keys…
+        </p>
+      )}
+    </Dialog>
   );
 }

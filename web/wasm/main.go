@@ -75,6 +75,10 @@ func (b *bridge) object() js.Value {
 	async("safetyNumber", b.safetyNumber)
 	async("setVerified", b.setVerified)
 	sync("onEvent", b.onEvent)
+	sync("newCallId", func([]js.Value) any { return client.NewCallID() })
+	async("sendCallSignal", b.sendCallSignal)
+	async("turnServers", b.turnServers)
+	async("recordCall", b.recordCall)
 	sync("stats", func([]js.Value) any {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -246,6 +250,12 @@ func (b *bridge) relayEvents(c *client.Client) {
 			b.emit(map[string]any{"type": "identity_changed", "peer": string(ev.Peer)})
 		case client.EventQueueEmpty:
 			b.emit(map[string]any{"type": "caught_up"})
+		case client.EventCall:
+			sig := ev.Call
+			b.emit(map[string]any{"type": "call", "peer": string(ev.Peer), "signal": map[string]any{
+				"id": sig.CallID, "kind": string(sig.Type), "sdp": sig.SDP, "candidate": sig.Candidate,
+				"from": sig.From.String(), "sent_at": unixMilli(sig.SentAt),
+			}})
 		}
 	}
 }
@@ -403,6 +413,88 @@ func (b *bridge) setVerified(args []js.Value) (any, error) {
 		return nil, err
 	}
 	return nil, c.SetVerified(context.Background(), peer, len(args) > 1 && args[1].Truthy())
+}
+
+func (b *bridge) sendCallSignal(args []js.Value) (any, error) {
+	c, peer, err := b.withPeer(args)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) < 2 || args[1].Type() != js.TypeObject {
+		return nil, parley.Errorf(parley.KindInvalid, "sendCallSignal(peer, signal): no signal")
+	}
+	o := args[1]
+	sig := client.CallSignal{
+		CallID:    propString(o, "id"),
+		Type:      client.CallSignalType(propString(o, "kind")),
+		SDP:       propString(o, "sdp"),
+		Candidate: propString(o, "candidate"),
+	}
+	return nil, c.SendCallSignal(context.Background(), peer, sig)
+}
+
+// turnServers answers with the server's TURN relay as RTCIceServer objects
+// (an empty list when the server has none).
+func (b *bridge) turnServers([]js.Value) (any, error) {
+	c, err := b.client()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.TURNCredentials(context.Background())
+	if parley.ErrorKind(err) == parley.KindUnavailable && b.online() {
+		return []any{}, nil // online, and the server runs no relay
+	}
+	if err != nil {
+		return nil, err
+	}
+	urls := make([]any, len(tc.URLs))
+	for i, u := range tc.URLs {
+		urls[i] = u
+	}
+	return []any{map[string]any{"urls": urls, "username": tc.Username, "credential": tc.Password}}, nil
+}
+
+func (b *bridge) online() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conn == "online"
+}
+
+func (b *bridge) recordCall(args []js.Value) (any, error) {
+	c, peer, err := b.withPeer(args)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) < 2 || args[1].Type() != js.TypeObject {
+		return nil, parley.Errorf(parley.KindInvalid, "recordCall(peer, record): no record")
+	}
+	o := args[1]
+	r := client.CallRecord{
+		CallID:  propString(o, "id"),
+		Outcome: client.CallOutcome(propString(o, "outcome")),
+		Reason:  propString(o, "reason"),
+	}
+	r.Outgoing = o.Get("outgoing").Truthy()
+	if d := o.Get("duration_ms"); d.Type() == js.TypeNumber {
+		r.Duration = time.Duration(max(d.Float(), 0)) * time.Millisecond
+	}
+	if at := o.Get("at"); at.Type() == js.TypeNumber && at.Float() > 0 {
+		r.At = time.UnixMilli(int64(at.Float()))
+	}
+	m, err := c.RecordCall(context.Background(), peer, r)
+	if err != nil {
+		return nil, err
+	}
+	return jsMessage(m), nil
+}
+
+// propString is o[name] if it is a string, else "".
+func propString(o js.Value, name string) string {
+	v := o.Get(name)
+	if v.Type() != js.TypeString {
+		return ""
+	}
+	return v.String()
 }
 
 // withPeer returns the client and the username in args[0].
