@@ -25,6 +25,10 @@ type Media struct {
 	// Record receives the audio that arrives, as an Ogg Opus stream; nil
 	// records nothing. It is complete when Wait returns.
 	Record io.Writer
+	// Trace, if set, is called with every audio packet sent and received
+	// (from the media goroutines, one packet at a time per direction),
+	// until Wait returns.
+	Trace func(TracePacket)
 }
 
 // Stats are the measurements of one call.
@@ -617,6 +621,9 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 			c.mu.Unlock()
 			close(c.audio)
 		})
+		if tr := c.media.Trace; tr != nil {
+			tr(TracePacket{Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Size: len(pkt.Payload), At: time.Now()})
+		}
 		c.rec.push(pkt)
 	}
 }

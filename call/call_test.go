@@ -439,3 +439,76 @@ func TestRingsOnEveryDevice(t *testing.T) {
 		t.Error("bob's first device still rings")
 	}
 }
+
+// TestTrace: the packets one side traces as sent are those the other
+// traces as received, by sequence number, in time order, and as many as
+// the call's counts.
+func TestTrace(t *testing.T) {
+	t.Parallel()
+	n := &fakeNet{}
+	var mu sync.Mutex
+	var aliceOut, bobIn []TracePacket
+	alice := n.phone(t, "alice", 1, Config{})
+	bob := n.phone(t, "bob", 1, Config{})
+	const frames = 50
+	aFile, _ := synthOgg(t, frames)
+	am := oggMedia(t, aFile, nil)
+	am.Trace = func(p TracePacket) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Out {
+			aliceOut = append(aliceOut, p)
+		}
+	}
+	ac, err := alice.Dial(context.Background(), "bob", am)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := ring(t, bob).Accept(context.Background(), Media{Trace: func(p TracePacket) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !p.Out {
+			bobIn = append(bobIn, p)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ac.Stats().SendDone && bc.Stats().Received >= frames {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ac.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	as, _ := wait(t, ac)
+	bs, _ := wait(t, bc)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(aliceOut) != as.Sent || len(bobIn) != bs.Received || len(bobIn) < frames-1 {
+		t.Fatalf("traced %d sent (stats %d), %d received (stats %d)", len(aliceOut), as.Sent, len(bobIn), bs.Received)
+	}
+	sent := map[uint16]TracePacket{}
+	for i, p := range aliceOut {
+		if i > 0 && (p.Seq != aliceOut[i-1].Seq+1 || p.At.Before(aliceOut[i-1].At) || p.Timestamp-aliceOut[i-1].Timestamp != 960) {
+			t.Errorf("sent packet %d: %+v after %+v", i, p, aliceOut[i-1])
+		}
+		if p.Size == 0 {
+			t.Errorf("sent packet %d has no size", i)
+		}
+		sent[p.Seq] = p
+	}
+	for _, p := range bobIn {
+		s, ok := sent[p.Seq]
+		if !ok || s.Timestamp != p.Timestamp || s.Size != p.Size {
+			t.Errorf("received %+v, sent %+v", p, s)
+			continue
+		}
+		if d := p.At.Sub(s.At); d < 0 || d > time.Second {
+			t.Errorf("packet %d took %v", p.Seq, d)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parleychat/parley"
@@ -118,15 +119,17 @@ func NewPhone(sig Signaller, cfg Config) (*Phone, error) {
 	if cfg.RelayOnly && !hasTURN(cfg.ICEServers) {
 		return nil, ErrNoRelay
 	}
-	api, err := newAPI(cfg, log)
+	p := &Phone{
+		sig: sig, cfg: cfg, log: log,
+		out:   make(chan outgoing, signalQueue),
+		rings: make(chan *Incoming, ringQueue),
+	}
+	api, err := newAPI(cfg, log, p.trace)
 	if err != nil {
 		return nil, err
 	}
-	return &Phone{
-		sig: sig, cfg: cfg, log: log, api: api,
-		out:   make(chan outgoing, signalQueue),
-		rings: make(chan *Incoming, ringQueue),
-	}, nil
+	p.api = api
+	return p, nil
 }
 
 func hasTURN(servers []webrtc.ICEServer) bool {
@@ -141,8 +144,8 @@ func hasTURN(servers []webrtc.ICEServer) bool {
 }
 
 // newAPI builds the WebRTC stack: Opus 48 kHz stereo as the only codec, no
-// video, no interceptors.
-func newAPI(cfg Config, log *slog.Logger) (*webrtc.API, error) {
+// video, no interceptors but the packet trace (Media.Trace of trace()).
+func newAPI(cfg Config, log *slog.Logger, trace func() func(TracePacket)) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: opusCodec,
@@ -170,7 +173,9 @@ func newAPI(cfg Config, log *slog.Logger) (*webrtc.API, error) {
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s)), nil
+	var ir interceptor.Registry
+	ir.Add(traceFactory{trace})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(&ir)), nil
 }
 
 var opusCodec = webrtc.RTPCodecCapability{
@@ -178,6 +183,16 @@ var opusCodec = webrtc.RTPCodecCapability{
 	ClockRate:   opusRate,
 	Channels:    2,
 	SDPFmtpLine: "minptime=10;useinbandfec=1",
+}
+
+// trace returns the packet trace of the call in progress, or nil.
+func (p *Phone) trace() func(TracePacket) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current == nil {
+		return nil
+	}
+	return p.current.media.Trace
 }
 
 // Run sends the Phone's signals, in order, until ctx ends; then it ends the

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -120,9 +121,9 @@ func TestCall(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bobCode, bobOut, bobErr = bob.run("", "answer", "--send", file("reply.ogg"), "--record", file("bob-heard.ogg"), "--wait", "30s")
+		bobCode, bobOut, bobErr = bob.run("", "answer", "--send", file("reply.ogg"), "--record", file("bob-heard.ogg"), "--wait", "30s", "--trace", file("bob.trace"))
 	}()
-	aliceOut, aliceDone := alice.start("call", "bob", "--send", file("speech.ogg"), "--record", file("alice-heard.ogg"), "--duration", "2.5s")
+	aliceOut, aliceDone := alice.start("call", "bob", "--send", file("speech.ogg"), "--record", file("alice-heard.ogg"), "--duration", "2.5s", "--trace", file("alice.trace"))
 
 	// While they talk, carol's call gets "busy".
 	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(aliceOut.String(), "set-up time:"); time.Sleep(20 * time.Millisecond) {
@@ -161,6 +162,48 @@ func TestCall(t *testing.T) {
 	}
 	checkRecording(t, file("alice-heard.ogg"), reply)
 	checkRecording(t, file("bob-heard.ogg"), speech)
+	checkTraces(t, file("alice.trace"), file("bob.trace"), frames)
+}
+
+// checkTraces checks the --trace files of a call: the caller's lists each
+// packet sent once, the callee's lists those it received, which match the
+// sent ones and took a plausible time.
+func checkTraces(t *testing.T, caller, callee string, frames int) {
+	t.Helper()
+	type line struct {
+		Dir  string `json:"dir"`
+		Seq  uint16 `json:"seq"`
+		TS   uint32 `json:"ts"`
+		Size int    `json:"size"`
+		At   int64  `json:"at_us"`
+	}
+	read := func(path, dir string) map[uint16]line {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[uint16]line{}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var x line
+			if err := json.Unmarshal([]byte(l), &x); err != nil {
+				t.Fatalf("%s: %q: %v", path, l, err)
+			}
+			if x.Dir == dir {
+				out[x.Seq] = x
+			}
+		}
+		return out
+	}
+	sent, got := read(caller, "out"), read(callee, "in")
+	if len(sent) != frames || len(got)*100 < frames*95 {
+		t.Fatalf("traces: %d packets sent, %d received, of %d", len(sent), len(got), frames)
+	}
+	for seq, r := range got {
+		s, ok := sent[seq]
+		if d := r.At - s.At; !ok || s.TS != r.TS || s.Size != r.Size || d < 0 || d > 1e6 {
+			t.Errorf("packet %d: sent %+v, received %+v", seq, s, r)
+		}
+	}
 }
 
 func TestCallFailures(t *testing.T) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -214,10 +216,12 @@ func addCallFlags(fs *flag.FlagSet) {
 	fs.String("record", "", "record what arrives to this Ogg Opus file")
 	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
 	fs.String("turn-transport", "all", "reach the TURN relay over `T`: udp, tcp, tls or all")
+	fs.String("trace", "", "write every audio packet sent and received to `FILE`, one JSON object a line (for measuring the path)")
 }
 
 type callOpts struct {
 	send, record string
+	trace        string // --trace FILE
 	duration     time.Duration
 	relayOnly    bool
 	transport    string // --turn-transport
@@ -227,6 +231,7 @@ func callOptions(fs *flag.FlagSet) (callOpts, error) {
 	o := callOpts{
 		send:      fs.Lookup("send").Value.String(),
 		record:    fs.Lookup("record").Value.String(),
+		trace:     fs.Lookup("trace").Value.String(),
 		duration:  fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration),
 		relayOnly: fs.Lookup("relay-only").Value.String() == "true",
 		transport: fs.Lookup("turn-transport").Value.String(),
@@ -237,14 +242,20 @@ func callOptions(fs *flag.FlagSet) (callOpts, error) {
 	return o, nil
 }
 
-// openMedia opens the file to send (checking that it is Ogg Opus) and
-// creates the recording. The returned function closes them; it may be
-// called more than once.
+// openMedia opens the file to send (checking that it is Ogg Opus), and
+// creates the recording and the packet trace (o.trace). The returned
+// function closes them; it may be called more than once, and only once the
+// call has ended.
 func openMedia(o callOpts) (call.Media, func() error, error) {
 	var m call.Media
 	var files []*os.File
+	var trace *tracer
 	closeAll := func() error {
 		var errs []error
+		if trace != nil {
+			errs = append(errs, trace.flush())
+			trace = nil
+		}
 		for _, f := range files {
 			errs = append(errs, f.Close())
 		}
@@ -271,7 +282,50 @@ func openMedia(o callOpts) (call.Media, func() error, error) {
 		files = append(files, f)
 		m.Record = f
 	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("cannot create the trace: %w", err)
+		}
+		files = append(files, f)
+		trace = &tracer{w: bufio.NewWriter(f)}
+		m.Trace = trace.packet
+	}
 	return m, closeAll, nil
+}
+
+// tracer writes the --trace file: one line a packet,
+//
+//	{"dir":"out","seq":1234,"ts":96000,"size":81,"at_us":1764322800123456}
+//
+// dir "out" for sent, "in" for received; at_us is the time it left or
+// arrived, in microseconds since the Unix epoch, on this machine's clock.
+type tracer struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	err error
+}
+
+func (t *tracer) packet(p call.TracePacket) {
+	dir := "in"
+	if p.Out {
+		dir = "out"
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err == nil {
+		_, t.err = fmt.Fprintf(t.w, `{"dir":%q,"seq":%d,"ts":%d,"size":%d,"at_us":%d}`+"\n", dir, p.Seq, p.Timestamp, p.Size, p.At.UnixMicro())
+	}
+}
+
+func (t *tracer) flush() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return fmt.Errorf("writing the trace: %w", t.err)
+	}
+	return t.w.Flush()
 }
 
 // phoneRun is a connected client with a Phone.
