@@ -67,6 +67,13 @@ func samplesDuration(n int) time.Duration {
 	return time.Duration(n) * time.Second / opusRate
 }
 
+// Concealment returns Opus packets that together last d (rounded down to
+// 2.5 ms) and that a decoder conceals as lost: what a recording holds where
+// packets never came.
+func Concealment(d time.Duration) [][]byte {
+	return concealment(int(d * opusRate / time.Second))
+}
+
 // concealment returns Opus packets, of TOC bytes alone, that together last
 // n samples (rounded down to 2.5 ms): each is one CELT fullband frame of
 // zero bytes. A frame of length zero means that nothing was coded for it

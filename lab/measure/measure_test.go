@@ -1,0 +1,189 @@
+package measure
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/call"
+)
+
+var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
+// stream returns n packets sent every 20 ms from sequence number first,
+// and those received after delay(i) (skipped when delay returns < 0).
+func stream(n int, first uint16, delay func(i int) time.Duration) (sent, received []Packet) {
+	for i := range n {
+		s := Packet{Seq: first + uint16(i), Timestamp: 1000 + uint32(i)*960, Size: 80, At: t0.Add(time.Duration(i) * 20 * time.Millisecond)}
+		sent = append(sent, s)
+		if d := delay(i); d >= 0 {
+			r := s
+			r.At = s.At.Add(d)
+			received = append(received, r)
+		}
+	}
+	return sent, received
+}
+
+func TestAnalyze(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		first uint16
+		delay func(i int) time.Duration
+		o     Options
+		want  Playout // compared: the counts, LongestGap, Delay, MedianDelay
+	}{
+		{"clean", 7, func(int) time.Duration { return ms }, Options{},
+			Playout{Sent: 100, Arrived: 100, Played: 100, PlayedPct: 100, Delay: 20 * ms, MedianDelay: ms}},
+		{"loss", 65530, func(i int) time.Duration { // across the sequence number wrap
+			if i >= 10 && i < 15 || i == 50 {
+				return -1
+			}
+			return 2 * ms
+		}, Options{}, Playout{Sent: 100, Arrived: 94, Played: 94, Lost: 6, PlayedPct: 94, LongestGap: 100 * ms, Delay: 20 * ms, MedianDelay: 2 * ms}},
+		{"a few late", 0, func(i int) time.Duration {
+			if i%40 == 39 { // 2 of 100
+				return 500 * ms
+			}
+			return 10 * ms
+		}, Options{}, Playout{Sent: 100, Arrived: 100, Played: 98, Late: 2, PlayedPct: 98, LongestGap: 20 * ms, Delay: 20 * ms, MedianDelay: 10 * ms}},
+		{"jitter sets the delay", 0, func(i int) time.Duration {
+			return time.Duration(i%10) * 30 * ms // 0..270 ms
+		}, Options{}, Playout{Sent: 100, Arrived: 100, Played: 100, PlayedPct: 100, Delay: 270 * ms, MedianDelay: 120 * ms}},
+		{"capped delay", 0, func(i int) time.Duration {
+			return time.Duration(i%10) * 30 * ms
+		}, Options{MaxDelay: 200 * ms}, Playout{Sent: 100, Arrived: 100, Played: 70, Late: 30, PlayedPct: 70, LongestGap: 60 * ms, Delay: 200 * ms, MedianDelay: 120 * ms}},
+		{"until", 0, func(i int) time.Duration {
+			if i >= 90 {
+				return -1 // the receiver had hung up
+			}
+			return ms
+		}, Options{Until: t0.Add(89*20*ms + 5*ms)}, Playout{Sent: 90, Arrived: 90, Played: 90, PlayedPct: 100, Delay: 20 * ms, MedianDelay: ms}},
+		{"nothing arrives", 0, func(int) time.Duration { return -1 }, Options{},
+			Playout{Sent: 100, Lost: 100, LongestGap: 2 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent, received := stream(100, tc.first, tc.delay)
+			got := Analyze(sent, received, tc.o)
+			w := tc.want
+			if got.Sent != w.Sent || got.Arrived != w.Arrived || got.Played != w.Played || got.Late != w.Late || got.Lost != w.Lost ||
+				got.PlayedPct != w.PlayedPct || got.LongestGap != w.LongestGap || got.Delay != w.Delay || got.MedianDelay != w.MedianDelay {
+				t.Errorf("got  %+v\nwant %+v", brief(got), brief(w))
+			}
+			played := 0
+			for _, h := range got.Heard {
+				if h {
+					played++
+				}
+			}
+			if len(got.Heard) != got.Sent || played != got.Played {
+				t.Errorf("Heard has %d entries, %d true; want %d, %d", len(got.Heard), played, got.Sent, got.Played)
+			}
+			if got.Duration != time.Duration(got.Sent)*20*ms {
+				t.Errorf("duration %v for %d packets", got.Duration, got.Sent)
+			}
+		})
+	}
+}
+
+func brief(p Playout) Playout {
+	p.Heard = nil
+	return p
+}
+
+func TestAnalyzeIgnoresStrangers(t *testing.T) {
+	sent, received := stream(10, 100, func(int) time.Duration { return time.Millisecond })
+	received = append(received,
+		received[3],                             // a duplicate
+		Packet{Seq: 5000, Timestamp: 1, At: t0}, // not sent
+		Packet{Seq: 104, Timestamp: 99, At: t0.Add(time.Second)}, // a reused sequence number
+	)
+	got := Analyze(sent, received, Options{})
+	if got.Arrived != 10 || got.Played != 10 || got.Repeated != 1 {
+		t.Errorf("got %+v", brief(got))
+	}
+}
+
+func TestReadTrace(t *testing.T) {
+	in := `{"dir":"out","seq":1,"ts":960,"size":81,"at_us":1764320400000000}
+{"dir":"in","seq":9,"ts":1920,"size":70,"at_us":1764320400020000}
+{"dir":"out","seq":2,"ts":1920,"size":82,"at_us":1764320400020000}
+`
+	sent, received, err := ReadTrace(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 2 || len(received) != 1 || sent[1].Seq != 2 || sent[1].Timestamp != 1920 || sent[1].Size != 82 ||
+		!received[0].At.Equal(time.UnixMicro(1764320400020000)) {
+		t.Errorf("sent %+v, received %+v", sent, received)
+	}
+	if end := End(sent, received); !end.Equal(time.UnixMicro(1764320400020000)) {
+		t.Errorf("End = %v", end)
+	}
+	for _, bad := range []string{
+		`{"dir":"out","seq":1`,
+		`{"dir":"sideways","seq":1,"at_us":5}`,
+		`{"dir":"in","ts":1,"at_us":5}`,
+		`{"dir":"in","seq":70000,"at_us":5}`,
+		`{"dir":"in","seq":1}`,
+	} {
+		if _, _, err := ReadTrace(strings.NewReader(bad)); err == nil {
+			t.Errorf("ReadTrace(%s) succeeded", bad)
+		}
+	}
+}
+
+func TestPlayedOgg(t *testing.T) {
+	var src bytes.Buffer
+	w, err := call.NewOggWriter(&src, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkts [][]byte
+	for i := range 6 {
+		p := []byte{0xF8, 0xFF, 0xFE, byte(i)} // CELT FB 20 ms
+		pkts = append(pkts, p)
+		if err := w.WritePacket(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	heard := []bool{true, false, true, true, false} // the 6th was not counted
+	var out bytes.Buffer
+	if err := PlayedOgg(bytes.NewReader(src.Bytes()), heard, &out); err != nil {
+		t.Fatal(err)
+	}
+	r, err := call.NewOggReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for {
+		p, err := r.ReadPacket()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p)
+	}
+	conceal := call.Concealment(20 * time.Millisecond)
+	want := [][]byte{pkts[0], conceal[0], pkts[2], pkts[3], conceal[0]}
+	if len(conceal) != 1 || len(got) != len(want) {
+		t.Fatalf("got %d packets %x, want %x", len(got), got, want)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("packet %d: %x, want %x", i, got[i], want[i])
+		}
+	}
+	if err := PlayedOgg(strings.NewReader("not ogg"), heard, io.Discard); err == nil {
+		t.Error("PlayedOgg of a non-Ogg file succeeded")
+	}
+}
