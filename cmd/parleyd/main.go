@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	regBurst := fs.Int("register-burst", 10, "registrations per client IP allowed at once before --register-every applies")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with the certificate (chain) in this PEM `file`; needs --tls-key")
 	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert, a PEM `file`")
-	selfSigned := fs.Bool("tls-self-signed", false, "serve HTTPS with a new self-signed certificate for the --listen host (development and tests); its SHA-256 fingerprint goes to stderr")
+	selfSigned := fs.Bool("tls-self-signed", false, "serve HTTPS with a new self-signed certificate for the --listen host (development and tests); its SHA-256 fingerprint goes to stderr, the certificate to DATA/tls-self-signed.pem (for parley --ca)")
 	turnListen := fs.String("turn-listen", relay.DefaultListen, "`address` of the TURN relay, UDP and TCP; \"off\" turns the relay off. When --listen picks a free port and this flag is not given, the relay picks one too")
 	relayIP := fs.String("relay-ip", "", "the relay's public `IP`, put in relayed addresses (default: the IP of --turn-listen; required when that IP is unspecified)")
 	relayHost := fs.String("relay-host", "", "`name` or IP clients reach the relay at, in TURN URLs (default: the first DNS name of --tls-cert, else --relay-ip)")
@@ -141,7 +143,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "parleyd: self-signed certificate, SHA-256 fingerprint %s\n", fp)
+		// The certificate goes to the data folder, for clients to trust
+		// (parley --ca FILE); a new one is made at each start.
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return err
+		}
+		pemFile := filepath.Join(*data, selfSignedFile)
+		if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}), 0o644); err != nil {
+			return fmt.Errorf("writing the self-signed certificate: %w", err)
+		}
+		fmt.Fprintf(stderr, "parleyd: self-signed certificate, SHA-256 fingerprint %s; clients trust it with: parley --ca %s\n", fp, pemFile)
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 
@@ -195,6 +206,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("stopped")
 	return nil
 }
+
+// selfSignedFile is where --tls-self-signed writes its certificate (PEM) in
+// the data folder.
+const selfSignedFile = "tls-self-signed.pem"
 
 // certHosts are the names a self-signed certificate is for: the host of
 // the listen address (localhost and the loopback addresses when it is

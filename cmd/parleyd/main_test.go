@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -104,6 +105,17 @@ func TestRunTLS(t *testing.T) {
 	m := regexp.MustCompile(`fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})`).FindStringSubmatch(stderr.String())
 	if m == nil {
 		t.Fatalf("no SHA-256 fingerprint on stderr:\n%s", stderr.String())
+	}
+	// The certificate is in the data folder, for parley --ca.
+	pemBytes, err := os.ReadFile(filepath.Join(dir, selfSignedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := pem.Decode(pemBytes); b == nil || b.Type != "CERTIFICATE" || tlsmux.Fingerprint(b.Bytes) != m[1] {
+		t.Errorf("%s does not hold the certificate with fingerprint %s", selfSignedFile, m[1])
+	}
+	if !strings.Contains(stderr.String(), "parley --ca "+filepath.Join(dir, selfSignedFile)) {
+		t.Errorf("stderr does not say how clients trust the certificate:\n%s", stderr.String())
 	}
 	// Trust exactly the certificate with that fingerprint.
 	pin := &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
