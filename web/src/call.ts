@@ -23,6 +23,10 @@ const connectTimeout = 20_000;
 const staleOffer = 60_000;
 /** How often the call's statistics are read for the quality indicator. */
 const statsEvery = 1_000;
+/** After a connected call's media path fails, how long to wait for the
+ * peer's hang-up (which travels through the server, the slower way) before
+ * calling it a failure. */
+const hangupGrace = 3_000;
 /** Bounds on what a misbehaving peer can make us queue. */
 const maxQueuedCandidates = 64;
 
@@ -201,6 +205,12 @@ export class Calls {
     if (this.cur || !this.shown) return;
     this.shown = null;
     this.notify();
+  }
+
+  /** Resolves once every call signal handed over so far has been sent (or
+   * failed): a page that closes right after a hang-up should wait for it. */
+  settled(): Promise<void> {
+    return this.sending.then(() => {});
   }
 
   /** Whether the ring is sounding: "running" while an incoming call rings
@@ -389,6 +399,12 @@ export class Calls {
           }
           break;
         case "failed":
+          // The other side's hang-up may come after its closing the
+          // connection has reached us: give it a moment.
+          if (s.view.connectedAt) {
+            s.timers.push(window.setTimeout(() => this.end(s, "failed", failure(s, relayOnly, true), true), hangupGrace));
+            break;
+          }
           this.end(s, "failed", failure(s, relayOnly, servers.length > 0), true);
           break;
       }

@@ -1,0 +1,243 @@
+// Package browser drives the web client in a headless Chromium for the
+// hostile-network lab: one user, registered on a parleyd, who either calls
+// a peer or waits for a call and accepts it. The microphone is a WAV file
+// (Chromium's fake capture device, which loops it); what the browser would
+// play is recorded from the remote stream through Web Audio, after
+// WebRTC's own jitter buffer and loss concealment; and the receiver's
+// statistics are sampled every 50 ms during the call.
+//
+// The lab runs it as a process inside a client's network namespace
+// ("parley-lab browser"), so that Chromium's traffic crosses the censor and
+// its DevTools connection stays on that namespace's loopback.
+//
+// The page is instrumented before it loads (a script that wraps
+// RTCPeerConnection to see the remote track); the web client itself is
+// the one parleyd serves, unchanged, driven through its own interface
+// (the call button, Accept) and its diagnostics (globalThis.parleyCalls).
+package browser
+
+import (
+	"context"
+	_ "embed"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+//go:embed instrument.js
+var instrument string
+
+// Options say who the browser is and what it does.
+type Options struct {
+	Chromium string // the browser's executable
+	Profile  string // a fresh user-data folder
+	URL      string // parleyd's URL (a self-signed certificate is accepted)
+	User     string // registers this username
+	// Peer, if set, is called once registered; else the browser waits up
+	// to Wait for a call and accepts it.
+	Peer string
+	// Duration is how long the caller stays in the call once connected.
+	Duration time.Duration
+	Wait     time.Duration
+	// Mic is the WAV file the microphone plays (looped).
+	Mic string
+	// Record, if set, receives what the browser would have played, as a
+	// 16-bit mono WAV at 48 kHz.
+	Record string
+	// Ready is called once registered and (callee) waiting for a call.
+	Ready func()
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+// Result is what the browser saw of the call.
+type Result struct {
+	Connected       bool    `json:"connected"`
+	Path            string  `json:"path"`     // as the web client's quality indicator names it
+	SetupMs         float64 `json:"setup_ms"` // dial (or accept) to the first audio packet
+	PacketsReceived int     `json:"packets_received"`
+	PacketsLost     int     `json:"packets_lost"`
+	// ConcealedPct is the share of the samples played that WebRTC
+	// concealed (synthesized for lost or late packets).
+	ConcealedPct float64 `json:"concealed_pct"`
+	// LongestGapMs is the longest run of 50 ms samples in which most of
+	// what was played was concealed.
+	LongestGapMs float64 `json:"longest_gap_ms"`
+	// JitterBufferMs is the mean time a sample waited in the jitter
+	// buffer; RTTMs the path's round-trip time (ICE).
+	JitterBufferMs float64 `json:"jitter_buffer_ms"`
+	RTTMs          float64 `json:"rtt_ms"`
+	Outcome        string  `json:"outcome"` // the call screen's outcome when it ended
+	Seconds        float64 `json:"seconds"` // connected time
+	Error          string  `json:"error,omitempty"`
+}
+
+// Run drives one browser through one call.
+func Run(ctx context.Context, o Options) (Result, error) {
+	var res Result
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", args...)
+		}
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(o.Chromium),
+		chromedp.UserDataDir(o.Profile),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", o.Mic),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1000, 760),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+	if err := chromedp.Do(bctx); err != nil {
+		return res, fmt.Errorf("starting chromium: %w", err)
+	}
+	step := func(what string, d time.Duration, actions ...chromedp.Action[chromedp.Void]) error {
+		c, cancel := context.WithTimeout(bctx, d)
+		defer cancel()
+		if _, err := chromedp.Run(c, chromedp.Steps(actions...)); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	addScript := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: instrument})
+		return err
+	})
+	if err := step("load", 90*time.Second, addScript, chromedp.Navigate(o.URL),
+		chromedp.WaitVisible(`#register-username`)); err != nil {
+		return res, err
+	}
+	if err := step("register", 90*time.Second,
+		chromedp.SendKeys(`#register-username`, o.User),
+		chromedp.Click(`#register-submit`),
+		chromedp.WaitVisible(`#connection[data-state="online"]`)); err != nil {
+		return res, err
+	}
+	logf("%s: registered", o.User)
+	if o.Peer == "" {
+		if o.Ready != nil {
+			o.Ready()
+		}
+		if err := step("wait for a call", o.Wait, chromedp.WaitVisible(`#call-screen[data-phase="ringing"]`),
+			chromedp.Click(`#call-accept`)); err != nil {
+			return res, err
+		}
+		logf("%s: accepted a call", o.User)
+	} else {
+		if o.Ready != nil {
+			o.Ready()
+		}
+		if err := step("call "+o.Peer, time.Minute,
+			chromedp.SendKeys(`#new-conversation`, o.Peer+"\n"),
+			chromedp.WaitEnabled(`#call-button`),
+			chromedp.Click(`#call-button`)); err != nil {
+			return res, err
+		}
+		logf("%s: calling %s", o.User, o.Peer)
+	}
+	// Connected, or ended before that.
+	if err := step("connect", 90*time.Second, chromedp.WaitVisible(`#call-screen[data-phase="active"], #call-screen[data-phase="ended"]`)); err != nil {
+		return res, err
+	}
+	if phase := attr(bctx, `#call-screen`, "data-phase"); phase != "active" {
+		res.Outcome = attr(bctx, `#call-screen`, "data-outcome")
+		res.Error = "the call did not connect: " + text(bctx, `#call-status`)
+		return res, nil
+	}
+	res.Connected = true
+	connectedAt := time.Now()
+	logf("%s: connected", o.User)
+	if o.Peer != "" {
+		time.Sleep(o.Duration)
+		if err := step("hang up", 10*time.Second, chromedp.Click(`#call-hangup`)); err != nil {
+			return res, err
+		}
+	}
+	// Until the call ends (the peer hangs up), at most Duration plus a minute.
+	if err := step("end", o.Duration+time.Minute, chromedp.WaitVisible(`#call-screen[data-phase="ended"]`)); err != nil {
+		return res, err
+	}
+	res.Outcome = attr(bctx, `#call-screen`, "data-outcome")
+	seconds := time.Since(connectedAt).Seconds()
+	// The hang-up must leave before the browser closes.
+	if err := step("hang-up sent", 15*time.Second, chromedp.Evaluate[chromedp.Void](`globalThis.parleyCalls.settled()`, chromedp.EvalAwaitPromise)); err != nil {
+		return res, err
+	}
+	c, cancel := context.WithTimeout(bctx, 30*time.Second)
+	defer cancel()
+	lab, err := chromedp.Run(c, chromedp.Evaluate[*measured](`globalThis.__lab.take()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		return res, fmt.Errorf("reading the call's measurements: %w", err)
+	}
+	if lab == nil {
+		return res, errors.New("the page kept no measurements of the call")
+	}
+	lab.Result.Connected, lab.Result.Outcome, lab.Result.Seconds = res.Connected, res.Outcome, seconds
+	res = lab.Result
+	if o.Record != "" {
+		pcm, err := base64.StdEncoding.DecodeString(lab.Audio)
+		if err != nil {
+			return res, fmt.Errorf("the recording: %w", err)
+		}
+		if err := writeWAV(o.Record, pcm, lab.Rate); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// measured is what the page's instrumentation (instrument.js) hands over.
+type measured struct {
+	Result
+	Audio string `json:"audio"` // base64 of 16-bit little-endian PCM
+	Rate  int    `json:"rate"`
+}
+
+func attr(ctx context.Context, sel, name string) string {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, _ := chromedp.Run(c, chromedp.AttributeValue(sel, name))
+	return v.Value
+}
+
+func text(ctx context.Context, sel string) string {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, _ := chromedp.Run(c, chromedp.Text(sel))
+	return v
+}
+
+// writeWAV writes 16-bit little-endian mono PCM at rate as a WAV file.
+func writeWAV(path string, pcm []byte, rate int) error {
+	var h [44]byte
+	copy(h[0:], "RIFF")
+	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
+	copy(h[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(h[16:], 16)
+	binary.LittleEndian.PutUint16(h[20:], 1) // PCM
+	binary.LittleEndian.PutUint16(h[22:], 1) // mono
+	binary.LittleEndian.PutUint32(h[24:], uint32(rate))
+	binary.LittleEndian.PutUint32(h[28:], uint32(rate*2))
+	binary.LittleEndian.PutUint16(h[32:], 2)
+	binary.LittleEndian.PutUint16(h[34:], 16)
+	copy(h[36:], "data")
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
+	return os.WriteFile(path, append(h[:], pcm...), 0o644)
+}
