@@ -30,6 +30,10 @@ const (
 	CallDecline CallSignalType = "decline" // the callee refused
 )
 
+// callEventWait is how long a call signal waits for room in a full events
+// queue before it is dropped.
+const callEventWait = 2 * time.Second
+
 // maxCallSignal bounds the SDP or candidate of one signal, far above what
 // an audio call needs and well inside MaxTextSize.
 const maxCallSignal = 16 << 10
@@ -109,7 +113,10 @@ func (c *Client) applyCall(ctx context.Context, t *txn, from parley.Address, ct 
 	}
 	sig := *ct.Call
 	sig.From, sig.SentAt = from, time.UnixMilli(ct.SentAt)
-	c.emit(Event{Type: EventCall, Peer: from.User, Call: &sig})
+	// A call signal lost is a call that never rings or never connects:
+	// rather than drop it when the events queue is full, wait a moment
+	// for the reader.
+	c.emitWait(Event{Type: EventCall, Peer: from.User, Call: &sig}, callEventWait)
 	return nil
 }
 

@@ -183,6 +183,22 @@ func (c *Client) emit(e Event) {
 	}
 }
 
+// emitWait is emit, waiting up to d for room in a full queue.
+func (c *Client) emitWait(e Event, d time.Duration) {
+	select {
+	case c.events <- e:
+		return
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case c.events <- e:
+	case <-t.C:
+		c.log.Warn("event dropped: queue full", "type", e.Type)
+	}
+}
+
 // Send puts a text message to user to in the outbox and returns at once; Run
 // sends it. Its state goes from StateSending to StateSent or StateFailed.
 func (c *Client) Send(ctx context.Context, to parley.UserID, text string) (*Message, error) {

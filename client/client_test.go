@@ -662,3 +662,40 @@ func TestRecordCall(t *testing.T) {
 		t.Error("RecordCall to an invalid username succeeded")
 	}
 }
+
+// TestCallSignalWaitsForRoom: a call signal that arrives while nobody
+// reads a full events queue waits for room rather than being dropped, as
+// other events are.
+func TestCallSignalWaitsForRoom(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	bob.run(t)
+	alice.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	// bob's queue fills with the messages' events, unread.
+	const n = 300
+	for i := range n {
+		if _, err := alice.Send(ctx, "bob", fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		in := false
+		if msgs, err := bob.Messages(ctx, client.Query{Peer: "alice", Outgoing: &in}); err == nil && len(msgs) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob did not get the messages")
+		}
+	}
+	call := client.NewCallID()
+	if err := alice.SendCallSignal(ctx, "bob", client.CallSignal{CallID: call, Type: client.CallOffer, SDP: "v=0"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the signal arrives and waits
+	ev := bob.wait(t, "the offer", func(ev client.Event) bool { return ev.Type == client.EventCall })
+	if ev.Call.CallID != call {
+		t.Errorf("got call %s, want %s", ev.Call.CallID, call)
+	}
+}
