@@ -338,7 +338,13 @@ func (c *client) ack(f *wire.Frame) {
 // send sends one message to every device of a user that has one device.
 func (c *client) send(to string, id parley.MessageID, content string, regID uint32) *wire.Frame {
 	c.t.Helper()
-	return c.call(wire.OpSend, &wire.Send{To: parley.UserID(to), ID: id, SentAt: time.Now(), Messages: []wire.OutgoingMessage{
+	return c.sendAt(to, id, content, regID, time.Now())
+}
+
+// sendAt is send with the message's send time: a retry repeats it.
+func (c *client) sendAt(to string, id parley.MessageID, content string, regID uint32, sentAt time.Time) *wire.Frame {
+	c.t.Helper()
+	return c.call(wire.OpSend, &wire.Send{To: parley.UserID(to), ID: id, SentAt: sentAt, Messages: []wire.OutgoingMessage{
 		{Device: 1, RegistrationID: regID, Type: parley.EnvelopeSignal, Content: []byte(content)},
 	}})
 }

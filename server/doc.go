@@ -9,8 +9,9 @@
 // passes the conformance suite in server/storetest. A Send is answered only
 // after every copy is committed (fsync'd); the SQLite store commits
 // concurrent changes together (group commit) so that durability does not cost
-// one fsync per message. A replayed Send (same sender device and MessageID)
-// is answered as a success and stored once. Accounts and their device
+// one fsync per message. A replayed Send (same sender device, MessageID
+// and send time, as a client's retry has) is answered as a success and
+// stored once. Accounts and their device
 // lists, read on every Send, are cached in memory (accountCache); that is
 // only right while one parleyd writes the accounts, so a shared backend
 // must invalidate it across nodes.

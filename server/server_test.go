@@ -322,16 +322,18 @@ func TestMailbox(t *testing.T) {
 
 	ids := make([]parley.MessageID, 5)
 	var sentAt []time.Time
+	stamp := time.Now().Truncate(time.Millisecond)
 	for i := range ids {
 		ids[i] = parley.NewMessageID()
-		f := alice.send("bob", ids[i], fmt.Sprintf("message %d", i), bob.regID)
+		f := alice.sendAt("bob", ids[i], fmt.Sprintf("message %d", i), bob.regID, stamp)
 		if f.Err != nil {
 			t.Fatalf("send %d: %v", i, f.Err)
 		}
 		sentAt = append(sentAt, f.Body.(*wire.SendResult).ServerAt)
 	}
-	// A replay is answered as a success and stored once.
-	if f := alice.send("bob", ids[2], "message 2", bob.regID); f.Err != nil {
+	// A replay (a retry: the same id and send time) is answered as a
+	// success and stored once.
+	if f := alice.sendAt("bob", ids[2], "message 2", bob.regID, stamp); f.Err != nil {
 		t.Fatalf("replay: %v", f.Err)
 	}
 

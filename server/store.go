@@ -46,9 +46,10 @@ type Store interface {
 
 	// Enqueue stores the copies of one message, one envelope per recipient
 	// device, all or nothing, and sets each envelope's ServerSeq. All
-	// envelopes share From and ID. If the store has already accepted a
-	// message with that From and ID (within the retention period) it stores
-	// nothing and reports dup.
+	// envelopes share From, ID and SentAt. If the store has already
+	// accepted that message (the same From, ID and SentAt: a retry repeats
+	// all three) within the retention period, it stores nothing and
+	// reports dup.
 	Enqueue(ctx context.Context, envs []parley.Envelope) (dup bool, err error)
 	// StartEnqueue is Enqueue in two halves: it queues the write and
 	// returns at once; wait blocks until the write is durable (or failed)

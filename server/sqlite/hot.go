@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/parleychat/parley"
 )
@@ -49,7 +50,7 @@ func joinRows(head, row, sep, tail string, n int) string {
 var acceptSQL, insertSQL, ackSQL = func() (a, i, d map[int]string) {
 	a, i, d = map[int]string{}, map[int]string{}, map[int]string{}
 	for _, n := range chunkSizes {
-		a[n] = multiRow("INSERT INTO accepted (from_user, from_device, msg_id, server_ms) VALUES ",
+		a[n] = multiRow("INSERT INTO accepted (key_ms, from_user, from_device, msg_id) VALUES ",
 			"(?, ?, ?, ?)", " ON CONFLICT DO NOTHING RETURNING from_user, from_device, msg_id", n)
 		i[n] = multiRow("INSERT INTO messages (seq, to_user, to_device, from_user, from_device, msg_id, type, content, sent_ms, server_ms) VALUES ",
 			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "", n)
@@ -71,6 +72,21 @@ type replayKey struct {
 	user   string
 	device int64
 	id     parley.MessageID
+}
+
+// The replay check keys a message by the time its sender stamped on it,
+// which a retry repeats, within these bounds of the server's clock (see
+// migrations/003_accepted_by_time.sql): a message stamped outside them is
+// keyed by a bound, and its retries may then be missed by the check (the
+// clients de-duplicate by message id too).
+const (
+	replayKeyPast   = 30 * 24 * time.Hour
+	replayKeyFuture = time.Hour
+)
+
+// replayKeyMs is e's time in the replay check's key.
+func replayKeyMs(e *parley.Envelope) int64 {
+	return min(max(ms(e.SentAt), ms(e.ServerAt.Add(-replayKeyPast))), ms(e.ServerAt.Add(replayKeyFuture)))
 }
 
 func replayKeyOf(e *parley.Envelope) replayKey {
@@ -103,7 +119,7 @@ func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op) error {
 		args = args[:0]
 		for _, e := range rest[:n] {
 			f := &e.envs[0]
-			args = append(args, string(f.From.User), int64(f.From.Device), f.ID[:], ms(f.ServerAt))
+			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
 		}
 		if err := s.accept(ctx, tx, rest[:n], args); err != nil {
 			return err

@@ -16,7 +16,9 @@
 // The hot changes, Enqueue and Ack, skip the savepoints: they can only fail
 // as a whole, and then the transaction fails with them. The writer applies a
 // run of them with multi-row statements (hot.go): one INSERT into accepted
-// per chunk of messages, whose RETURNING clause tells the replays apart, one
+// per chunk of messages, whose RETURNING clause tells the replays apart
+// (accepted is keyed first by the message's send time, so that its new rows
+// go in at the end of the b-tree, not on a random page each), one
 // INSERT into messages, one DELETE per chunk of acknowledged seqs, whatever
 // device acknowledged them (each term matches a seq and its device). The
 // writer assigns ServerSeq itself, in the order the changes were submitted,
@@ -813,7 +815,7 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 		if n, err = res.RowsAffected(); err != nil {
 			return internal("expire", err)
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM accepted WHERE server_ms < ?", ms(before)); err != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM accepted WHERE key_ms < ?", ms(before)); err != nil {
 			return internal("expire", err)
 		}
 		return nil

@@ -2,6 +2,9 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -125,4 +128,63 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(per*writers)/time.Since(start).Seconds(), "inserts/s")
+}
+
+// TestMigrateAccepted opens a database of schema version 2 with a replay
+// record and a message: migration 3 keeps both, the record now keyed by
+// the time the server accepted it.
+func TestMigrateAccepted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "parley.db")
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"migrations/001_init.sql", "migrations/002_expire_by_seq.sql"} {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, string(b)); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	const acceptedMs = 1764320400000
+	for _, q := range []string{
+		"PRAGMA user_version = 2",
+		fmt.Sprintf("INSERT INTO accepted (from_user, from_device, msg_id, server_ms) VALUES ('alice', 1, x'09', %d)", acceptedMs),
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := open(t, file)
+	defer s.Close()
+	db, err = sql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var version int
+	var key int64
+	var user string
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version < 3 {
+		t.Fatalf("user_version %d, %v", version, err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT key_ms, from_user FROM accepted WHERE msg_id = x'09'").Scan(&key, &user); err != nil || key != acceptedMs || user != "alice" {
+		t.Errorf("the migrated replay record: %d %q, %v", key, user, err)
+	}
+	// A retry of a message sent now is caught by the new key.
+	envs := []parley.Envelope{{ID: parley.MessageID{1}, From: parley.Address{User: "alice", Device: 1}, To: parley.Address{User: "bob", Device: 1},
+		Type: parley.EnvelopeSignal, Content: []byte("x"), SentAt: time.Now().Add(-time.Minute), ServerAt: time.Now()}}
+	if dup, err := s.Enqueue(ctx, envs); dup || err != nil {
+		t.Fatalf("Enqueue: %v, %v", dup, err)
+	}
+	envs[0].ServerAt = time.Now().Add(time.Hour) // the retry, later
+	if dup, err := s.Enqueue(ctx, envs); !dup || err != nil {
+		t.Errorf("retry an hour later: dup %v, %v; want dup", dup, err)
+	}
 }
