@@ -31,6 +31,13 @@
 // twice the heap and stacks, the headroom the garbage collector keeps
 // (GOGC=100).
 //
+// # Relay mode
+//
+// RunTURN loads a TURN relay with calls of two pion/turn clients that relay
+// 50 packets/s of audio-sized ChannelData to each other, climbing in steps
+// of concurrent calls; RunTURNCompare starts parleyd's relay and Debian's
+// coturn in turn and compares them (see turn.go and docs/benchmarks.md).
+//
 // # Pinning
 //
 // When the tool starts parleyd itself it pins the server to one core and

@@ -4,6 +4,7 @@
 //
 //	parley-load --pairs 100 --start 5000 --step-rate 5000 --max 40000
 //	parley-load --idle 10000
+//	parley-load --turn parleyd,coturn --rounds 2
 //
 // By default it starts ./bin/parleyd itself, pinned to core 0, and pins
 // itself to core 1. See package load for what is measured and how.
@@ -38,6 +39,15 @@ lost and duplicated messages, and the server's CPU (of one core).
 Idle mode (--idle N): N devices register, then connect and stay idle; prints
 the server's resident memory per idle connected device.
 
+Relay mode (--turn parleyd,coturn): calls of two TURN clients each relay
+--turn-rate packets/s both ways through the relay; the number of calls
+climbs through --turn-steps (each --step long, 10s by default) until loss
+passes 1%%, p99 passes 100 ms or the server's core is full. Each step prints
+the packets/s relayed, loss, p50/p99 one-way latency and the CPU of the
+server and of this tool. The relays named are started in turn (--rounds
+times, alternating), pinned like parleyd; --turn-addr drives a running
+relay instead.
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -56,6 +66,17 @@ Flags:
 	fs.DurationVar(&cfg.StopP99, "stop-p99", 0, "stop once p99 exceeds this (default 1s)")
 	fs.IntVar(&cfg.Idle, "idle", 0, "idle mode: number of devices")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per step")
+	turnServers := fs.String("turn", "", "relay mode: comma-separated relays to start and load, of parleyd and coturn")
+	turnAddr := fs.String("turn-addr", "", "relay mode: UDP address of a running TURN relay to load instead")
+	turnSecret := fs.String("turn-secret", "", "relay mode with --turn-addr: `file` holding the relay's shared secret (parleyd: DATA/turn-secret)")
+	turnPID := fs.Int("turn-pid", 0, "relay mode with --turn-addr: the relay's process, for its CPU")
+	turnserver := fs.String("turnserver", "turnserver", "coturn's binary")
+	turnSteps := fs.String("turn-steps", "", "relay mode: concurrent calls of each step, comma-separated (default 25,50,100,200,...)")
+	turnRate := fs.Int("turn-rate", 50, "relay mode: packets/s each way per call")
+	turnSize := fs.Int("turn-size", 120, "relay mode: bytes per packet")
+	rounds := fs.Int("rounds", 1, "relay mode: times each relay runs, alternating")
+	retries := fs.Int("turn-retries", 1, "relay mode: times a step that is not sustained runs again (a noisy machine can spoil one)")
+	nice := fs.Int("nice", 0, "relay mode: nice value for the relays started and this tool alike (below 0 needs root)")
 	fs.Parse(os.Args[1:])
 	if *serverArgs != "" {
 		cfg.ServerArg = strings.Fields(*serverArgs)
@@ -67,10 +88,50 @@ Flags:
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *turnServers != "" || *turnAddr != "" {
+		tc := load.TURNConfig{Step: cfg.Step, Rate: *turnRate, Size: *turnSize, JSON: cfg.JSON, LoadCore: *loadCPU, Retries: *retries}
+		for _, f := range strings.Split(*turnSteps, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				n, err := strconv.Atoi(f)
+				if err != nil || n <= 0 {
+					fmt.Fprintf(os.Stderr, "parley-load: --turn-steps: %q is no number of calls\n", f)
+					os.Exit(2)
+				}
+				tc.Steps = append(tc.Steps, n)
+			}
+		}
+		if err := runTURN(ctx, tc, *turnServers, *turnAddr, *turnSecret, *turnPID, cfg.Parleyd, *turnserver, cfg.ServerCPU, *rounds, *nice); err != nil {
+			fmt.Fprintln(os.Stderr, "parley-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if _, err := load.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "parley-load:", err)
 		os.Exit(1)
 	}
+}
+
+// runTURN runs the relay mode against a running relay (addr) or against
+// the relays it starts.
+func runTURN(ctx context.Context, tc load.TURNConfig, servers, addr, secretFile string, pid int, parleyd, turnserver string, cpu, rounds, nice int) error {
+	if addr != "" {
+		if secretFile == "" {
+			return fmt.Errorf("--turn-addr needs --turn-secret")
+		}
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return err
+		}
+		tc.Addr, tc.Secret, tc.PID, tc.ServerCore = addr, []byte(strings.TrimSpace(string(b))), pid, -1
+		_, err = load.RunTURN(ctx, tc)
+		return err
+	}
+	_, err := load.RunTURNCompare(ctx, load.TURNCompare{
+		Servers: strings.Split(servers, ","), Rounds: rounds,
+		Parleyd: parleyd, Turnserver: turnserver, ServerCPU: cpu, Nice: nice, Load: tc,
+	})
+	return err
 }
 
 // pinSelf re-runs this process under taskset on cpu, once. Pinning must
