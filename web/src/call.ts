@@ -142,8 +142,9 @@ export class Calls {
       const offer = await s.pc!.createOffer();
       await s.pc!.setLocalDescription(offer);
       if (s.closed) return;
+      // Before the offer leaves: an answer may come back at once.
+      s.timers.push(window.setTimeout(() => s.view.phase === "calling" && this.end(s, "no_answer", "", true), ringTimeout));
       await this.describe(s, "offer", s.pc!.localDescription!.sdp);
-      s.timers.push(window.setTimeout(() => this.end(s, "no_answer", "", true), ringTimeout));
     } catch (e) {
       this.end(s, "failed", setupError(e), s.described);
     }
@@ -154,6 +155,7 @@ export class Calls {
     const s = this.cur;
     if (!s || s.view.phase !== "ringing" || !s.offer) return;
     this.ring.stop();
+    this.clearTimers(s); // the missed-call timer
     s.dialedAt = Date.now();
     this.update(s, { phase: "connecting" });
     try {
@@ -249,7 +251,7 @@ export class Calls {
       const n = this.newSession(sig.id, peer, false, "ringing");
       n.offer = sig;
       n.remote = sig.from ?? "";
-      n.timers.push(window.setTimeout(() => this.end(n, "missed", "", false), ringTimeout + 15_000));
+      n.timers.push(window.setTimeout(() => n.view.phase === "ringing" && this.end(n, "missed", "", false), ringTimeout + 15_000));
       this.ring.start();
       return;
     }
@@ -423,7 +425,9 @@ export class Calls {
     if (s.view.connectedAt) return;
     s.timers.push(
       window.setTimeout(
-        () => this.end(s, "failed", `no media path within ${connectTimeout / 1000} s: ${failure(s, this.settings.relayOnly(), true)}`, true),
+        () =>
+          !s.view.connectedAt &&
+          this.end(s, "failed", `no media path within ${connectTimeout / 1000} s: ${failure(s, this.settings.relayOnly(), true)}`, true),
         connectTimeout,
       ),
     );
