@@ -9,7 +9,7 @@ NODEDIR := signal/signaltest/node
 WASMDIR  = $(shell $(GO) env GOROOT)/lib/wasm
 IDBTEST := web/idbstore/testdata
 
-.PHONY: run build web web-ui test test-wasm test-web interop-deps vet bench load clean
+.PHONY: run build web web-ui test test-wasm test-web interop-deps vet bench load clean lab-test lab-report
 
 run: build
 	./bin/parleyd --listen $(LISTEN) --data $(DATA)
@@ -46,7 +46,7 @@ vet:
 test: interop-deps web vet test-web test-wasm
 	@echo "go test -bench . -benchtime 1x (each benchmark once)"
 	@$(GO) test -run '^$$' -bench . -benchtime 1x ./... >bench-smoke.log 2>&1 || { cat bench-smoke.log; rm -f bench-smoke.log; exit 1; }; rm -f bench-smoke.log
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
 
 # The web client's interface type-checks, and the committed build is what
 # web/src makes (skipped, saying so, without npm; CI=true fails instead).
@@ -70,6 +70,18 @@ test-wasm:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# The hostile-network lab (package lab/netlab): namespaces, a censor and its
+# profiles. Needs root, iproute2 and iptables; otherwise its tests skip and
+# say why (CI=true fails them instead).
+lab-test:
+	$(GO) test -timeout 30m ./lab/...
+
+# The lab's report: every profile, calls of 15 s, 2 runs each (medians), CLI
+# and browser tiers; writes docs/lab-report.{md,json,svg}. Needs root,
+# espeak-ng, opus-tools and chromium. About 20 minutes.
+lab-report: build
+	./bin/parley-lab --bin bin --out docs --runs 2 --call 15s
+
 # The server's capacity, measured the way messaging servers are: parleyd on
 # core 0, the load on core 1; 100 and 500 pairs with rising rates (20 s
 # steps), then 10,000 idle devices. About 10 minutes. See package load.
@@ -80,3 +92,14 @@ load: build
 
 clean:
 	rm -rf bin web/dist/parley.wasm web/dist/parley.wasm.gz web/dist/wasm_exec.js
+
+# The TURN relay's capacity: parleyd's relay and Debian's coturn in turn
+# (twice each, alternating), pinned to core 0 with the load on core 1 and
+# both at nice -10 so that other programs disturb them less; calls climb
+# until loss > 1%, p99 > 100 ms or the core is full. About 10 minutes.
+# Without coturn's turnserver (apt-get install coturn) only parleyd runs.
+.PHONY: load-turn
+load-turn: build
+	@if command -v turnserver >/dev/null 2>&1; then servers=parleyd,coturn; \
+	else echo "turnserver not found: parleyd only (apt-get install coturn)"; servers=parleyd; fi; \
+	./bin/parley-load --turn $$servers --rounds 2 --nice -10

@@ -54,6 +54,9 @@ type Options struct {
 	Record string
 	// Ready is called once registered and (callee) waiting for a call.
 	Ready func()
+	// Go, if set, holds the caller, once ready, until it is closed (the
+	// lab turns its censor on meanwhile).
+	Go <-chan struct{}
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -143,6 +146,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	} else {
 		if o.Ready != nil {
 			o.Ready()
+		}
+		if o.Go != nil {
+			select {
+			case <-o.Go:
+			case <-ctx.Done():
+				return res, ctx.Err()
+			}
 		}
 		if err := step("call "+o.Peer, time.Minute,
 			chromedp.SendKeys(`#new-conversation`, o.Peer+"\n"),

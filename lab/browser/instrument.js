@@ -54,7 +54,10 @@
     const st = (await globalThis.parleyCalls?.stats?.()) || null; // null once the call has ended
     const out = { ...(lab.last || {}), ...(st ? pick(st) : {}) };
     // Concealment and gaps from the samples.
-    const ss = lab.samples.filter((s) => s.total > 0);
+    // From half a second after audio starts: until then the jitter buffer
+    // fills, which the set-up time already counts.
+    const first = lab.samples.find((s) => s.total > 0);
+    const ss = first ? lab.samples.filter((s) => s.total > 0 && s.at >= first.at + 500) : [];
     if (ss.length > 1) {
       const a = ss[0], b = ss[ss.length - 1];
       out.concealed_pct = b.total > a.total ? (100 * (b.concealed - a.concealed)) / (b.total - a.total) : 0;

@@ -1,0 +1,208 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLab runs every profile in a short form (calls of 4 s, 10 messages)
+// and checks the report: the clean profile must give a good call and
+// every message once; every profile must appear, honestly connected or
+// not. It needs root for the namespaces: without it the test skips (under
+// CI=true, where the lab must run, it fails), and the clean profile alone
+// runs on loopback in TestLabHost.
+func TestLab(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the lab needs root for its network namespaces, and CI runs as root")
+		}
+		t.Skip("skipping the hostile-network lab: it needs root for its network namespaces (run the tests as root, or see TestLabHost)")
+	}
+	needTools(t)
+	bin := buildBinaries(t)
+	browsers := chromium() != ""
+	if !browsers && os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: CI installs it for the lab's browser tier")
+	}
+	results := runLab(t, Config{Bin: bin, CallDuration: 4 * time.Second, Messages: 10, RegisterTimeout: 30 * time.Second})
+	byTier := map[string]map[string]Result{}
+	for _, r := range results {
+		if r.Network != "netns" {
+			t.Errorf("%s, %s ran on %q, want the lab's namespaces", r.Profile, r.Tier, r.Network)
+		}
+		if byTier[r.Tier] == nil {
+			byTier[r.Tier] = map[string]Result{}
+		}
+		byTier[r.Tier][r.Profile] = r
+	}
+	for _, p := range profileNames() {
+		if _, ok := byTier["webrtc-cli"][p]; !ok {
+			t.Errorf("no CLI result for %s", p)
+		}
+		if _, ok := byTier["webrtc-browser"][p]; browsers && !ok {
+			t.Errorf("no browser result for %s", p)
+		}
+	}
+	checkGoodCall(t, byTier["webrtc-cli"]["clean"])
+	if browsers {
+		if w := byTier["webrtc-browser"]["clean"]; !w.Connected || w.FramesPlayedPct < 95 || w.STOI < 0.7 || w.MOS < 3.8 {
+			t.Errorf("clean, browser: %+v", w)
+		}
+	}
+	for _, r := range results {
+		if r.Profile == "udp-blocked" && r.Connected && (r.Path == "direct" || r.Path == "TURN/UDP") {
+			t.Errorf("udp-blocked, %s: the call went %s, which needs UDP", r.Tier, r.Path)
+		}
+	}
+	if r := byTier["webrtc-cli"]["loss-10"]; r.Connected && (r.FramesLostPct < 4 || r.FramesLostPct > 20) {
+		t.Errorf("loss-10: %.1f%% of the frames lost, want about 10%%", r.FramesLostPct)
+	}
+}
+
+// TestLabHost runs the clean profile on this machine's loopback, as the
+// lab does without root.
+func TestLabHost(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("as root the lab runs in namespaces (TestLab)")
+	}
+	needTools(t)
+	results := runLab(t, Config{Bin: buildBinaries(t), Profiles: []string{"clean"}, CallDuration: 4 * time.Second, Messages: 10, Chromium: "none"})
+	if len(results) != 1 || results[0].Network != "host" {
+		t.Fatalf("results: %+v", results)
+	}
+	checkGoodCall(t, results[0])
+	if _, err := Run(context.Background(), Config{Bin: buildBinaries(t), Profiles: []string{"loss-10"}}); err == nil || !strings.Contains(err.Error(), "root") {
+		t.Errorf("loss-10 without root: %v, want an error saying it needs root", err)
+	}
+}
+
+func checkGoodCall(t *testing.T, r Result) {
+	t.Helper()
+	if !r.Connected || r.Path != "direct" || r.SetupMs <= 0 || r.SetupMs > 3000 {
+		t.Errorf("clean: %+v, want a direct call set up within 3 s", r)
+	}
+	if r.FramesPlayedPct < 98 || r.LongestGapMs > 60 || r.MOS < 4.0 || r.STOI < 0.85 {
+		t.Errorf("clean: played %.1f%%, gap %.0f ms, MOS %.2f, STOI %.2f; want ≥ 98%%, ≤ 60 ms, ≥ 4.0, ≥ 0.85",
+			r.FramesPlayedPct, r.LongestGapMs, r.MOS, r.STOI)
+	}
+	if r.MessagesLost != 0 || r.MessagesDuplicated != 0 || r.MessageDeliveryMs <= 0 || r.MessageDeliveryMs > 2000 {
+		t.Errorf("clean messaging: %.0f ms, %d lost, %d twice", r.MessageDeliveryMs, r.MessagesLost, r.MessagesDuplicated)
+	}
+}
+
+// runLab runs cfg and writes the report into a temporary folder, checking
+// that its three files are there and the JSON reads back.
+func runLab(t *testing.T, cfg Config) []Result {
+	t.Helper()
+	cfg.Progress = testWriter{t}
+	results, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteReport(dir, ReportInfo{Date: time.Now(), CallDuration: cfg.CallDuration, Runs: 1, Messages: cfg.Messages, Command: "go test ./lab"}, results); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "lab-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	if err := json.Unmarshal(b, &back); err != nil || len(back) != len(results) {
+		t.Fatalf("lab-report.json: %v, %d objects", err, len(back))
+	}
+	for _, field := range []string{"profile", "tier", "connected", "path", "setup_ms", "frames_played_pct", "longest_gap_ms",
+		"added_delay_ms", "mos", "stoi", "message_delivery_ms", "messages_lost", "messages_duplicated"} {
+		if _, ok := back[0][field]; !ok {
+			t.Errorf("lab-report.json lacks %q", field)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "lab-report.md"))
+	svg, _ := os.ReadFile(filepath.Join(dir, "lab-report.svg"))
+	for _, r := range results {
+		if !strings.Contains(string(md), "| "+r.Profile+" |") || !strings.Contains(string(svg), ">"+r.Profile+"<") {
+			t.Errorf("the report leaves out %s", r.Profile)
+		}
+	}
+	t.Logf("report:\n%s", md)
+	return results
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func needTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"espeak-ng", "opusenc", "opusdec"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			msg := tool + " is not installed (Debian: apt-get install espeak-ng opus-tools); the lab needs it"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// buildBinaries builds parleyd, parley and parley-lab from this checkout.
+// parleyd serves the web client as web/dist holds it: run make web first
+// (make test does) for the browser tier.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("go", "build", "-o", dir, "github.com/parleychat/parley/cmd/parleyd", "github.com/parleychat/parley/cmd/parley",
+		"github.com/parleychat/parley/cmd/parley-lab").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func TestPathName(t *testing.T) {
+	for cli, want := range map[string]string{
+		"direct":                        "direct",
+		"direct, srflx/host candidates": "direct",
+		"relay over udp":                "TURN/UDP",
+		"relay over tls":                "TURN/TLS",
+		"the other side's relay":        "TURN (peer's)",
+		"relay":                         "TURN",
+	} {
+		if got := pathName(cli); got != want {
+			t.Errorf("pathName(%q) = %q, want %q", cli, got, want)
+		}
+	}
+}
+
+func TestBrowserPath(t *testing.T) {
+	for in, want := range map[string]string{"direct": "direct", "relay (udp)": "TURN/UDP", "relay (tls)": "TURN/TLS", "relay (peer's)": "TURN (peer's)"} {
+		if got := browserPath(in); got != want {
+			t.Errorf("browserPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	runs := []Result{
+		{Profile: "x", Connected: true, Path: "TURN/TCP", MOS: 3, STOI: 0.9, SetupMs: 300, MessagesLost: 1},
+		{Profile: "x", Connected: false, MOS: 0, STOI: 0, SetupMs: 0, MessagesLost: 5},
+		{Profile: "x", Connected: true, Path: "TURN/TCP", MOS: 4, STOI: 0.8, SetupMs: 100, MessagesLost: 0},
+	}
+	m := median(runs)
+	if !m.Connected || m.Path != "TURN/TCP" || m.MOS != 3 || m.STOI != 0.8 || m.SetupMs != 100 || m.MessagesLost != 1 || m.Runs != 3 {
+		t.Errorf("median: %+v", m)
+	}
+	if m := median(runs[1:2]); !reflect.DeepEqual(m, runs[1]) {
+		t.Errorf("median of one run: %+v, want it unchanged", m)
+	}
+}

@@ -1,0 +1,252 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// network is where one profile runs: the lab's namespaces, or the host.
+type network interface {
+	// Kind is "netns" or "host" (Result.Network).
+	Kind() string
+	// ServerIP and ClientIP are the addresses of the server and of client
+	// i (0 is alice, 1 is bob).
+	ServerIP() string
+	ClientIP(i int) string
+	// Command runs a program on the server (client < 0) or on client i.
+	Command(client int, name string, args ...string) *exec.Cmd
+	// SetProfile turns a censor profile on (the network starts clean).
+	SetProfile(ctx context.Context, name string) error
+	Close() error
+}
+
+// server is a parleyd running for one profile.
+type server struct {
+	url, ca string
+	cmd     *exec.Cmd
+	done    chan error
+	log     *lockedBuffer
+}
+
+// runProfile measures one run of one profile, in dir: the CLI tier, and
+// the browser tier if there is a browser.
+func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech) ([]Result, error) {
+	res := Result{Profile: profile, Tier: "webrtc-cli", Runs: 1}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	net, err := openNetwork(ctx, profile, 2, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	res.Network = net.Kind()
+	srv, err := startServer(ctx, cfg, net, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	users := []*user{
+		{name: "alice", client: 0, home: filepath.Join(dir, "alice"), cfg: cfg, net: net, srv: srv},
+		{name: "bob", client: 1, home: filepath.Join(dir, "bob"), cfg: cfg, net: net, srv: srv},
+	}
+	// The users register on the clean network: what is measured is
+	// calling and messaging under the profile. Registering under it is
+	// measured apart, by a third user (Result.RegisterMs).
+	for _, u := range users {
+		if err := u.register(ctx); err != nil {
+			return nil, fmt.Errorf("registering %s: %w\nserver log:\n%s", u.name, err, srv.log.String())
+		}
+	}
+	var br *browserRun
+	if cfg.Chromium != "" {
+		if br, err = startBrowsers(ctx, cfg, net, srv, filepath.Join(dir, "browser"), sp); err != nil {
+			return nil, fmt.Errorf("browsers: %w", err)
+		}
+		defer br.stop()
+	}
+	if err := net.SetProfile(ctx, profile); err != nil {
+		return nil, err
+	}
+	carol := &user{name: "carol", client: 0, home: filepath.Join(dir, "carol"), cfg: cfg, net: net, srv: srv}
+	start := time.Now()
+	if err := carol.registerOnce(ctx, cfg.RegisterTimeout); err != nil {
+		res.RegisterError = err.Error()
+	} else {
+		res.RegisterMs = ms(time.Since(start))
+	}
+	m, err := measureMessages(ctx, cfg, users[0], users[1])
+	if err != nil {
+		return nil, fmt.Errorf("messaging: %w", err)
+	}
+	res.MessageDeliveryMs, res.MessageDeliveryP95Ms = ms(m.median), ms(m.p95)
+	res.MessagesLost, res.MessagesDuplicated = m.lost, m.duplicated
+	if err := measureCall(ctx, cfg, users[0], users[1], dir, sp, &res); err != nil {
+		return nil, fmt.Errorf("call: %w", err)
+	}
+	out := []Result{res}
+	if br != nil {
+		web, err := br.call(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("browser call: %w", err)
+		}
+		web.Profile, web.Network = profile, net.Kind()
+		// Messaging is the same client library in both tiers: measured once.
+		web.MessageDeliveryMs, web.MessageDeliveryP95Ms = res.MessageDeliveryMs, res.MessageDeliveryP95Ms
+		web.MessagesLost, web.MessagesDuplicated = res.MessagesLost, res.MessagesDuplicated
+		web.RegisterMs, web.RegisterError = res.RegisterMs, res.RegisterError
+		out = append(out, web)
+	}
+	return out, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// startServer starts parleyd on the server: HTTPS with a self-signed
+// certificate on port 443 (TURN over TLS too), the TURN relay on 3478,
+// relaying between the clients' addresses.
+func startServer(ctx context.Context, cfg Config, net network, dir string) (*server, error) {
+	data := filepath.Join(dir, "server")
+	ip := net.ServerIP()
+	port, turnPort := "443", "3478"
+	if net.Kind() == "host" {
+		port, turnPort = "0", "0" // free ports on the host's loopback
+	}
+	args := []string{"--listen", ip + ":" + port, "--data", data, "--tls-self-signed",
+		"--turn-listen", ip + ":" + turnPort, "--relay-ip", ip}
+	// The clients' own addresses, and the server's: two relayed
+	// candidates talk through the relay's own address.
+	for i := range 2 {
+		args = append(args, "--relay-allow", net.ClientIP(i)+"/32")
+	}
+	args = append(args, "--relay-allow", ip+"/32")
+	cmd := net.Command(-1, filepath.Join(cfg.Bin, "parleyd"), args...)
+	s := &server{cmd: cmd, done: make(chan error, 1), log: &lockedBuffer{}, ca: filepath.Join(data, "tls-self-signed.pem")}
+	cmd.Stderr = s.log
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting parleyd: %w", err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	first := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		line, _ := r.ReadString('\n')
+		first <- strings.TrimSpace(line)
+		io.Copy(io.Discard, r)
+	}()
+	select {
+	case s.url = <-first:
+	case <-time.After(20 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("parleyd printed no URL in 20 s:\n%s", s.log.String())
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	if !strings.HasPrefix(s.url, "https://") {
+		s.stop()
+		return nil, fmt.Errorf("parleyd printed %q, want its https URL:\n%s", s.url, s.log.String())
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+}
+
+// user is one registered parley home on one client.
+type user struct {
+	name   string
+	client int
+	home   string
+	cfg    Config
+	net    network
+	srv    *server
+}
+
+// command returns `parley --home HOME --ca CA args...` on the user's client.
+func (u *user) command(args ...string) *exec.Cmd {
+	return u.net.Command(u.client, filepath.Join(u.cfg.Bin, "parley"), append([]string{"--home", u.home, "--ca", u.srv.ca}, args...)...)
+}
+
+func (u *user) register(ctx context.Context) error {
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = u.registerOnce(ctx, 60*time.Second); err == nil || strings.Contains(err.Error(), "already registered") {
+			return nil // (an earlier try got through, its answer did not)
+		}
+	}
+	return err
+}
+
+// registerOnce runs parley register once, for at most d.
+func (u *user) registerOnce(ctx context.Context, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	out, err := combined(ctx, u.command("register", "--server", u.srv.url, u.name))
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, lastLine(out))
+	}
+	return nil
+}
+
+// combined runs cmd until it exits or ctx ends, and returns its output.
+func combined(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
+	var b lockedBuffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return []byte(b.String()), err
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-done
+		return []byte(b.String()), ctx.Err()
+	}
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// errNeedsRoot: the profile needs the lab's namespaces.
+var errNeedsRoot = errors.New("needs the lab's network namespaces (root)")
