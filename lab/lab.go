@@ -43,6 +43,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -178,8 +179,17 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			fmt.Fprintf(cfg.Progress, "lab: %s, run %d of %d\n", name, i+1, cfg.Runs)
 			dir := filepath.Join(cfg.Work, fmt.Sprintf("%s-%d", name, i+1))
 			rs, err := runProfile(ctx, cfg, name, dir, speech)
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
 			if err != nil {
-				return out, fmt.Errorf("lab: %s: %w", name, err)
+				// One profile's trouble must not cost the others: it is
+				// reported as a run that did not connect, with the reason.
+				fmt.Fprintf(cfg.Progress, "lab: %s: %v\n", name, err)
+				rs = []Result{{Profile: name, Tier: "webrtc-cli", Runs: 1, Error: firstLine(err.Error())}}
+				if cfg.Chromium != "" {
+					rs = append(rs, Result{Profile: name, Tier: "webrtc-browser", Runs: 1, Error: firstLine(err.Error())})
+				}
 			}
 			for _, r := range rs {
 				fmt.Fprintf(cfg.Progress, "lab: %s, %s: %s\n", name, r.Tier, summary(r))
@@ -195,6 +205,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 	return out, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 func summary(r Result) string {

@@ -90,7 +90,8 @@ How to read it:
 - **registering**: a new user registering under the profile (the two who call and write registered before it was
   turned on), within the run's time limit (90 s by default).
 - **messages**: from typing a line into ` + "`parley chat`" + ` to the recipient's ` + "`parley recv`" + ` printing it, between CLI
-  clients; the same figures are shown on both tiers' rows.
+  clients; the same figures are shown on both tiers' rows. "Lost" is not shown within the window (the time to type
+  them all plus 30 s): still queued, not necessarily gone.
 `)
 	return b.Bytes()
 }
