@@ -269,8 +269,8 @@ export class Calls {
           return this.end(s, "busy", "", false);
         case "decline":
           return this.end(s, "declined", "", false);
-        case "hangup":
-          return this.end(s, "declined", "", false);
+        case "hangup": // a device of the callee could not take the call
+          return this.end(s, "failed", `${peer}'s device could not take the call`, false);
       }
       return;
     }
