@@ -430,8 +430,15 @@ func (b *bridge) sendCallSignal(args []js.Value) (any, error) {
 		SDP:       propString(o, "sdp"),
 		Candidate: propString(o, "candidate"),
 	}
-	return nil, c.SendCallSignal(context.Background(), peer, sig)
+	// A stuck connection must not hold the signals queued behind this one
+	// (the UI sends them one at a time) for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), callSignalTimeout)
+	defer cancel()
+	return nil, c.SendCallSignal(ctx, peer, sig)
 }
+
+// callSignalTimeout bounds the sending of one call signal.
+const callSignalTimeout = 15 * time.Second
 
 // turnServers answers with the server's TURN relay as RTCIceServer objects
 // (an empty list when the server has none).
