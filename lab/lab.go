@@ -73,7 +73,8 @@ type Result struct {
 	Direction            string  `json:"direction,omitempty"` // the direction reported: "alice→bob" or "bob→alice"
 	CallSeconds          float64 `json:"call_seconds"`
 	Runs                 int     `json:"runs"`
-	Network              string  `json:"network"` // "netns" (the censor's namespaces) or "host" (no impairment: not root)
+	ConnectedRuns        int     `json:"connected_runs"` // of Runs; the figures are the medians of these
+	Network              string  `json:"network"`        // "netns" (the censor's namespaces) or "host" (no impairment: not root)
 	// Registering a new user under the profile: how long it took, or why
 	// it failed within 90 s.
 	RegisterMs    float64 `json:"register_ms"`
@@ -220,29 +221,31 @@ func summary(r Result) string {
 		r.Path, r.SetupMs, r.FramesPlayedPct, r.LongestGapMs, r.AddedDelayMs, r.MOS, r.STOI, r.MessageDeliveryMs, r.MessagesLost, r.MessagesDuplicated)
 }
 
-// median combines the runs of one profile: the median of each figure; it
-// connected if most runs did, on the path most runs took.
+// median combines the runs of one profile: it connected if most runs did,
+// on the path most of those took, and each call figure is the median over
+// the runs that connected (over all runs for the messages).
 func median(runs []Result) Result {
-	if len(runs) == 1 {
-		return runs[0]
-	}
-	r := runs[len(runs)/2]
-	med := func(f func(Result) float64) float64 {
-		v := make([]float64, len(runs))
-		for i, x := range runs {
-			v[i] = f(x)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	connected, paths := 0, map[string]int{}
+	var ok []Result
+	paths := map[string]int{}
 	for _, x := range runs {
 		if x.Connected {
-			connected++
+			ok = append(ok, x)
 			paths[x.Path]++
 		}
 	}
-	r.Connected = connected*2 > len(runs)
+	if len(runs) == 1 {
+		r := runs[0]
+		r.Runs, r.ConnectedRuns = 1, len(ok)
+		return r
+	}
+	calls := ok
+	if len(calls) == 0 {
+		calls = runs
+	}
+	r := calls[len(calls)/2]
+	med := func(f func(Result) float64) float64 { return medianOf(calls, f) }
+	r.Connected = len(ok)*2 > len(runs)
+	r.ConnectedRuns = len(ok)
 	r.Path = ""
 	for p, n := range paths {
 		if n > paths[r.Path] {
@@ -259,12 +262,27 @@ func median(runs []Result) Result {
 	r.R = med(func(x Result) float64 { return x.R })
 	r.STOI = med(func(x Result) float64 { return x.STOI })
 	r.BurstR = med(func(x Result) float64 { return x.BurstR })
-	r.MessageDeliveryMs = med(func(x Result) float64 { return x.MessageDeliveryMs })
-	r.MessageDeliveryP95Ms = med(func(x Result) float64 { return x.MessageDeliveryP95Ms })
-	r.MessagesLost = int(med(func(x Result) float64 { return float64(x.MessagesLost) }))
-	r.MessagesDuplicated = int(med(func(x Result) float64 { return float64(x.MessagesDuplicated) }))
 	r.CallSeconds = med(func(x Result) float64 { return x.CallSeconds })
-	r.RegisterMs = med(func(x Result) float64 { return x.RegisterMs })
+	all := func(f func(Result) float64) float64 { return medianOf(runs, f) }
+	r.MessageDeliveryMs = all(func(x Result) float64 { return x.MessageDeliveryMs })
+	r.MessageDeliveryP95Ms = all(func(x Result) float64 { return x.MessageDeliveryP95Ms })
+	r.MessagesLost = int(all(func(x Result) float64 { return float64(x.MessagesLost) }))
+	r.MessagesDuplicated = int(all(func(x Result) float64 { return float64(x.MessagesDuplicated) }))
+	r.RegisterMs = all(func(x Result) float64 { return x.RegisterMs })
 	r.Runs = len(runs)
 	return r
+}
+
+// medianOf is the median of f over rs (the mean of the middle two of an
+// even count).
+func medianOf(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, x := range rs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }

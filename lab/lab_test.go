@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,11 +201,20 @@ func TestMedian(t *testing.T) {
 		{Profile: "x", Connected: false, MOS: 0, STOI: 0, SetupMs: 0, MessagesLost: 5},
 		{Profile: "x", Connected: true, Path: "TURN/TCP", MOS: 4, STOI: 0.8, SetupMs: 100, MessagesLost: 0},
 	}
+	// The call's figures from the two runs that connected; the messages'
+	// from all three.
 	m := median(runs)
-	if !m.Connected || m.Path != "TURN/TCP" || m.MOS != 3 || m.STOI != 0.8 || m.SetupMs != 100 || m.MessagesLost != 1 || m.Runs != 3 {
+	if !m.Connected || m.ConnectedRuns != 2 || m.Runs != 3 || m.Path != "TURN/TCP" || m.MOS != 3.5 || math.Abs(m.STOI-0.85) > 1e-9 ||
+		m.SetupMs != 200 || m.MessagesLost != 1 {
 		t.Errorf("median: %+v", m)
 	}
-	if m := median(runs[1:2]); !reflect.DeepEqual(m, runs[1]) {
-		t.Errorf("median of one run: %+v, want it unchanged", m)
+	// One run of two connected: not "connected", but its figures are kept.
+	if m := median(runs[:2]); m.Connected || m.ConnectedRuns != 1 || m.MOS != 3 || m.Path != "TURN/TCP" || m.MessagesLost != 3 {
+		t.Errorf("median of a connected and a failed run: %+v", m)
+	}
+	want := runs[1]
+	want.Runs = 1
+	if m := median(runs[1:2]); !reflect.DeepEqual(m, want) {
+		t.Errorf("median of one run: %+v, want %+v", m, want)
 	}
 }

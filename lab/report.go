@@ -60,17 +60,23 @@ func markdown(info ReportInfo, results []Result) []byte {
 		if r.RegisterError != "" {
 			reg = "**fails**: " + cell(r.RegisterError)
 		}
-		if !r.Connected {
+		connected := "yes"
+		if r.ConnectedRuns < r.Runs {
+			connected = fmt.Sprintf("%s (%d of %d runs)", map[bool]string{true: "yes", false: "**no**"}[r.Connected], r.ConnectedRuns, r.Runs)
+		}
+		if r.ConnectedRuns == 0 {
 			fmt.Fprintf(&b, "| %s | %s | **no** (%s) | – | – | – | – | – | – | – | – | – | %.0f / %.0f | %d / %d | %s |\n",
 				r.Profile, r.Tier, cell(r.Error), r.MessageDeliveryMs, r.MessageDeliveryP95Ms, r.MessagesLost, r.MessagesDuplicated, reg)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | yes | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f | %d / %d | %s |\n",
-			r.Profile, r.Tier, r.Path, r.SetupMs, r.FramesPlayedPct, r.FramesLostPct, r.FramesLatePct, r.LongestGapMs, r.AddedDelayMs,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f | %d / %d | %s |\n",
+			r.Profile, r.Tier, connected, r.Path, r.SetupMs, r.FramesPlayedPct, r.FramesLostPct, r.FramesLatePct, r.LongestGapMs, r.AddedDelayMs,
 			r.MOS, r.STOI, r.MessageDeliveryMs, r.MessageDeliveryP95Ms, r.MessagesLost, r.MessagesDuplicated, reg)
 	}
 	b.WriteString(`
 How to read it:
+- **connected**: in how many runs the call's media came up; the call figures are the medians of those runs (a run that
+  failed outright shows its reason).
 - **path**: how the call's media went, as ICE chose it: direct, or through parleyd's TURN relay over UDP, TCP or TLS.
 - **set-up**: from dialling to the first audio packet received by the caller.
 - **frames played**: the share of the frames sent that a listener would have played, with a playout delay set to the
@@ -121,7 +127,7 @@ func chart(results []Result) []byte {
 	for i, r := range results {
 		y := top + i*rowH
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-10, y+22, html.EscapeString(r.Profile))
-		if !r.Connected {
+		if r.ConnectedRuns == 0 {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#c4312b" font-weight="bold">did not connect</text>`+"\n", left+4, y+22)
 			continue
 		}

@@ -34,6 +34,7 @@
         s.total = r.totalSamplesReceived || 0;
         s.jbDelay = r.jitterBufferDelay || 0;
         s.jbCount = r.jitterBufferEmittedCount || 0;
+        s.packets = r.packetsReceived || 0;
       }
     });
     lab.samples.push(s);
@@ -57,7 +58,13 @@
     // From half a second after audio starts: until then the jitter buffer
     // fills, which the set-up time already counts.
     const first = lab.samples.find((s) => s.total > 0);
-    const ss = first ? lab.samples.filter((s) => s.total > 0 && s.at >= first.at + 500) : [];
+    let ss = first ? lab.samples.filter((s) => s.total > 0 && s.at >= first.at + 500) : [];
+    // Up to the last packet: a peer whose hang-up is lost (a frozen
+    // signalling connection) leaves this side concealing silence until it
+    // notices, which is not audio the path lost.
+    let last = ss.length - 1;
+    while (last > 0 && ss[last].packets === ss[last - 1].packets) last--;
+    ss = ss.slice(0, last + 1);
     if (ss.length > 1) {
       const a = ss[0], b = ss[ss.length - 1];
       out.concealed_pct = b.total > a.total ? (100 * (b.concealed - a.concealed)) / (b.total - a.total) : 0;
