@@ -30,6 +30,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/parleychat/parley/lab/quality"
 )
 
 //go:embed instrument.js
@@ -238,18 +240,17 @@ func text(ctx context.Context, sel string) string {
 
 // writeWAV writes 16-bit little-endian mono PCM at rate as a WAV file.
 func writeWAV(path string, pcm []byte, rate int) error {
-	var h [44]byte
-	copy(h[0:], "RIFF")
-	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
-	copy(h[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(h[16:], 16)
-	binary.LittleEndian.PutUint16(h[20:], 1) // PCM
-	binary.LittleEndian.PutUint16(h[22:], 1) // mono
-	binary.LittleEndian.PutUint32(h[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(h[28:], uint32(rate*2))
-	binary.LittleEndian.PutUint16(h[32:], 2)
-	binary.LittleEndian.PutUint16(h[34:], 16)
-	copy(h[36:], "data")
-	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
-	return os.WriteFile(path, append(h[:], pcm...), 0o644)
+	samples := make([]float64, len(pcm)/2)
+	for i := range samples {
+		samples[i] = float64(int16(binary.LittleEndian.Uint16(pcm[2*i:]))) / 32768
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := quality.WriteWAV(f, samples, rate); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

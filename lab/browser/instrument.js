@@ -15,7 +15,7 @@
     lab.rate = ctx.sampleRate;
     const src = ctx.createMediaStreamSource(stream);
     const proc = ctx.createScriptProcessor(4096, 1, 1);
-    proc.onaudioprocess = (e) => lab.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    proc.onaudioprocess = (e) => lab.chunks.push({ at: performance.now(), data: new Float32Array(e.inputBuffer.getChannelData(0)) });
     src.connect(proc);
     proc.connect(ctx.destination); // a ScriptProcessor runs only when connected; its output is silence
     void ctx.resume();
@@ -65,6 +65,10 @@
     let last = ss.length - 1;
     while (last > 0 && ss[last].packets === ss[last - 1].packets) last--;
     ss = ss.slice(0, last + 1);
+    // The recording likewise: what was played after the last packet is
+    // silence the path did not cause.
+    const end = ss.length ? ss[ss.length - 1].at + 100 : Infinity;
+    const chunks = lab.chunks.filter((c) => c.at <= end).map((c) => c.data);
     if (ss.length > 1) {
       const a = ss[0], b = ss[ss.length - 1];
       out.concealed_pct = b.total > a.total ? (100 * (b.concealed - a.concealed)) / (b.total - a.total) : 0;
@@ -80,10 +84,10 @@
     }
     // The recording as 16-bit PCM, base64.
     let n = 0;
-    for (const c of lab.chunks) n += c.length;
+    for (const c of chunks) n += c.length;
     const pcm = new Int16Array(n);
     let i = 0;
-    for (const c of lab.chunks) for (const x of c) pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
+    for (const c of chunks) for (const x of c) pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
     const bytes = new Uint8Array(pcm.buffer);
     let bin = "";
     for (let j = 0; j < bytes.length; j += 0x8000) bin += String.fromCharCode(...bytes.subarray(j, j + 0x8000));
