@@ -7,7 +7,8 @@
 // in the server namespace (TLS with a self-signed certificate on port 443,
 // its TURN relay on 3478 over UDP and TCP, and TURN over TLS on 443), and
 // registers two users whose `parley` commands run in two client
-// namespaces. Then it measures:
+// namespaces, on the clean network; then it turns the profile on and
+// measures:
 //
 //   - Messaging: alice types messages into `parley chat bob` at a steady
 //     pace while bob runs `parley recv --json`; the time from typing to
@@ -25,12 +26,17 @@
 //     plus 40 ms (a 20 ms frame to fill, and one more of decoding and
 //     playout), the frames not played as the packet loss, and its
 //     burstiness. The direction that heard worse (lower STOI) is reported.
+//   - The same call in the browser tier (the web client in headless
+//     Chromium, one in each client namespace, loaded and registered before
+//     the profile is on; browsertier.go): from WebRTC's own statistics and
+//     a recording of what Chromium would have played.
+//   - A third user registering under the profile (how long, or why not).
 //
 // Without root (a developer's laptop) the namespaces cannot be built: the
 // lab then runs only the clean profile, on the host's loopback, and says
 // so in the report's "network" field ("host" instead of "netns").
 //
-// Report writes docs/lab-report.md (a table), docs/lab-report.json (one
+// WriteReport writes docs/lab-report.md (a table), docs/lab-report.json (one
 // object per profile and tier; other tools read its field names) and
 // docs/lab-report.svg (a chart of quality per profile).
 package lab
