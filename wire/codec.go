@@ -44,6 +44,9 @@ package wire
 //	Ping            1 nonce
 //	GetTURNCredentials (no fields)
 //	TURNCredentials 1 username  2 password  3 ttl_seconds  4 urls (repeated string)
+//	GetTunnelTicket (no fields)
+//	TunnelTicket    1 ticket  2 ttl_seconds  3 urls (repeated string)
+//	                4 cert_hashes (repeated bytes)
 //
 // The body of a request or push is the message listed beside its Op; the
 // body of a successful response is the Op's result message (none for
@@ -54,7 +57,8 @@ package wire
 // parley.MaxFrameSize bytes, an envelope's content at most
 // parley.MaxMessageSize, an upload at most parley.MaxPreKeysPerUpload keys per
 // list, and device lists (Send, Bundles, StaleDevices) at most
-// parley.MaxDevicesPerUser entries; TURNCredentials at most MaxTURNURLs URLs.
+// parley.MaxDevicesPerUser entries; TURNCredentials and TunnelTicket at most
+// MaxTURNURLs URLs, TunnelTicket at most MaxCertHashes hashes.
 
 import (
 	"math"
@@ -93,6 +97,7 @@ var ops = [...]struct {
 	OpPing:       {"ping", bPing, bPing},
 
 	OpTURNCredentials: {"turn_credentials", bGetTURNCredentials, bTURNCredentials},
+	OpTunnelTicket:    {"tunnel_ticket", bGetTunnelTicket, bTunnelTicket},
 }
 
 // Known reports whether op is an operation of this protocol version.
@@ -153,6 +158,8 @@ const (
 	bPing
 	bGetTURNCredentials
 	bTURNCredentials
+	bGetTunnelTicket
+	bTunnelTicket
 	bOther // a type that is no body
 )
 
@@ -164,6 +171,7 @@ var bodyNames = [...]string{
 	bSendResult: "*wire.SendResult", bStaleDevices: "*wire.StaleDevices",
 	bDeliver: "*wire.Deliver", bQueueEmpty: "*wire.QueueEmpty", bPing: "*wire.Ping",
 	bGetTURNCredentials: "*wire.GetTURNCredentials", bTURNCredentials: "*wire.TURNCredentials",
+	bGetTunnelTicket: "*wire.GetTunnelTicket", bTunnelTicket: "*wire.TunnelTicket",
 	bOther: "an unknown type",
 }
 
@@ -205,6 +213,10 @@ func kindOf(body any) bodyKind {
 		return bGetTURNCredentials
 	case *TURNCredentials:
 		return bTURNCredentials
+	case *GetTunnelTicket:
+		return bGetTunnelTicket
+	case *TunnelTicket:
+		return bTunnelTicket
 	}
 	return bOther
 }
@@ -315,6 +327,13 @@ func checkLimits(body any) error {
 	case *TURNCredentials:
 		if len(m.URLs) > MaxTURNURLs {
 			return tooMany("TURNCredentials.URLs", MaxTURNURLs)
+		}
+	case *TunnelTicket:
+		if len(m.URLs) > MaxTURNURLs {
+			return tooMany("TunnelTicket.URLs", MaxTURNURLs)
+		}
+		if len(m.CertHashes) > MaxCertHashes {
+			return tooMany("TunnelTicket.CertHashes", MaxCertHashes)
 		}
 	}
 	return nil
@@ -487,7 +506,7 @@ func appendBody(b []byte, body any) []byte {
 		b = m.append(b)
 	case *KeyCounts:
 		b = m.append(b)
-	case *GetKeyCounts, *QueueEmpty, *GetTURNCredentials:
+	case *GetKeyCounts, *QueueEmpty, *GetTURNCredentials, *GetTunnelTicket:
 	case *GetBundles:
 		b = appendString(b, 1, string(m.User))
 		b = appendVarint(b, 2, uint64(m.Device))
@@ -531,6 +550,17 @@ func appendBody(b []byte, body any) []byte {
 		for _, u := range m.URLs { // every element, even an empty one
 			b = protowire.AppendTag(b, 4, protowire.BytesType)
 			b = protowire.AppendString(b, u)
+		}
+	case *TunnelTicket:
+		b = appendString(b, 1, m.Ticket)
+		b = appendVarint(b, 2, uint64(m.TTLSeconds))
+		for _, u := range m.URLs {
+			b = protowire.AppendTag(b, 3, protowire.BytesType)
+			b = protowire.AppendString(b, u)
+		}
+		for _, h := range m.CertHashes {
+			b = protowire.AppendTag(b, 4, protowire.BytesType)
+			b = protowire.AppendBytes(b, h)
 		}
 	}
 	return b
@@ -758,6 +788,11 @@ func decodeBody(k bodyKind, b []byte) (any, error) {
 		return new(GetTURNCredentials), skipAll(b, "GetTURNCredentials")
 	case bTURNCredentials:
 		m := new(TURNCredentials)
+		return m, m.decode(b)
+	case bGetTunnelTicket:
+		return new(GetTunnelTicket), skipAll(b, "GetTunnelTicket")
+	case bTunnelTicket:
+		m := new(TunnelTicket)
 		return m, m.decode(b)
 	}
 	return nil, parley.Errorf(parley.KindInternal, "wire: no decoder for body kind %d", k)
@@ -1325,6 +1360,31 @@ func (m *TURNCredentials) decode(b []byte) error {
 				return tooMany("TURNCredentials.URLs", MaxTURNURLs)
 			}
 			m.URLs = append(m.URLs, r.string())
+		default:
+			r.skip()
+		}
+	}
+	return r.err
+}
+
+func (m *TunnelTicket) decode(b []byte) error {
+	r := reader{b: b, msg: "TunnelTicket"}
+	for r.next() {
+		switch r.num {
+		case 1:
+			m.Ticket = r.string()
+		case 2:
+			m.TTLSeconds = r.uint32()
+		case 3:
+			if len(m.URLs) >= MaxTURNURLs {
+				return tooMany("TunnelTicket.URLs", MaxTURNURLs)
+			}
+			m.URLs = append(m.URLs, r.string())
+		case 4:
+			if len(m.CertHashes) >= MaxCertHashes {
+				return tooMany("TunnelTicket.CertHashes", MaxCertHashes)
+			}
+			m.CertHashes = append(m.CertHashes, r.bytes())
 		default:
 			r.skip()
 		}

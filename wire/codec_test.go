@@ -80,6 +80,12 @@ func sampleFrames() map[string]*Frame {
 			Username: "1800000000:alice.2", Password: "c2VjcmV0IHBhc3N3b3JkIGhlcmU=", TTLSeconds: 43200,
 			URLs: []string{"turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp", "", "turns:parley.example:443?transport=tcp"},
 		}},
+		"tunnel": {Type: TypeRequest, ID: 10, Op: OpTunnelTicket, Body: &GetTunnelTicket{}},
+		"tunnel-ok": {Type: TypeResponse, ID: 10, Op: OpTunnelTicket, Body: &TunnelTicket{
+			Ticket: "1800000000.alice.2.c2lnbmF0dXJl", TTLSeconds: 600,
+			URLs:       []string{"https://127.0.0.1:8080/v1/tunnel", "ws://127.0.0.1:8080/v1/tunnel"},
+			CertHashes: [][]byte{fill(32, 4)},
+		}},
 		"turn-unavailable": {Type: TypeResponse, ID: 9, Op: OpTURNCredentials, Err: &parley.Error{Kind: parley.KindUnavailable, Message: "no relay"}},
 		"unsupported-fail": {Type: TypeResponse, ID: 8, Op: 999, Err: &parley.Error{Kind: parley.KindUnsupported, Message: "no such op"}},
 	}

@@ -41,6 +41,8 @@ const (
 	OpPing       Op = 11 // request: *Ping → *Ping
 	// request: *GetTURNCredentials → *TURNCredentials
 	OpTURNCredentials Op = 12
+	// request: *GetTunnelTicket → *TunnelTicket
+	OpTunnelTicket Op = 13
 )
 
 // Frame is one WebSocket binary message.
@@ -235,3 +237,25 @@ type TURNCredentials struct {
 
 // MaxTURNURLs bounds TURNCredentials.URLs.
 const MaxTURNURLs = 16
+
+// GetTunnelTicket asks for a ticket to the server's call tunnel (tier 2 of
+// calls, package tunnel) for the authenticated device. A server without the
+// tunnel answers KindUnavailable.
+type GetTunnelTicket struct{}
+
+// TunnelTicket lets a device join the server's call tunnel on a connection
+// of its own (a sibling WebSocket, or WebTransport over QUIC) until
+// TTLSeconds have passed. URLs are the tunnel's endpoints, best first
+// ("ws://host/v1/tunnel", "https://host:port/v1/tunnel" for WebTransport);
+// CertHashes, when set, are SHA-256 hashes of the self-signed certificates
+// a WebTransport endpoint presents (what a browser's
+// serverCertificateHashes takes).
+type TunnelTicket struct {
+	Ticket     string
+	TTLSeconds uint32
+	URLs       []string // at most MaxTURNURLs
+	CertHashes [][]byte // at most MaxCertHashes, each 32 bytes
+}
+
+// MaxCertHashes bounds TunnelTicket.CertHashes.
+const MaxCertHashes = 4
