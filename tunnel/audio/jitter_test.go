@@ -1,0 +1,259 @@
+package audio
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// at is the simulated clock: ms after simStart.
+func at(ms int) time.Time { return simStart.Add(time.Duration(ms) * time.Millisecond) }
+
+func packet(seq uint64, fresh int, frames ...[]byte) *Packet {
+	return &Packet{Seq: seq, Fresh: fresh, Frames: frames, Clock: uint32(seq * 20)}
+}
+
+func TestJitterBufferBasics(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	if f, st := jb.Pop(at(0)); st != Waiting || f != nil {
+		t.Fatalf("Pop before any packet: %v", st)
+	}
+	if jb.Feedback(at(0)) != nil {
+		t.Fatalf("Feedback before any packet")
+	}
+	// Frame 10 arrives at 0 ms; playout starts at 0 + 60 ms (StartDelay).
+	if got := jb.Push(packet(10, 1, []byte{10}, []byte{9}), at(0)); len(got) != 1 || got[0].Seq != 10 {
+		t.Fatalf("Push returned %v, want frame 10 only (9 is before playout)", got)
+	}
+	if _, st := jb.Pop(at(40)); st != Waiting {
+		t.Fatalf("Pop at 40 ms: %v, want waiting", st)
+	}
+	jb.Push(packet(11, 1, []byte{11}, []byte{10}), at(20)) // 10 again: a duplicate
+	// 12 is lost; 13 repairs it.
+	jb.Push(packet(13, 1, []byte{13}, []byte{12}), at(60))
+	want := []struct {
+		b  byte
+		st FrameStatus
+	}{{10, Played}, {11, Played}, {12, Repaired}, {13, Played}, {0, Concealed}}
+	for i, w := range want {
+		f, st := jb.Pop(at(60 + 20*i))
+		if st != w.st || (w.b != 0 && (len(f) != 1 || f[0] != w.b)) {
+			t.Errorf("slot %d: %v %v, want %v %d", i, st, f, w.st, w.b)
+		}
+	}
+	// 14 comes after its slot: late; again: a duplicate.
+	jb.Push(packet(14, 1, []byte{14}), at(150))
+	jb.Push(packet(15, 1, []byte{15}, []byte{14}), at(160))
+	st := jb.Stats()
+	t.Logf("%+v", st)
+	if st.Played != 4 || st.Repaired != 1 || st.Concealed != 1 || st.Late != 1 || st.Duplicates != 2 || st.Received != 6 {
+		t.Errorf("stats %+v", st)
+	}
+	if st.LongestGap != 20*time.Millisecond {
+		t.Errorf("longest gap %v", st.LongestGap)
+	}
+	if fb := jb.Feedback(at(170)); fb.Loss != 0 {
+		t.Errorf("feedback reports loss at once: %+v", fb)
+	}
+	fb := jb.Feedback(at(500))
+	// Of 10..14, 12 (repaired) was lost before repair; 14 was late, not lost.
+	if fb.Highest != 15 || fb.Loss != 256/5 || fb.Burst != 1 || fb.EchoMs != 300 || fb.HeldMs != 340 {
+		t.Errorf("feedback %+v", fb)
+	}
+}
+
+func TestJitterBufferBounds(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	jb.Push(packet(100, 1, []byte{1}), at(0))
+	for i := range 10 {
+		jb.Pop(at(60 + 20*i))
+	}
+	jb.Push(packet(100+ringSize, 1, []byte{2}), at(260)) // nothing buffered: a resync
+	if st := jb.Stats(); st.Resyncs != 1 {
+		t.Fatalf("stats after a far jump: %+v", st)
+	}
+	if f, st := jb.Pop(at(400)); st != Played || f[0] != 2 {
+		t.Errorf("after the resync: %v %v", st, f)
+	}
+	jb.Push(packet(100+ringSize+1, 1, []byte{3}), at(420))
+	// Far ahead of buffered frames: the oldest make room.
+	jb.Push(packet(100+2*ringSize, 1, []byte{4}), at(440))
+	if st := jb.Stats(); st.Skipped != ringSize/2 || st.Resyncs != 1 {
+		t.Errorf("stats after a jump ahead: %+v", st)
+	}
+	jb.Push(packet(100, 1, []byte{5}), at(450)) // long gone: dropped
+	if st := jb.Stats(); st.Dropped != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// The delay shrinks by skipping silence first.
+func TestJitterBufferSkipsSilence(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	speech := make([]byte, 60)
+	// A burst of lateness raises the target; then frames come on time.
+	ms := 0
+	for seq := range uint64(400) {
+		f := speech
+		if seq%10 == 0 {
+			f = []byte{0xf8} // a silent frame
+		}
+		arrive := int(seq) * 20
+		if seq >= 50 && seq < 55 {
+			arrive += 200
+		}
+		for ; ms <= arrive; ms++ {
+			if ms%20 == 5 {
+				jb.Pop(at(ms))
+			}
+		}
+		jb.Push(packet(seq, 1, f), at(arrive))
+	}
+	st := jb.Stats()
+	t.Logf("%+v", st)
+	if st.MaxTargetDelay < 200*time.Millisecond || st.TargetDelay > 40*time.Millisecond {
+		t.Errorf("target delay %v, max %v", st.TargetDelay, st.MaxTargetDelay)
+	}
+	if st.Skipped == 0 || st.Delay > 80*time.Millisecond {
+		t.Errorf("skipped %d frames, delay %v: the delay did not shrink", st.Skipped, st.Delay)
+	}
+}
+
+func TestSenderPackets(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	var p Packet
+	for i := range 3 {
+		b, ok := s.Push([]byte{byte(i)}, at(20*i), nil)
+		if !ok {
+			t.Fatalf("frame %d: no packet", i)
+		}
+		if err := p.Parse(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Depth 1: frame 2, and 1 again.
+	if p.Seq != 2 || p.Fresh != 1 || len(p.Frames) != 2 || p.Frames[1][0] != 1 || p.Clock != 40 || p.Feedback != nil {
+		t.Errorf("third packet: %+v", p)
+	}
+	// The peer reports 10% loss in runs of 3; its report echoes our clock.
+	s.Feedback(&Feedback{Highest: 2, Loss: 26, Burst: 3, EchoMs: 40, HeldMs: 5}, at(100))
+	st := s.Stats()
+	if st.Depth != 3 || st.RTT != 55*time.Millisecond || st.Reason != "redundancy 1→3: 10% loss, bursts of 3" {
+		t.Errorf("after a report of loss: %+v", st)
+	}
+	// A frame too long for one packet with its redundancy: the earlier
+	// frames are left out.
+	big := make([]byte, 1000)
+	s.Push(big, at(60), nil)
+	b, _ := s.Push(big, at(80), &Feedback{Highest: 7})
+	if err := p.Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Frames) != 1 || p.Feedback == nil || s.Stats().Trimmed == 0 {
+		t.Errorf("a big frame: %d frames, trimmed %d", len(p.Frames), s.Stats().Trimmed)
+	}
+}
+
+func TestSenderBundles(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.Push([]byte{0}, at(0), nil)
+	// A long queue: bottom bitrate, three frames a packet.
+	s.Feedback(&Feedback{QueueMs: 900, HeldMs: 950}, at(1000))
+	st := s.Stats()
+	t.Logf("%q", st.Reason)
+	if st.FramesPerPacket != 3 || st.Bitrate != 6000 || st.Depth != 1 {
+		t.Fatalf("after a report of a long queue: %+v", st)
+	}
+	sent := 0
+	var p Packet
+	for i := 1; i <= 9; i++ {
+		if b, ok := s.Push([]byte{byte(i)}, at(1000+20*i), nil); ok {
+			sent++
+			p.Parse(b)
+		}
+	}
+	if sent != 3 || p.Seq != 9 || p.Fresh != 3 || len(p.Frames) != 4 {
+		t.Errorf("9 frames in %d packets; the last: %+v", sent, p)
+	}
+}
+
+func BenchmarkPushPop(b *testing.B) {
+	snd := NewSender(SenderConfig{})
+	jb := NewJitterBuffer(JitterConfig{})
+	frame := make([]byte, 60)
+	var p Packet
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		now := simStart.Add(time.Duration(i) * frameDur)
+		pkt, ok := snd.Push(frame, now, jb.Feedback(now))
+		if ok {
+			p.Parse(pkt)
+			jb.Push(&p, now)
+			snd.Feedback(p.Feedback, now)
+		}
+		jb.Pop(now)
+		i++
+	}
+}
+
+func TestPushPopAllocs(t *testing.T) {
+	snd := NewSender(SenderConfig{})
+	jb := NewJitterBuffer(JitterConfig{})
+	frame := make([]byte, 60)
+	var p Packet
+	i := 0
+	step := func() {
+		now := simStart.Add(time.Duration(i) * frameDur)
+		pkt, _ := snd.Push(frame, now, jb.Feedback(now))
+		p.Parse(pkt)
+		jb.Push(&p, now)
+		snd.Feedback(p.Feedback, now)
+		jb.Pop(now)
+		i++
+	}
+	for range 300 {
+		step()
+	}
+	if n := testing.AllocsPerRun(1000, step); n != 0 {
+		t.Errorf("a frame through Sender and JitterBuffer allocates %v times", n)
+	}
+}
+
+// A playout clock that stops for 3 s catches up at once.
+func TestJitterBufferCatchesUp(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	for i := range 300 {
+		jb.Push(packet(uint64(i), 1, []byte{1, 2, 3, 4}), at(20*i))
+		if i < 100 || i >= 250 {
+			jb.Pop(at(20*i + 5))
+		}
+	}
+	st := jb.Stats()
+	t.Logf("%+v", st)
+	if st.Skipped < 140 || st.Delay > 100*time.Millisecond || st.LongestGap > 0 {
+		t.Errorf("after a stop of the playout clock: skipped %d, delay %v", st.Skipped, st.Delay)
+	}
+}
+
+func TestSenderSetMaxDepth(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.Push([]byte{1}, at(0), nil)
+	s.Feedback(&Feedback{Highest: 0, Loss: 60, Burst: 6, EchoMs: 0}, at(40))
+	if d := s.Stats().Depth; d < 6 {
+		t.Fatalf("depth %d after bursts of 6", d)
+	}
+	s.SetMaxDepth(1, "a reliable carrier")
+	if st := s.Stats(); st.Depth != 1 || !strings.HasSuffix(st.Reason, "→1: a reliable carrier") {
+		t.Errorf("after SetMaxDepth(1): depth %d, reason %q", st.Depth, st.Reason)
+	}
+	s.Feedback(&Feedback{Highest: 0, Loss: 60, Burst: 6, EchoMs: 40}, at(80))
+	if d := s.Stats().Depth; d != 1 {
+		t.Errorf("loss reported after SetMaxDepth(1) raised the depth to %d", d)
+	}
+	s.SetMaxDepth(12, "a lossy carrier")
+	s.Feedback(&Feedback{Highest: 0, Loss: 60, Burst: 6, EchoMs: 80}, at(120))
+	if d := s.Stats().Depth; d < 6 {
+		t.Errorf("depth %d after SetMaxDepth(12) and bursts of 6", d)
+	}
+}
