@@ -39,6 +39,8 @@ func (c *conn) handle(ctx context.Context, f *wire.Frame) (any, error) {
 		return &wire.Ping{Nonce: body.Nonce}, nil
 	case *wire.GetTURNCredentials:
 		return c.s.turnCredentials(c.addr)
+	case *wire.GetTunnelTicket:
+		return c.s.tunnelTicket(c.addr)
 	case *wire.Register, *wire.Login:
 		return nil, parley.Errorf(parley.KindInvalid, "%s: this connection is already authenticated as %s", f.Op, c.addr)
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/server/relay"
 	"github.com/parleychat/parley/server/sqlite"
+	tunnelhub "github.com/parleychat/parley/server/tunnel"
 	"github.com/parleychat/parley/signal"
+	"github.com/parleychat/parley/tunnel"
 	"github.com/parleychat/parley/wire"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -68,11 +70,32 @@ type Config struct {
 	// credentials devices get over their session (see turn.go); nil runs
 	// none. Close closes it.
 	Relay *relay.Server
+	// NoTunnel turns off the call tunnel (tier 2 of calls, package
+	// server/tunnel), which is otherwise served at tunnel.Path.
+	NoTunnel bool
+	// WebTransport, when set (and the tunnel is on), serves the tunnel's
+	// WebTransport carriers too: QUIC datagrams, for networks where UDP
+	// gets through.
+	WebTransport *WebTransport
 
 	// verify checks an XEdDSA signature by a serialized public key (0x05 ||
 	// 32 bytes); nil is signal's. Only tests that are not about
 	// authentication replace it.
 	verify func(pub, msg, sig []byte) bool
+}
+
+// WebTransport is where the call tunnel serves WebTransport.
+type WebTransport struct {
+	// Conn is the UDP socket; Serve does not close it.
+	Conn net.PacketConn
+	// TLS has the certificate: the operator's, or a self-signed one from
+	// tunnel.CertSource (then Hashes is its Hashes method).
+	TLS *tls.Config
+	// URL is the endpoint as clients reach it, "https://host:port/v1/tunnel".
+	URL string
+	// Hashes, if set, returns the SHA-256 hashes of the self-signed
+	// certificates served, which tickets carry.
+	Hashes func() [][]byte
 }
 
 // Rate is a token-bucket limit: on average one event per Every, with bursts
@@ -122,6 +145,7 @@ type Server struct {
 	verify  func(pub, msg, sig []byte) bool
 	metrics *metrics
 	mux     *http.ServeMux
+	tunnel  *tunnelhub.Hub // nil with Config.NoTunnel
 
 	registerLimit *limiters // by client IP
 	bundleLimit   *limiters // by device address
@@ -207,11 +231,18 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		sessions:      make(map[parley.Address]*conn),
 		conns:         make(map[*conn]struct{}),
 	}
+	if !cfg.NoTunnel {
+		s.tunnel = tunnelhub.NewHub(tunnelhub.Config{Logger: cfg.Logger, Now: cfg.Now})
+	}
 	s.metrics = newMetrics(s)
 	s.registerRelayMetrics()
+	s.registerTunnelMetrics()
 	s.store = newAccountCache(timedStore{st, s.metrics.storeSeconds})
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+wire.Path, s.serveWS)
+	if s.tunnel != nil {
+		s.mux.Handle("GET "+tunnel.Path, s.tunnel)
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", s.serveHealth)
 	if web != nil {
@@ -223,7 +254,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler: the WebSocket endpoint
-// (wire.Path), /metrics, /healthz and the web client (Config.Web) at /.
+// (wire.Path), the call tunnel (tunnel.Path), /metrics, /healthz and the web client (Config.Web) at /.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve serves HTTP on ln (HTTPS when Config.TLS is set), runs the TURN
@@ -242,6 +273,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	ln = s.serveTLSAndRelay(gctx, g, ln)
 	g.Go(func() error { return s.poller.run(gctx) })
+	if wt := s.cfg.WebTransport; wt != nil && s.tunnel != nil {
+		g.Go(func() error { return s.tunnel.ServeWebTransport(gctx, wt.Conn, wt.TLS) })
+	}
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("server: %w", err)

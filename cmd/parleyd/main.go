@@ -34,6 +34,8 @@ import (
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/server/relay"
 	"github.com/parleychat/parley/server/tlsmux"
+	tunnelhub "github.com/parleychat/parley/server/tunnel"
+	"github.com/parleychat/parley/tunnel"
 	"github.com/parleychat/parley/web"
 )
 
@@ -70,6 +72,14 @@ their session; the secret behind them is the file turn-secret in the data
 folder. The relay refuses to relay to loopback, private, link-local and
 other special addresses unless --relay-allow lets it.
 
+When WebRTC cannot get through (UDP blocked, STUN or DTLS filtered), a
+call's media goes through the call tunnel instead: end-to-end encrypted
+frames that parleyd forwards between the two devices' WebSocket
+connections at /v1/tunnel, or their WebTransport sessions (QUIC datagrams,
+on --webtransport-listen: the HTTP port's number over UDP by default, with
+a self-signed certificate that clients check by its hash unless --tls-cert
+gives one). --no-tunnel turns it off. parleyd never holds the media keys.
+
 Usage: parleyd [flags]
 
 Flags:
@@ -93,6 +103,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	turnListen := fs.String("turn-listen", relay.DefaultListen, "`address` of the TURN relay, UDP and TCP; \"off\" turns the relay off. When --listen picks a free port and this flag is not given, the relay picks one too")
 	relayIP := fs.String("relay-ip", "", "the relay's public `IP`, put in relayed addresses (default: the IP of --turn-listen; required when that IP is unspecified)")
 	relayHost := fs.String("relay-host", "", "`name` or IP clients reach the relay at, in TURN URLs (default: the first DNS name of --tls-cert, else --relay-ip)")
+	noTunnel := fs.Bool("no-tunnel", false, "turn off the call tunnel (calls' media through the server's own connections, for networks that block WebRTC)")
+	wtListen := fs.String("webtransport-listen", "same", "UDP `address` of the call tunnel's WebTransport (QUIC) endpoint; \"same\" is --listen's address over UDP, \"off\" turns it off")
+	wtHost := fs.String("webtransport-host", "", "`name` or IP clients reach WebTransport at (default: the first DNS name of --tls-cert, else the host of --listen)")
 	turnTTL := fs.Duration("turn-ttl", relay.DefaultCredentialTTL, "how long a TURN credential works; it bounds the length of a relayed call")
 	var allow []netip.Prefix
 	fs.Func("relay-allow", "let the relay reach this `CIDR` even if it is loopback, private or link-local (repeatable; tests on loopback pass 127.0.0.0/8)", func(v string) error {
@@ -122,7 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	cfg := server.Config{DataDir: *data, Logger: log, Web: web.Dist(),
+	cfg := server.Config{DataDir: *data, Logger: log, Web: web.Dist(), NoTunnel: *noTunnel,
 		RegisterRate: server.Rate{Every: *regEvery, Burst: *regBurst}}
 	var certNames []string
 	switch {
@@ -186,15 +199,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer cfg.Relay.Close()
 	}
 
-	srv, err := server.Open(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
+	if !*noTunnel && *wtListen != "off" && *wtListen != "" {
+		wt, err := webTransport(*wtListen, *wtHost, ln.Addr(), certNames, cfg.TLS, *tlsCert != "")
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer wt.Conn.Close()
+		cfg.WebTransport = wt
+	}
+	srv, err := server.Open(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer srv.Close()
 	fmt.Fprintln(stdout, serveURL(ln.Addr(), cfg.TLS != nil))
 	log.Info("serving", "addr", ln.Addr().String(), "data", *data, "tls", cfg.TLS != nil)
 	if err := srv.Serve(ctx, ln); err != nil {
@@ -205,6 +228,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// webTransport opens the call tunnel's WebTransport endpoint: on addr
+// ("same": the HTTP listener's address, over UDP), with the operator's
+// certificate when there is one, else with self-signed certificates that
+// browsers accept by their hashes.
+func webTransport(addr, host string, httpAddr net.Addr, certNames []string, operator *tls.Config, haveCert bool) (*server.WebTransport, error) {
+	if addr == "same" {
+		addr = httpAddr.String()
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--webtransport-listen: %w", err)
+	}
+	if host == "" {
+		if len(certNames) > 0 {
+			host = certNames[0]
+		} else {
+			host, _, _ = net.SplitHostPort(addr)
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "localhost"
+			}
+		}
+	}
+	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
+	wt := &server.WebTransport{Conn: pc, URL: "https://" + net.JoinHostPort(host, port) + tunnel.Path}
+	if haveCert {
+		wt.TLS = operator.Clone()
+		return wt, nil
+	}
+	certs, err := tunnelhub.NewCertSource([]string{host}, nil)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	wt.TLS, wt.Hashes = certs.TLSConfig(), certs.Hashes
+	return wt, nil
 }
 
 // selfSignedFile is where --tls-self-signed writes its certificate (PEM) in

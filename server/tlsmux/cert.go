@@ -22,20 +22,34 @@ import (
 // and curl --pinnedpubkey users compare). It is for development and
 // tests: nothing trusts it unless told to.
 func SelfSigned(hosts ...string) (tls.Certificate, string, error) {
+	cert, err := NewSelfSigned(time.Now().Add(-time.Hour), 14*24*time.Hour+time.Hour, hosts)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	return cert, Fingerprint(cert.Leaf.Raw), nil
+}
+
+// NewSelfSigned makes a self-signed ECDSA P-256 certificate for hosts
+// (names or IP addresses; the first is its common name), valid from from
+// for validity.
+func NewSelfSigned(from time.Time, validity time.Duration, hosts []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("self-signed certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("self-signed certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
 	}
-	now := time.Now()
+	name := "parleyd self-signed"
+	if len(hosts) > 0 && hosts[0] != "" {
+		name = hosts[0]
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "parleyd self-signed"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(14 * 24 * time.Hour),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             from,
+		NotAfter:              from.Add(validity),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -49,13 +63,13 @@ func SelfSigned(hosts ...string) (tls.Certificate, string, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("self-signed certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("self-signed certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, Fingerprint(der), nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // Fingerprint is the SHA-256 of a certificate's DER encoding, as

@@ -1,0 +1,120 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/coder/websocket"
+)
+
+// Carrier is one client connection to parleyd's tunnel, joined to a call's
+// room: a WebSocket (TCP) or a WebTransport session (QUIC). Send is called
+// from one goroutine and Recv from another; Close may be called at any time
+// and makes both return.
+type Carrier interface {
+	// Send sends one message (Media, Ping or Select). A carrier whose path
+	// is slow may drop it rather than block for long.
+	Send(ctx context.Context, msg []byte) error
+	// Recv returns the next message from the server: Joined, Peer, Media,
+	// Pong or Error.
+	Recv(ctx context.Context) ([]byte, error)
+	// Kind names the carrier: "websocket" or "webtransport".
+	Kind() string
+	Close() error
+}
+
+// ErrClosed is returned by a carrier that was closed.
+var ErrClosed = errors.New("tunnel: carrier closed")
+
+// ResolveURL resolves a tunnel URL from a ticket against the server's base
+// URL: a relative URL (the WebSocket path) is on the session's own origin,
+// as ws:// or wss://.
+func ResolveURL(server, ref string) (string, error) {
+	base, err := url.Parse(server)
+	if err != nil {
+		return "", fmt.Errorf("tunnel: server address %q: %w", server, err)
+	}
+	u, err := base.Parse(ref)
+	if err != nil {
+		return "", fmt.Errorf("tunnel: URL %q: %w", ref, err)
+	}
+	if !strings.HasPrefix(ref, "/") {
+		return u.String(), nil
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	return u.String(), nil
+}
+
+// DialWebSocket opens a WebSocket carrier at u (ws:// or wss://) and sends
+// Join; the server's Joined (or Error) is the first message Recv returns.
+func DialWebSocket(ctx context.Context, u string, opts *websocket.DialOptions, room RoomID, ticket string) (Carrier, error) {
+	ws, _, err := websocket.Dial(ctx, u, opts)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: WebSocket to %s: %w", u, err)
+	}
+	ws.SetReadLimit(MaxMessage)
+	if err := ws.Write(ctx, websocket.MessageBinary, AppendJoin(nil, room, ticket)); err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("tunnel: joining over WebSocket: %w", err)
+	}
+	return &wsCarrier{ws: ws}, nil
+}
+
+type wsCarrier struct{ ws *websocket.Conn }
+
+func (c *wsCarrier) Kind() string { return "websocket" }
+
+func (c *wsCarrier) Send(ctx context.Context, msg []byte) error {
+	return c.ws.Write(ctx, websocket.MessageBinary, msg)
+}
+
+func (c *wsCarrier) Recv(ctx context.Context) ([]byte, error) {
+	for {
+		typ, msg, err := c.ws.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if typ == websocket.MessageBinary {
+			return msg, nil
+		}
+	}
+}
+
+func (c *wsCarrier) Close() error { return c.ws.CloseNow() }
+
+// Dialer opens carriers: WebSockets for ws:// and wss:// URLs, and
+// WebTransport sessions for https:// URLs where this build has them.
+type Dialer struct {
+	// TLS, if set, is how wss:// and https:// carriers check the server's
+	// certificate (its RootCAs); nil trusts the system's roots.
+	TLS *tls.Config
+}
+
+// Dial implements DialFunc.
+func (d Dialer) Dial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
+	switch {
+	case strings.HasPrefix(u, "ws://") || strings.HasPrefix(u, "wss://"):
+		var opts *websocket.DialOptions
+		if d.TLS != nil && strings.HasPrefix(u, "wss://") {
+			opts = tlsOptions(d.TLS)
+		}
+		return DialWebSocket(ctx, u, opts, room, t.Ticket)
+	case strings.HasPrefix(u, "https://"):
+		return dialWebTransport(ctx, u, d.TLS, t.CertHashes, room, t.Ticket)
+	}
+	return nil, fmt.Errorf("tunnel: no carrier for %q", u)
+}
+
+// DefaultDial is Dialer{}.Dial.
+func DefaultDial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
+	return Dialer{}.Dial(ctx, u, t, room)
+}

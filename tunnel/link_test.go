@@ -1,0 +1,355 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley"
+	hub "github.com/parleychat/parley/server/tunnel"
+	"github.com/parleychat/parley/tunnel"
+)
+
+// freezable wraps a carrier so that a test can freeze it as the
+// tcp-freeze-16k censor does: nothing more arrives, sends vanish.
+type freezable struct {
+	tunnel.Carrier
+	owner  parley.Address
+	frozen atomic.Bool
+}
+
+func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
+	for {
+		m, err := f.Carrier.Recv(ctx)
+		if err != nil || !f.frozen.Load() {
+			return m, err
+		}
+	}
+}
+
+func (f *freezable) Send(ctx context.Context, m []byte) error {
+	if f.frozen.Load() {
+		return nil
+	}
+	return f.Carrier.Send(ctx, m)
+}
+
+type testNet struct {
+	h   *hub.Hub
+	url string
+
+	mu       sync.Mutex
+	carriers []*freezable
+}
+
+func newTestNet(t *testing.T) *testNet {
+	h := hub.NewHub(hub.Config{})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &testNet{h: h, url: srv.URL}
+}
+
+func (n *testNet) link(t *testing.T, addr parley.Address, room tunnel.RoomID) *tunnel.Link {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := tunnel.OpenLink(ctx, tunnel.LinkConfig{
+		Room: room,
+		Ticket: func(context.Context) (*tunnel.Ticket, error) {
+			tk, ttl := n.h.Ticket(addr)
+			u, err := tunnel.ResolveURL(n.url, tunnel.Path)
+			return &tunnel.Ticket{Ticket: tk, URLs: []string{u}, Expires: time.Now().Add(ttl)}, err
+		},
+		Dial: func(ctx context.Context, u string, tk *tunnel.Ticket, room tunnel.RoomID) (tunnel.Carrier, error) {
+			c, err := tunnel.DialWebSocket(ctx, u, nil, room, tk.Ticket)
+			if err != nil {
+				return nil, err
+			}
+			f := &freezable{Carrier: c, owner: addr}
+			n.mu.Lock()
+			n.carriers = append(n.carriers, f)
+			n.mu.Unlock()
+			return f, nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("OpenLink %v: %v", addr, err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+func recvWithin(t *testing.T, l *tunnel.Link, d time.Duration) []byte {
+	t.Helper()
+	select {
+	case m := <-l.Media():
+		return m
+	case <-time.After(d):
+		t.Fatalf("no media within %v", d)
+		return nil
+	}
+}
+
+func TestLinkForwardsMedia(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	room := tunnel.RoomID{1}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, room)
+	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	select {
+	case p := <-a.Peer():
+		if !p {
+			t.Fatal("alice heard bob leave")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("alice was not told that bob joined")
+	}
+	a.Send([]byte("hello bob"))
+	if got := recvWithin(t, b, 5*time.Second); string(got) != "hello bob" {
+		t.Fatalf("bob got %q", got)
+	}
+	b.Send([]byte("hello alice"))
+	if got := recvWithin(t, a, 5*time.Second); string(got) != "hello alice" {
+		t.Fatalf("alice got %q", got)
+	}
+	if a.Path() != "websocket" {
+		t.Errorf("path %q", a.Path())
+	}
+}
+
+func TestLinkSurvivesFreeze(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	room := tunnel.RoomID{2}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, room)
+	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	// Wait for both spares, so that the freeze is survived without a dial.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n.mu.Lock()
+		k := len(n.carriers)
+		n.mu.Unlock()
+		if k >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d carriers opened, want 4 (two each)", k)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Alice sends a frame every 20 ms; bob's active carrier freezes.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			a.Send([]byte{byte(i), byte(i >> 8)})
+		}
+	}()
+	recvWithin(t, b, 5*time.Second)
+	n.mu.Lock()
+	var bobActive *freezable
+	for _, c := range n.carriers { // the first carrier bob opened is his active one
+		if c.owner.User == "bob" {
+			bobActive = c
+			break
+		}
+	}
+	n.mu.Unlock()
+	bobActive.frozen.Store(true)
+	frozenAt := time.Now()
+	// Drain what was in flight, then measure the gap.
+	var last time.Time
+	gap := time.Duration(0)
+	for time.Since(frozenAt) < 2*time.Second {
+		select {
+		case <-b.Media():
+			now := time.Now()
+			if !last.IsZero() && now.Sub(last) > gap {
+				gap = now.Sub(last)
+			}
+			last = now
+		case <-time.After(3 * time.Second):
+			t.Fatal("media stopped after the freeze")
+		}
+	}
+	sw := b.Switches()
+	if len(sw) == 0 || !strings.Contains(sw[0].Reason, "frozen") {
+		t.Fatalf("switches %+v, want one for a frozen carrier", sw)
+	}
+	t.Logf("switch: %+v; longest gap in arrivals %v", sw[0], gap)
+	if gap > 600*time.Millisecond {
+		t.Errorf("longest gap %v, want under 600 ms", gap)
+	}
+}
+
+func TestRoomHoldsTwoDevices(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	room := tunnel.RoomID{3}
+	n.link(t, parley.Address{User: "alice", Device: 1}, room)
+	n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	tk, _ := n.h.Ticket(parley.Address{User: "mallory", Device: 1})
+	u, _ := tunnel.ResolveURL(n.url, tunnel.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := tunnel.DialWebSocket(ctx, u, nil, room, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg, err := c.Recv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, text, err := tunnel.ParseError(msg)
+	if err != nil || kind != string(parley.KindConflict) {
+		t.Fatalf("third device got %x (%v), want a conflict error", msg, err)
+	}
+	t.Logf("refused: %s", text)
+}
+
+func TestBadTicket(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	tk, _ := n.h.Ticket(parley.Address{User: "alice", Device: 1})
+	other := hub.NewHub(hub.Config{}) // another server's key
+	forged, _ := other.Ticket(parley.Address{User: "alice", Device: 1})
+	u, _ := tunnel.ResolveURL(n.url, tunnel.Path)
+	for name, ticket := range map[string]string{
+		"forged":   forged,
+		"tampered": strings.Replace(tk, "alice", "alicf", 1),
+		"garbage":  "x",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := tunnel.DialWebSocket(ctx, u, nil, tunnel.RoomID{4}, ticket)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		msg, err := c.Recv(ctx)
+		c.Close()
+		cancel()
+		kind, _, perr := tunnel.ParseError(msg)
+		if err != nil || perr != nil || kind != string(parley.KindUnauthorized) {
+			t.Errorf("%s ticket: got %x, %v; want an unauthorized error", name, msg, err)
+		}
+	}
+}
+
+func TestResolveURL(t *testing.T) {
+	for _, c := range []struct{ server, ref, want string }{
+		{"http://127.0.0.1:8080", "/v1/tunnel", "ws://127.0.0.1:8080/v1/tunnel"},
+		{"https://parley.example", "/v1/tunnel", "wss://parley.example/v1/tunnel"},
+		{"https://parley.example", "https://parley.example:8443/v1/tunnel", "https://parley.example:8443/v1/tunnel"},
+	} {
+		got, err := tunnel.ResolveURL(c.server, c.ref)
+		if err != nil || got != c.want {
+			t.Errorf("ResolveURL(%q, %q) = %q, %v; want %q", c.server, c.ref, got, err, c.want)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	ok := [][]byte{
+		tunnel.AppendJoin(nil, tunnel.RoomID{}, "t"),
+		tunnel.AppendMedia(nil, bytes.Repeat([]byte{1}, tunnel.MaxMedia)),
+		tunnel.AppendPing(nil, tunnel.MsgPing, 7),
+		{byte(tunnel.MsgSelect)},
+	}
+	for _, m := range ok {
+		if err := tunnel.Check(m, true); err != nil {
+			t.Errorf("Check(%x): %v", m[:min(len(m), 8)], err)
+		}
+	}
+	bad := [][]byte{
+		nil,
+		tunnel.AppendMedia(nil, make([]byte, tunnel.MaxMedia+1)),
+		tunnel.AppendJoin(nil, tunnel.RoomID{}, ""),
+		tunnel.AppendJoin(nil, tunnel.RoomID{}, strings.Repeat("t", tunnel.MaxTicket+1)),
+		tunnel.AppendPing(nil, tunnel.MsgPong, 7), // a client does not pong
+		{byte(tunnel.MsgPing), 1},
+		{99},
+	}
+	for _, m := range bad {
+		if err := tunnel.Check(m, true); err == nil {
+			t.Errorf("Check(%x) accepted", m)
+		}
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	f.Add(tunnel.AppendJoin(nil, tunnel.RoomID{9}, "123:alice.1:mac"), true)
+	f.Add(tunnel.AppendError(nil, "invalid", "no"), false)
+	f.Add([]byte{byte(tunnel.MsgPeer), 1}, false)
+	f.Fuzz(func(t *testing.T, m []byte, toServer bool) {
+		if tunnel.Check(m, toServer) != nil || len(m) == 0 {
+			return
+		}
+		switch tunnel.MsgType(m[0]) {
+		case tunnel.MsgJoin:
+			room, ticket, err := tunnel.ParseJoin(m)
+			if err != nil || !bytes.Equal(tunnel.AppendJoin(nil, room, ticket), m) {
+				t.Fatalf("join %x does not round-trip", m)
+			}
+		case tunnel.MsgError:
+			kind, text, err := tunnel.ParseError(m)
+			if err != nil || !bytes.Equal(tunnel.AppendError(nil, kind, text), m) {
+				t.Fatalf("error %x does not round-trip", m)
+			}
+		}
+	})
+}
+
+// TestFifthCarrierReplacesOldest: a device that keeps replacing frozen
+// carriers is not locked out; its oldest carrier that is not the active
+// one makes room.
+func TestFifthCarrierReplacesOldest(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	tk, _ := n.h.Ticket(parley.Address{User: "alice", Device: 1})
+	u, _ := tunnel.ResolveURL(n.url, tunnel.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cs []tunnel.Carrier
+	for i := range 5 {
+		c, err := tunnel.DialWebSocket(ctx, u, nil, tunnel.RoomID{5}, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if m, err := c.Recv(ctx); err != nil || tunnel.MsgType(m[0]) != tunnel.MsgJoined {
+			t.Fatalf("carrier %d: join answered %x, %v", i+1, m, err)
+		}
+		if i == 0 {
+			// The first is the active one: it must stay.
+			if err := c.Send(ctx, tunnel.AppendSelect(nil, false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cs = append(cs, c)
+	}
+	m, err := cs[1].Recv(ctx)
+	if kind, _, perr := tunnel.ParseError(m); err != nil || perr != nil || kind != string(parley.KindRateLimited) {
+		t.Fatalf("the second carrier got %x, %v; want it replaced", m, err)
+	}
+	if got := n.h.Stats().Carriers; got != 4 {
+		t.Errorf("%d carriers joined, want 4", got)
+	}
+	// The active one still works.
+	if err := cs[0].Send(ctx, tunnel.AppendPing(nil, tunnel.MsgPing, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cs[0].Recv(ctx); err != nil || tunnel.MsgType(m[0]) != tunnel.MsgPong {
+		t.Errorf("the active carrier answered a ping with %x, %v", m, err)
+	}
+}
