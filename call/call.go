@@ -45,6 +45,7 @@ type Stats struct {
 	Path     string        // the ICE candidate types in use, local/remote: "host/host", "relay/srflx"...
 	Relay    string        // with a local relay candidate, how it reaches the TURN server: "udp", "tcp", "tls"
 	Remote   bool          // the other side hung up
+	Tunnel   *TunnelStats  // a call through the server's tunnel: what its jitter buffer and sender did
 }
 
 // Call is one call, placed by Phone.Dial or accepted with Incoming.Accept.
@@ -58,6 +59,8 @@ type Call struct {
 	pc       *webrtc.PeerConnection
 	track    *webrtc.TrackLocalStaticSample
 	rec      *recorder
+	tunnel   bool   // the media goes through the server's tunnel, not WebRTC
+	share    []byte // with tunnel: our share of the tunnel secret
 	sent     atomic.Int64
 	sendDone atomic.Bool
 
@@ -77,6 +80,7 @@ type Call struct {
 	hangupErr    error  // sending our hang-up failed
 	tornDown     bool   // no more media goroutines may start
 	timer        *time.Timer
+	leg          *tunnelLeg // with tunnel, once both shares are known
 
 	wg        sync.WaitGroup // media goroutines
 	endOnce   sync.Once
@@ -161,6 +165,12 @@ func (c *Call) Wait(ctx context.Context) (Stats, error) {
 func (c *Call) Stats() Stats {
 	var s Stats
 	s.Received, s.Lost, s.Late, s.Gaps = c.rec.counts()
+	c.mu.Lock()
+	leg := c.leg
+	c.mu.Unlock()
+	if leg != nil {
+		leg.stats(&s)
+	}
 	s.Sent = int(c.sent.Load())
 	s.SendDone = c.sendDone.Load()
 	c.mu.Lock()
@@ -177,7 +187,9 @@ func (c *Call) Stats() Stats {
 		s.Duration = end.Sub(c.connectedAt)
 	}
 	s.Remote = c.remoteHangup
-	s.Path, s.Relay = c.pathUsed, c.relayUsed
+	if leg == nil {
+		s.Path, s.Relay = c.pathUsed, c.relayUsed
+	}
 	return s
 }
 
@@ -305,8 +317,12 @@ func (c *Call) startMedia() bool {
 
 func (c *Call) onConnected() {
 	now := c.p.cfg.Now()
-	types, relay := c.path()
+	var types, relay string
+	if c.pc != nil {
+		types, relay = c.path()
+	}
 	c.mu.Lock()
+	leg := c.leg
 	if !c.connectedAt.IsZero() {
 		c.mu.Unlock()
 		return
@@ -318,24 +334,32 @@ func (c *Call) onConnected() {
 	}
 	c.mu.Unlock()
 	close(c.connected)
-	if c.media.Send != nil && c.startMedia() {
-		go c.send()
+	if leg != nil && c.startMedia() {
+		go c.send(leg.write, true)
+	} else if c.media.Send != nil && c.startMedia() {
+		go c.send(c.writeRTP, false)
 	}
 }
 
 // dial creates the offer and sends it; it returns once the offer is sent.
 func (c *Call) dial(ctx context.Context) error {
-	if err := c.newPeerConnection(); err != nil {
-		return err
+	var sdp string
+	if c.tunnel {
+		c.share = newShare()
+	} else {
+		if err := c.newPeerConnection(); err != nil {
+			return err
+		}
+		offer, err := c.pc.CreateOffer(nil)
+		if err != nil {
+			return fmt.Errorf("creating the offer: %w", err)
+		}
+		if err := c.pc.SetLocalDescription(offer); err != nil {
+			return fmt.Errorf("setting the offer: %w", err)
+		}
+		sdp = offer.SDP
 	}
-	offer, err := c.pc.CreateOffer(nil)
-	if err != nil {
-		return fmt.Errorf("creating the offer: %w", err)
-	}
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("setting the offer: %w", err)
-	}
-	sent := c.describe(client.CallOffer, offer.SDP)
+	sent := c.describe(client.CallOffer, sdp)
 	c.mu.Lock()
 	if c.endedAt.IsZero() {
 		c.timer = time.AfterFunc(c.p.cfg.RingTimeout, func() {
@@ -343,6 +367,7 @@ func (c *Call) dial(ctx context.Context) error {
 		})
 	}
 	c.mu.Unlock()
+	var err error
 	select {
 	case err = <-sent:
 	case <-ctx.Done():
@@ -357,6 +382,9 @@ func (c *Call) dial(ctx context.Context) error {
 // accept answers offer, with the candidates that came with it; it returns
 // once the answer is sent.
 func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []client.CallSignal) error {
+	if c.tunnel {
+		return c.acceptTunnel(ctx, offer)
+	}
 	if err := c.newPeerConnection(); err != nil {
 		return err
 	}
@@ -378,6 +406,12 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	}
 	sent := c.describe(client.CallAnswer, answer.SDP)
 	c.startConnectTimer()
+	return c.waitSent(ctx, sent)
+}
+
+// waitSent waits for our answer to be sent.
+func (c *Call) waitSent(ctx context.Context, sent <-chan error) error {
+	var err error
 	select {
 	case err = <-sent:
 	case <-ctx.Done():
@@ -396,7 +430,7 @@ func (c *Call) describe(typ client.CallSignalType, sdp string) <-chan error {
 	sent := make(chan error, 1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: typ, SDP: sdp}, func(err error) { sent <- err })
+	c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: typ, SDP: sdp, TunnelKey: c.share}, func(err error) { sent <- err })
 	c.described = true
 	for _, sig := range c.localICE {
 		c.p.send(c.peer, sig, nil)
@@ -424,7 +458,7 @@ func (c *Call) startConnectTimer() {
 // block for long.
 func (c *Call) handle(sig client.CallSignal) {
 	c.mu.Lock()
-	haveRemote, remote, ready := c.haveRemote, c.remote, c.pc != nil
+	haveRemote, remote, ready := c.haveRemote, c.remote, c.pc != nil || c.share != nil
 	c.mu.Unlock()
 	if !ready {
 		return // not set up yet: nothing can be for this call
@@ -466,6 +500,10 @@ func (c *Call) handle(sig client.CallSignal) {
 
 // answered applies the callee's answer.
 func (c *Call) answered(sig client.CallSignal) {
+	if c.tunnel {
+		c.answeredTunnel(sig)
+		return
+	}
 	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP})
 	if err != nil {
 		c.end(fmt.Errorf("%w: the answer of %s: %w", ErrConnectionFailed, sig.From, err), false, true)
@@ -487,6 +525,9 @@ func (c *Call) answered(sig client.CallSignal) {
 // addCandidate adds a remote candidate, or queues it until the remote
 // description is set.
 func (c *Call) addCandidate(sig client.CallSignal) {
+	if c.tunnel {
+		return
+	}
 	c.mu.Lock()
 	if !c.haveRemote {
 		if len(c.pendingICE) < maxQueuedCandidates {
@@ -535,12 +576,15 @@ const hangupTimeout = 5 * time.Second
 func (c *Call) teardown(sent <-chan error) {
 	c.mu.Lock()
 	c.tornDown = true
-	pc := c.pc
+	pc, leg := c.pc, c.leg
 	c.mu.Unlock()
 	if pc != nil {
 		if err := pc.Close(); err != nil {
 			c.p.log.Debug("closing the peer connection", "call", c.id, "err", err)
 		}
+	}
+	if leg != nil {
+		leg.close()
 	}
 	c.wg.Wait()
 	recErr := c.rec.finish()
@@ -564,31 +608,46 @@ func (c *Call) teardown(sent <-chan error) {
 	close(c.closed)
 }
 
-// send paces the packets of the file to send in real time.
-func (c *Call) send() {
+// send paces the packets of the file to send in real time, writing each
+// with write. With keepAlive, it goes on after the file (or without one)
+// with empty frames, as a microphone's silence would: the tunnel's
+// receiver then plays silence rather than concealing a loss.
+func (c *Call) send(write func(pkt []byte, d time.Duration) error, keepAlive bool) {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
 	next := time.Now()
+	src := c.media.Send
 	for {
-		pkt, err := c.media.Send.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			c.sendDone.Store(true)
+		var pkt []byte
+		d := frameDuration
+		if src != nil {
+			p, err := src.ReadPacket()
+			switch {
+			case errors.Is(err, io.EOF):
+				c.sendDone.Store(true)
+				src = nil
+			case err != nil:
+				c.p.log.Warn("the audio file to send is broken; sending stops", "call", c.id, "err", err)
+				src = nil
+			default:
+				pkt = p
+				d, _ = PacketDuration(pkt) // ReadPacket checked it
+			}
+		}
+		if pkt == nil && !keepAlive {
 			return
 		}
-		if err != nil {
-			c.p.log.Warn("the audio file to send is broken; sending stops", "call", c.id, "err", err)
-			return
-		}
-		d, _ := PacketDuration(pkt) // ReadPacket checked it
-		if err := c.track.WriteSample(media.Sample{Data: pkt, Duration: d}); err != nil {
+		if err := write(pkt, d); err != nil {
 			if !errors.Is(err, io.ErrClosedPipe) {
 				c.p.log.Debug("sending audio", "call", c.id, "err", err)
 			}
 			return
 		}
-		c.sent.Add(1)
+		if pkt != nil {
+			c.sent.Add(1)
+		}
 		next = next.Add(d)
 		t.Reset(time.Until(next))
 		select {
@@ -597,6 +656,11 @@ func (c *Call) send() {
 			return
 		}
 	}
+}
+
+// writeRTP sends one packet on the WebRTC track.
+func (c *Call) writeRTP(pkt []byte, d time.Duration) error {
+	return c.track.WriteSample(media.Sample{Data: pkt, Duration: d})
 }
 
 // receive records the audio of t until the connection closes.

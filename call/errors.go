@@ -18,6 +18,8 @@ var (
 	ErrCallerGone = errors.New("the caller hung up")
 	// ErrInCall: the Phone is already in a call (or one is ringing).
 	ErrInCall = errors.New("already in a call")
+	// ErrNoTunnel: the tunnel path was asked for but no tunnel is configured.
+	ErrNoTunnel = errors.New("the tunnel path needs the server's call tunnel, and none is configured")
 	// ErrNoRelay: relay-only was asked for but no TURN server is configured.
 	ErrNoRelay = errors.New("relay only needs a TURN server, and none is configured")
 	// ErrBadOgg: the file is not an Ogg Opus stream this package can read.

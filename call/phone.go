@@ -48,6 +48,13 @@ type Config struct {
 	// to come up before the call fails with ErrConnectionFailed (20 s if
 	// zero).
 	ConnectTimeout time.Duration
+	// Tunnel, when set, lets calls carry their media through the server's
+	// call tunnel (tier 2, package tunnel): Path chooses whether they do.
+	Tunnel *TunnelConfig
+	// Path is how this Phone's outgoing calls carry their media: PathWebRTC
+	// (the default) or PathTunnel, which needs Tunnel. Incoming calls take
+	// the caller's choice.
+	Path string
 	// Loopback gathers ICE candidates on the loopback interface only, over
 	// UDP/IPv4, without mDNS: for tests on one machine.
 	Loopback bool
@@ -118,6 +125,17 @@ func NewPhone(sig Signaller, cfg Config) (*Phone, error) {
 	}
 	if cfg.RelayOnly && !hasTURN(cfg.ICEServers) {
 		return nil, ErrNoRelay
+	}
+	switch cfg.Path {
+	case "":
+		cfg.Path = PathWebRTC
+	case PathWebRTC:
+	case PathTunnel:
+		if cfg.Tunnel == nil {
+			return nil, ErrNoTunnel
+		}
+	default:
+		return nil, fmt.Errorf("call: unknown path %q (want %s or %s)", cfg.Path, PathWebRTC, PathTunnel)
 	}
 	p := &Phone{
 		sig: sig, cfg: cfg, log: log,
@@ -319,6 +337,7 @@ func (p *Phone) Dial(ctx context.Context, peer parley.UserID, m Media) (*Call, e
 		return nil, ErrInCall
 	}
 	c := p.newCall(client.NewCallID(), peer, true, m, rec)
+	c.tunnel = p.cfg.Path == PathTunnel
 	p.current = c
 	p.mu.Unlock()
 	if err := c.dial(ctx); err != nil {
@@ -391,6 +410,7 @@ func (in *Incoming) Accept(ctx context.Context, m Media) (*Call, error) {
 	}
 	c := p.newCall(in.offer.CallID, in.offer.From.User, false, m, rec)
 	c.remote = in.offer.From
+	c.tunnel = in.offer.SDP == "" && in.offer.TunnelKey != nil
 	p.current = c
 	queued := in.ice
 	p.mu.Unlock()

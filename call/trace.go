@@ -8,13 +8,15 @@ import (
 	"github.com/pion/rtp"
 )
 
-// TracePacket is one audio packet that a call sent or received, for
+// TracePacket is one audio packet that a call sent or received (or, in a
+// tunnelled call, one frame its jitter buffer played), for
 // measuring the path: the hostile-network lab pairs the packets one side
 // sent with those the other received, by RTP sequence number (which the
 // TURN relay and SRTP leave alone), to see what was lost, how late each
 // came, and the gaps a receiver would have played.
 type TracePacket struct {
 	Out       bool      // sent by this side (else received)
+	Played    bool      // received, and played now by the tunnel's jitter buffer (At is when)
 	Seq       uint16    // RTP sequence number
 	Timestamp uint32    // RTP timestamp (48 kHz)
 	Size      int       // bytes of Opus payload

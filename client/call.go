@@ -44,6 +44,12 @@ type CallSignal struct {
 	Type      CallSignalType `json:"kind"`
 	SDP       string         `json:"sdp,omitempty"`
 	Candidate string         `json:"candidate,omitempty"` // JSON of an RTCIceCandidateInit
+	// TunnelKey, in an offer or answer, is this side's share of the call's
+	// tunnel secret (32 random bytes, base64): with it the call may carry
+	// its media through the server's tunnel (tier 2), keyed end to end by
+	// both shares (see package tunnel). An offer with no SDP offers the
+	// tunnel only.
+	TunnelKey []byte `json:"tunnel_key,omitempty"`
 	// Set on signals received: the device that sent it and its clock.
 	From   parley.Address `json:"-"`
 	SentAt time.Time      `json:"-"`
@@ -61,8 +67,11 @@ func (s *CallSignal) valid() error {
 	}
 	switch s.Type {
 	case CallOffer, CallAnswer:
-		if s.SDP == "" {
-			return parley.Errorf(parley.KindInvalid, "call %s without SDP", s.Type)
+		if s.SDP == "" && s.TunnelKey == nil {
+			return parley.Errorf(parley.KindInvalid, "call %s without SDP or tunnel key", s.Type)
+		}
+		if s.TunnelKey != nil && len(s.TunnelKey) != 32 {
+			return parley.Errorf(parley.KindInvalid, "call %s with a tunnel key of %d bytes, want 32", s.Type, len(s.TunnelKey))
 		}
 	case CallICE:
 		if s.Candidate == "" {

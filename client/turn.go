@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/tunnel"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -41,4 +42,36 @@ func (c *Client) TURNCredentials(ctx context.Context) (*TURNCredentials, error) 
 		Password: tc.Password,
 		Expires:  c.now().Add(time.Duration(tc.TTLSeconds) * time.Second),
 	}, nil
+}
+
+// TunnelTicket asks the server for a ticket to its call tunnel (tier 2 of
+// calls, package tunnel), with the tunnel's URLs resolved against the
+// server's address. It needs a live connection; a server without the
+// tunnel answers with a KindUnavailable error.
+func (c *Client) TunnelTicket(ctx context.Context) (*tunnel.Ticket, error) {
+	s := c.live()
+	if s == nil {
+		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
+	}
+	f, err := s.request(ctx, wire.OpTunnelTicket, &wire.GetTunnelTicket{})
+	if err != nil {
+		return nil, err
+	}
+	tt, ok := f.Body.(*wire.TunnelTicket)
+	if !ok || tt.Ticket == "" || len(tt.URLs) == 0 {
+		return nil, parley.Errorf(parley.KindUnsupported, "odd answer to %v", wire.OpTunnelTicket)
+	}
+	_, _, server, err := c.Whoami()
+	if err != nil {
+		return nil, err
+	}
+	t := &tunnel.Ticket{Ticket: tt.Ticket, CertHashes: tt.CertHashes, Expires: c.now().Add(time.Duration(tt.TTLSeconds) * time.Second)}
+	for _, ref := range tt.URLs {
+		u, err := tunnel.ResolveURL(server, ref)
+		if err != nil {
+			return nil, parley.Errorf(parley.KindUnsupported, "the server's tunnel URL %q: %v", ref, err)
+		}
+		t.URLs = append(t.URLs, u)
+	}
+	return t, nil
 }

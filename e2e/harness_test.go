@@ -22,6 +22,8 @@ import (
 	"github.com/parleychat/parley/client/cli"
 	"github.com/parleychat/parley/server"
 	"github.com/parleychat/parley/server/relay"
+	tunnelhub "github.com/parleychat/parley/server/tunnel"
+	"github.com/parleychat/parley/tunnel"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -52,6 +54,7 @@ type parleyd struct {
 	logs syncBuffer // everything the server logged, at debug level
 	web  fs.FS      // the web client's files, if any
 	turn bool       // run a TURN relay (on a new port at each start) that may relay to loopback
+	wt   bool       // serve the call tunnel's WebTransport (on a new UDP port at each start)
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -125,6 +128,19 @@ func (p *parleyd) start() {
 		if err != nil {
 			p.t.Fatal(err)
 		}
+	}
+	if p.wt {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		p.t.Cleanup(func() { pc.Close() })
+		certs, err := tunnelhub.NewCertSource([]string{"127.0.0.1"}, nil)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		cfg.WebTransport = &server.WebTransport{Conn: pc, TLS: certs.TLSConfig(), Hashes: certs.Hashes,
+			URL: "https://" + pc.LocalAddr().String() + tunnel.Path}
 	}
 	srv, err := server.Open(ctx, cfg)
 	if err != nil {

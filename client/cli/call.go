@@ -19,6 +19,7 @@ import (
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/call"
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/tunnel"
 )
 
 // iceServers returns the STUN and TURN servers for a call: the server's
@@ -91,11 +92,26 @@ only the web through); all, the default, lets ICE choose. The line
 over udp", "relay over tcp", "relay over tls".
 
 TURN over TLS checks the server's certificate like the connection to the
-server does: with the system's roots, plus those of --ca.`
+server does: with the system's roots, plus those of --ca.
+
+--path tunnel carries the audio through the server's own connections
+instead of WebRTC (for networks that block or throttle UDP, STUN or
+DTLS): end-to-end encrypted frames (SFrame, with keys agreed inside your
+encrypted conversation) that the server forwards without being able to
+read. Each packet repeats the frames before it, as many as the loss the
+other side reports calls for; the receiver plays them through a jitter
+buffer that adapts its delay and conceals what is still missing. When the
+connection freezes (some networks stall a flow after a few kilobytes) the
+call moves to a spare connection opened ahead, and prints "path: A → B
+(reason)". The one answering follows the caller's choice. At the end the
+call prints what its jitter buffer did and what its sender chose.
+--carrier picks the tunnel's connection: any (the default) races a
+WebSocket and WebTransport (QUIC datagrams, where UDP gets through) and
+prefers WebTransport; websocket or webtransport use that one only.`
 
 var cmdCall = &command{
 	name:  "call",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--relay-only] [--turn-transport T] USER",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--path webrtc|tunnel] [--relay-only] [--turn-transport T] USER",
 	short: "make a voice call to USER, playing and recording Ogg Opus files",
 	long: `Call rings USER on every device that is online; the first to answer takes the
 call. The audio goes between the devices over WebRTC, encrypted with keys
@@ -217,6 +233,8 @@ func addCallFlags(fs *flag.FlagSet) {
 	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
 	fs.String("turn-transport", "all", "reach the TURN relay over `T`: udp, tcp, tls or all")
 	fs.String("trace", "", "write every audio packet sent and received to `FILE`, one JSON object a line (for measuring the path)")
+	fs.String("carrier", "any", "with --path tunnel, the tunnel's `carrier`: any (race them, prefer WebTransport), websocket or webtransport")
+	fs.String("path", call.PathWebRTC, "how to carry the audio of calls you make: `P` is webrtc (direct, or through the TURN relay) or tunnel (through the server's own connections, for networks that block WebRTC)")
 }
 
 type callOpts struct {
@@ -225,6 +243,8 @@ type callOpts struct {
 	duration     time.Duration
 	relayOnly    bool
 	transport    string // --turn-transport
+	path         string // --path
+	carrier      string // --carrier
 }
 
 func callOptions(fs *flag.FlagSet) (callOpts, error) {
@@ -235,6 +255,14 @@ func callOptions(fs *flag.FlagSet) (callOpts, error) {
 		duration:  fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration),
 		relayOnly: fs.Lookup("relay-only").Value.String() == "true",
 		transport: fs.Lookup("turn-transport").Value.String(),
+		path:      fs.Lookup("path").Value.String(),
+		carrier:   fs.Lookup("carrier").Value.String(),
+	}
+	if !slices.Contains([]string{"any", "websocket", "webtransport"}, o.carrier) {
+		return o, usagef("--carrier %s: want any, websocket or webtransport", o.carrier)
+	}
+	if o.path != call.PathWebRTC && o.path != call.PathTunnel {
+		return o, usagef("--path %s: want %s or %s", o.path, call.PathWebRTC, call.PathTunnel)
 	}
 	if !slices.Contains(turnTransports, o.transport) {
 		return o, usagef("--turn-transport %s: want one of %s", o.transport, strings.Join(turnTransports, ", "))
@@ -299,8 +327,9 @@ func openMedia(o callOpts) (call.Media, func() error, error) {
 //
 //	{"dir":"out","seq":1234,"ts":96000,"size":81,"at_us":1764322800123456}
 //
-// dir "out" for sent, "in" for received; at_us is the time it left or
-// arrived, in microseconds since the Unix epoch, on this machine's clock.
+// dir "out" for sent, "in" for received, "play" for a frame the tunnel's
+// jitter buffer played; at_us is the time it left, arrived or played, in
+// microseconds since the Unix epoch, on this machine's clock.
 type tracer struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
@@ -309,8 +338,11 @@ type tracer struct {
 
 func (t *tracer) packet(p call.TracePacket) {
 	dir := "in"
-	if p.Out {
+	switch {
+	case p.Out:
 		dir = "out"
+	case p.Played:
+		dir = "play"
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -326,6 +358,29 @@ func (t *tracer) flush() error {
 		return fmt.Errorf("writing the trace: %w", t.err)
 	}
 	return t.w.Flush()
+}
+
+// tunnelTickets gets the client's tunnel tickets, keeping the URLs of one
+// carrier (--carrier) unless it is "any".
+func tunnelTickets(c *client.Client, carrier string) func(context.Context) (*tunnel.Ticket, error) {
+	return func(ctx context.Context) (*tunnel.Ticket, error) {
+		t, err := c.TunnelTicket(ctx)
+		if err != nil || carrier == "any" {
+			return t, err
+		}
+		scheme := map[string]string{"websocket": "ws", "webtransport": "https"}[carrier]
+		var keep []string
+		for _, u := range t.URLs {
+			if s, _, _ := strings.Cut(u, "://"); s == scheme || s == scheme+"s" && carrier == "websocket" {
+				keep = append(keep, u)
+			}
+		}
+		if len(keep) == 0 {
+			return nil, fmt.Errorf("--carrier %s: the server offers no %s carrier", carrier, carrier)
+		}
+		t.URLs = keep
+		return t, nil
+	}
 }
 
 // phoneRun is a connected client with a Phone.
@@ -363,7 +418,8 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 		s.stop()
 		return nil, err
 	}
-	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring}
+	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: o.path,
+		Tunnel: &call.TunnelConfig{Ticket: tunnelTickets(c, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial}}
 	if e.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -481,8 +537,18 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 		}()
 	}
 	interrupted := ctx.Done()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	switches := 0
 	for {
 		select {
+		case <-poll.C:
+			if t := cl.Stats().Tunnel; t != nil {
+				for _, sw := range t.Switches[min(switches, len(t.Switches)):] {
+					fmt.Fprintf(s.e.stdout, "path: %s → %s (%s)\n", sw.From, orNone(sw.To), sw.Reason)
+				}
+				switches = len(t.Switches)
+			}
 		case <-connected:
 			connected = nil
 			st := cl.Stats()
@@ -514,11 +580,20 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 	}
 }
 
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
 // pathName says which way the media goes: "direct", "relay over udp" (our
 // leg to the TURN relay), "the other side's relay", or the candidate types.
 func pathName(st call.Stats) string {
 	local, remote, _ := strings.Cut(st.Path, "/")
 	switch {
+	case st.Tunnel != nil:
+		return "tunnel over " + strings.TrimPrefix(st.Path, "tunnel/")
 	case st.Path == "":
 		return "path unknown"
 	case st.Path == "host/host":
@@ -574,6 +649,13 @@ func finish(e *env, cl *call.Call, st call.Stats, err error, closeMedia func() e
 			fmt.Fprintf(e.stdout, "hung up after %.1fs\n", st.Duration.Seconds())
 		}
 		fmt.Fprintf(e.stdout, "packets: sent %d, received %d, lost %d\n", st.Sent, st.Received, st.Lost)
+		if t := st.Tunnel; t != nil {
+			j, snd := t.Jitter, t.Sender
+			fmt.Fprintf(e.stdout, "jitter buffer: played %d, repaired %d, concealed %d, late %d, longest gap %v, delay %v (at most %v)\n",
+				j.Played, j.Repaired, j.Concealed, j.Late, j.LongestGap, j.TargetDelay, j.MaxTargetDelay)
+			fmt.Fprintf(e.stdout, "sender: redundancy %d, %d frames a packet, bitrate it would choose %d bit/s; %d carrier switches\n",
+				snd.Depth, snd.FramesPerPacket, snd.Bitrate, len(t.Switches))
+		}
 	}
 	return err
 }
