@@ -75,13 +75,15 @@ type tunnelLeg struct {
 	start  time.Time
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards the fields below and snd and jb
-	snd     *audio.Sender
-	jb      *audio.JitterBuffer
-	seq     uint64 // of the next frame we send
-	carrier string // the link's carrier when the last frame was sent
-	gone    bool   // the other device left the room
-	first   bool   // a frame has arrived
+	mu  sync.Mutex // guards the fields below and snd and jb
+	snd *audio.Sender
+	jb  *audio.JitterBuffer
+	seq uint64 // of the next frame we send
+	// the jitter buffer's counts at the last loss report (run's goroutine only)
+	lastPlayed, lastConcealed int
+	carrier                   string // the link's carrier when the last frame was sent
+	gone                      bool   // the other device left the room
+	first                     bool   // a frame has arrived
 }
 
 // acceptTunnel answers a tunnel-only offer: it derives the keys, opens the
@@ -189,6 +191,7 @@ func (l *tunnelLeg) run(ctx context.Context) {
 	tick := time.NewTicker(frameDuration)
 	defer tick.Stop()
 	var left <-chan time.Time
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -212,7 +215,28 @@ func (l *tunnelLeg) run(ctx context.Context) {
 			l.receive(b)
 		case now := <-tick.C:
 			l.playout(now)
+			if ticks++; ticks%lossEvery == 0 {
+				l.reportLoss()
+			}
 		}
+	}
+}
+
+// lossEvery is how often, in frames, the leg tells the Link the share of
+// the frames it could not play: 1 s.
+const lossEvery = 50
+
+// reportLoss tells the Link what share of the frames due since the last
+// report the jitter buffer had to conceal: loss its repairs could not
+// make up for, a reason to try another carrier.
+func (l *tunnelLeg) reportLoss() {
+	l.mu.Lock()
+	js := l.jb.Stats()
+	l.mu.Unlock()
+	played, concealed := js.Played-l.lastPlayed, js.Concealed-l.lastConcealed
+	l.lastPlayed, l.lastConcealed = js.Played, js.Concealed
+	if due := played + concealed; due > lossEvery/2 {
+		l.link.ReportLoss(float64(concealed) / float64(due))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,16 +19,22 @@ import (
 var (
 	connectedLine = regexp.MustCompile(`(?m)^connected in (\S+) \(([^)]*)\)$`)
 	setupLine     = regexp.MustCompile(`(?m)^set-up time: (\S+)$`)
+	jitterLine    = regexp.MustCompile(`(?m)^jitter buffer: played (\d+), repaired (\d+), concealed (\d+), late \d+, longest gap (\S+), delay (\S+) \(at most (\S+)\)$`)
+	senderLine    = regexp.MustCompile(`(?m)^sender: redundancy (\d+), (\d+) frames a packet, bitrate it would choose (\d+) bit/s; (\d+) carrier switches$`)
 )
 
 // measureCall has a call b, both sending speech for cfg.CallDuration, and
-// fills in the call's part of res.
-func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *speech, res *Result) error {
+// fills in the call's part of res; flags go to parley call and answer
+// (--path, --carrier).
+func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *speech, res *Result, flags ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.CallDuration+3*time.Minute)
 	defer cancel()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	file := func(name string) string { return filepath.Join(dir, name) }
 
-	answer := b.command("answer", "--send", sp.bob, "--record", file("bob-heard.ogg"), "--trace", file("bob.trace"), "--wait", "2m")
+	answer := b.command(append([]string{"answer", "--send", sp.bob, "--record", file("bob-heard.ogg"), "--trace", file("bob.trace"), "--wait", "2m"}, flags...)...)
 	var bobOut lockedBuffer
 	answer.Stdout, answer.Stderr = &bobOut, &bobOut
 	if err := answer.Start(); err != nil {
@@ -46,8 +53,8 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		}
 	}
 
-	call := a.command("call", b.name, "--send", sp.alice, "--record", file("alice-heard.ogg"), "--trace", file("alice.trace"),
-		"--duration", cfg.CallDuration.String(), "--ring", "60s")
+	call := a.command(append([]string{"call", b.name, "--send", sp.alice, "--record", file("alice-heard.ogg"), "--trace", file("alice.trace"),
+		"--duration", cfg.CallDuration.String(), "--ring", "60s"}, flags...)...)
 	aliceOut, callErr := combined(ctx, call)
 	select {
 	case <-bobDone:
@@ -77,25 +84,34 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		res.Error = "connected, but no audio arrived"
 	}
 
-	aSent, aRecv, err := readTrace(file("alice.trace"))
+	at, err := readTrace(file("alice.trace"))
 	if err != nil {
 		return err
 	}
-	bSent, bRecv, err := readTrace(file("bob.trace"))
+	bt, err := readTrace(file("bob.trace"))
 	if err != nil {
 		return err
 	}
+	// The tunnel's receiver is observed (its jitter buffer traces what it
+	// played); WebRTC's in Go records whatever arrives, and is modelled.
+	observed := res.Tier == tierTunnel
 	var worst *heard
 	for _, d := range []struct {
 		name         string
 		sent, recv   []measure.Packet
+		played       []measure.Packet
 		until        time.Time
 		speech, work string
 	}{
-		{"alice→bob", aSent, bRecv, measure.End(bSent, bRecv), sp.alice, file("a2b")},
-		{"bob→alice", bSent, aRecv, measure.End(aSent, aRecv), sp.bob, file("b2a")},
+		{"alice→bob", at.Sent, bt.Received, bt.Played, measure.End(bt.Sent, bt.Received), sp.alice, file("a2b")},
+		{"bob→alice", bt.Sent, at.Received, at.Played, measure.End(at.Sent, at.Received), sp.bob, file("b2a")},
 	} {
-		h, err := listen(ctx, d.sent, d.recv, d.until, d.speech, d.work)
+		o := measure.Options{Until: d.until}
+		p := measure.Analyze(d.sent, d.recv, o)
+		if observed {
+			p = measure.Observe(d.sent, d.recv, d.played, o)
+		}
+		h, err := listen(ctx, p, d.speech, d.work)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
@@ -117,16 +133,47 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 	res.STOI = worst.stoi
 	res.BurstR = quality.BurstR(lostPattern(p.Heard))
 	res.R, res.MOS = eModel(p, res.BurstR)
+	if res.Tier == tierTunnel {
+		// The listener of the direction reported, and the other's sender.
+		listener, speaker := []byte(bobOut.String()), aliceOut
+		if worst.direction == "bob→alice" {
+			listener, speaker = speaker, listener
+		}
+		res.Jitter = jitterReport(listener, speaker, p.Sent)
+	}
 	return nil
 }
 
-func readTrace(path string) (sent, received []measure.Packet, err error) {
+// jitterReport reads what the listener's jitter buffer did and what the
+// speaker's sender chose from their output; sent is the frames sent.
+func jitterReport(listener, speaker []byte, sent int) *JitterReport {
+	j := jitterLine.FindSubmatch(listener)
+	snd := senderLine.FindSubmatch(speaker)
+	if j == nil || snd == nil || sent == 0 {
+		return nil
+	}
+	n := func(b []byte) float64 { v, _ := strconv.ParseFloat(string(b), 64); return v }
+	d := func(b []byte) float64 { v, _ := time.ParseDuration(string(b)); return ms(v) }
+	r := &JitterReport{
+		RepairedPct: 100 * n(j[2]) / float64(sent), ConcealedPct: 100 * n(j[3]) / float64(sent), LongestGapMs: d(j[4]), DelayMs: d(j[5]), MaxDelayMs: d(j[6]),
+		Redundancy: int(n(snd[1])), FramesPerPacket: int(n(snd[2])), Bitrate: int(n(snd[3])), Switches: int(n(snd[4])),
+	}
+	// Played counts the silence sent after the speech too: what was not
+	// concealed was played.
+	r.PlayedPct = max(0, 100-r.ConcealedPct)
+	if other := senderLine.FindSubmatch(listener); other != nil {
+		r.Switches += int(n(other[4]))
+	}
+	return r
+}
+
+func readTrace(path string) (measure.Trace, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return measure.Trace{}, err
 	}
 	defer f.Close()
-	return measure.ReadTrace(f)
+	return measure.ReadTraces(f)
 }
 
 // heard is what one direction of a call sounded like to its listener.
@@ -136,13 +183,12 @@ type heard struct {
 	stoi      float64
 }
 
-// listen models the listener of one direction and scores what it heard
-// against what was sent, in work (a folder it creates).
-func listen(ctx context.Context, sent, recv []measure.Packet, until time.Time, speech, work string) (*heard, error) {
+// listen scores what the listener of one direction heard (p) against what
+// was sent, in work (a folder it creates).
+func listen(ctx context.Context, p measure.Playout, speech, work string) (*heard, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
-	p := measure.Analyze(sent, recv, measure.Options{Until: until})
 	h := &heard{playout: p}
 	if p.Sent == 0 {
 		return h, nil
@@ -219,6 +265,8 @@ func pathName(cli string) string {
 		return "TURN (peer's)"
 	case cli == "relay":
 		return "TURN"
+	case strings.HasPrefix(cli, "tunnel over "):
+		return "tunnel/" + strings.TrimPrefix(cli, "tunnel over ")
 	}
 	return cli
 }

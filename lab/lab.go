@@ -86,6 +86,26 @@ type Result struct {
 	RegisterMs    float64 `json:"register_ms"`
 	RegisterError string  `json:"register_error,omitempty"`
 	Error         string  `json:"error,omitempty"`
+
+	// The tunnel tier's own report, of the listener in the direction
+	// reported: what its jitter buffer did, and what the other side's
+	// sender chose.
+	Jitter *JitterReport `json:"jitter,omitempty"`
+}
+
+// JitterReport is what a tunnelled call's receiver and sender did, as
+// "parley call" and "parley answer" print it.
+type JitterReport struct {
+	PlayedPct       float64 `json:"played_pct"`    // frames played (delivered or repaired), of those sent
+	RepairedPct     float64 `json:"repaired_pct"`  // frames played from a redundant copy, of those sent
+	ConcealedPct    float64 `json:"concealed_pct"` // slots concealed, of the frames sent
+	LongestGapMs    float64 `json:"longest_gap_ms"`
+	DelayMs         float64 `json:"delay_ms"`     // the buffer's target delay at the end
+	MaxDelayMs      float64 `json:"max_delay_ms"` // its highest target
+	Redundancy      int     `json:"redundancy"`   // the sender's depth at the end
+	FramesPerPacket int     `json:"frames_per_packet"`
+	Bitrate         int     `json:"bitrate"`  // what the sender would have set its encoder to, bit/s
+	Switches        int     `json:"switches"` // carrier switches, both sides
 }
 
 // Config is what to run.
@@ -116,6 +136,28 @@ type Config struct {
 	// the PATH; "none" leaves the browser tier out). The tier also needs
 	// parley-lab in Bin.
 	Chromium string
+	// NoTunnel leaves the tunnel tier (tier 2, "parley call --path
+	// tunnel") out.
+	NoTunnel bool
+}
+
+// The tiers, in the report's order.
+const (
+	tierWebRTC  = "webrtc-cli"
+	tierTunnel  = "tunnel-cli"
+	tierBrowser = "webrtc-browser"
+)
+
+// tiers lists the tiers cfg runs.
+func (cfg Config) tiers() []string {
+	t := []string{tierWebRTC}
+	if !cfg.NoTunnel {
+		t = append(t, tierTunnel)
+	}
+	if cfg.Chromium != "" {
+		t = append(t, tierBrowser)
+	}
+	return t
 }
 
 // Run runs the lab and returns one Result per profile and tier.
@@ -181,7 +223,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var out []Result
 	for _, name := range profiles {
-		var cli, web []Result
+		byTier := map[string][]Result{}
 		for i := range cfg.Runs {
 			fmt.Fprintf(cfg.Progress, "lab: %s, run %d of %d\n", name, i+1, cfg.Runs)
 			dir := filepath.Join(cfg.Work, fmt.Sprintf("%s-%d", name, i+1))
@@ -193,22 +235,20 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 				// One profile's trouble must not cost the others: it is
 				// reported as a run that did not connect, with the reason.
 				fmt.Fprintf(cfg.Progress, "lab: %s: %v\n", name, err)
-				rs = []Result{{Profile: name, Tier: "webrtc-cli", Runs: 1, Error: firstLine(err.Error())}}
-				if cfg.Chromium != "" {
-					rs = append(rs, Result{Profile: name, Tier: "webrtc-browser", Runs: 1, Error: firstLine(err.Error())})
+				rs = nil
+				for _, tier := range cfg.tiers() {
+					rs = append(rs, Result{Profile: name, Tier: tier, Runs: 1, Error: firstLine(err.Error())})
 				}
 			}
 			for _, r := range rs {
 				fmt.Fprintf(cfg.Progress, "lab: %s, %s: %s\n", name, r.Tier, summary(r))
-			}
-			cli = append(cli, rs[0])
-			if len(rs) > 1 {
-				web = append(web, rs[1])
+				byTier[r.Tier] = append(byTier[r.Tier], r)
 			}
 		}
-		out = append(out, median(cli))
-		if len(web) > 0 {
-			out = append(out, median(web))
+		for _, tier := range cfg.tiers() {
+			if runs := byTier[tier]; len(runs) > 0 {
+				out = append(out, median(runs))
+			}
 		}
 	}
 	return out, nil
@@ -269,6 +309,29 @@ func median(runs []Result) Result {
 	r.STOI = med(func(x Result) float64 { return x.STOI })
 	r.BurstR = med(func(x Result) float64 { return x.BurstR })
 	r.CallSeconds = med(func(x Result) float64 { return x.CallSeconds })
+	if r.Jitter != nil {
+		var js []Result
+		for _, x := range calls {
+			if x.Jitter != nil {
+				js = append(js, x)
+			}
+		}
+		jm := func(f func(*JitterReport) float64) float64 {
+			return medianOf(js, func(x Result) float64 { return f(x.Jitter) })
+		}
+		r.Jitter = &JitterReport{
+			PlayedPct:       jm(func(j *JitterReport) float64 { return j.PlayedPct }),
+			RepairedPct:     jm(func(j *JitterReport) float64 { return j.RepairedPct }),
+			ConcealedPct:    jm(func(j *JitterReport) float64 { return j.ConcealedPct }),
+			LongestGapMs:    jm(func(j *JitterReport) float64 { return j.LongestGapMs }),
+			DelayMs:         jm(func(j *JitterReport) float64 { return j.DelayMs }),
+			MaxDelayMs:      jm(func(j *JitterReport) float64 { return j.MaxDelayMs }),
+			Redundancy:      int(jm(func(j *JitterReport) float64 { return float64(j.Redundancy) })),
+			FramesPerPacket: int(jm(func(j *JitterReport) float64 { return float64(j.FramesPerPacket) })),
+			Bitrate:         int(jm(func(j *JitterReport) float64 { return float64(j.Bitrate) })),
+			Switches:        int(jm(func(j *JitterReport) float64 { return float64(j.Switches) })),
+		}
+	}
 	all := func(f func(Result) float64) float64 { return medianOf(runs, f) }
 	r.MessageDeliveryMs = all(func(x Result) float64 { return x.MessageDeliveryMs })
 	r.MessageDeliveryP95Ms = all(func(x Result) float64 { return x.MessageDeliveryP95Ms })

@@ -50,8 +50,27 @@ func TestLab(t *testing.T) {
 		if _, ok := byTier["webrtc-browser"][p]; browsers && !ok {
 			t.Errorf("no browser result for %s", p)
 		}
+		if _, ok := byTier["tunnel-cli"][p]; !ok {
+			t.Errorf("no tunnel result for %s", p)
+		}
 	}
 	checkGoodCall(t, byTier["webrtc-cli"]["clean"])
+	checkGoodCall(t, byTier["tunnel-cli"]["clean"])
+	// The tunnel is for the networks that block WebRTC's UDP: there it
+	// must connect, over its WebSocket (under stun-dpi it may start on
+	// WebTransport and leave it once it sees the throttled flow's loss).
+	for _, p := range []string{"udp-blocked", "stun-dpi"} {
+		if r := byTier["tunnel-cli"][p]; !r.Connected || r.Jitter == nil || r.Path != "tunnel/websocket" {
+			t.Errorf("%s, tunnel: %+v, want a call that ends on the WebSocket", p, r)
+		}
+	}
+	if r := byTier["tunnel-cli"]["udp-blocked"]; r.FramesPlayedPct < 90 {
+		t.Errorf("udp-blocked, tunnel: %.1f%% of the frames played, want ≥ 90%%", r.FramesPlayedPct)
+	}
+	// Redundancy repairs random loss the WebRTC tier loses.
+	if tun, rtc := byTier["tunnel-cli"]["loss-10"], byTier["webrtc-cli"]["loss-10"]; tun.Connected && rtc.Connected && tun.FramesPlayedPct < rtc.FramesPlayedPct {
+		t.Errorf("loss-10: the tunnel played %.1f%%, WebRTC %.1f%%: the redundancy repaired nothing", tun.FramesPlayedPct, rtc.FramesPlayedPct)
+	}
 	if browsers {
 		// Chromium's playout suffers from a busy machine (make test runs
 		// other packages beside this one): looser than the CLI's.
@@ -77,10 +96,11 @@ func TestLabHost(t *testing.T) {
 	}
 	needTools(t)
 	results := runLab(t, Config{Bin: buildBinaries(t), Profiles: []string{"clean"}, CallDuration: 4 * time.Second, Messages: 10, Chromium: "none"})
-	if len(results) != 1 || results[0].Network != "host" {
+	if len(results) != 2 || results[0].Network != "host" || results[1].Tier != "tunnel-cli" {
 		t.Fatalf("results: %+v", results)
 	}
 	checkGoodCall(t, results[0])
+	checkGoodCall(t, results[1])
 	if _, err := Run(context.Background(), Config{Bin: buildBinaries(t), Profiles: []string{"loss-10"}}); err == nil || !strings.Contains(err.Error(), "root") {
 		t.Errorf("loss-10 without root: %v, want an error saying it needs root", err)
 	}
@@ -88,8 +108,12 @@ func TestLabHost(t *testing.T) {
 
 func checkGoodCall(t *testing.T, r Result) {
 	t.Helper()
-	if !r.Connected || r.Path != "direct" || r.SetupMs <= 0 || r.SetupMs > 3000 {
-		t.Errorf("clean: %+v, want a direct call set up within 3 s", r)
+	want := "direct"
+	if r.Tier == "tunnel-cli" {
+		want = "tunnel/webtransport" // UDP gets through: QUIC datagrams
+	}
+	if !r.Connected || r.Path != want || r.SetupMs <= 0 || r.SetupMs > 3000 {
+		t.Errorf("clean, %s: %+v, want a call %s set up within 3 s", r.Tier, r, want)
 	}
 	if r.FramesPlayedPct < 98 || r.LongestGapMs > 60 || r.MOS < 4.0 || r.STOI < 0.85 {
 		t.Errorf("clean: played %.1f%%, gap %.0f ms, MOS %.2f, STOI %.2f; want ≥ 98%%, ≤ 60 ms, ≥ 4.0, ≥ 0.85",

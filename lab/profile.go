@@ -40,7 +40,7 @@ type server struct {
 // runProfile measures one run of one profile, in dir: the CLI tier, and
 // the browser tier if there is a browser.
 func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech) ([]Result, error) {
-	res := Result{Profile: profile, Tier: "webrtc-cli", Runs: 1}
+	res := Result{Profile: profile, Tier: tierWebRTC, Runs: 1}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -90,10 +90,18 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	}
 	res.MessageDeliveryMs, res.MessageDeliveryP95Ms = ms(m.median), ms(m.p95)
 	res.MessagesLost, res.MessagesDuplicated = m.lost, m.duplicated
+	tun := res // the same messaging figures
 	if err := measureCall(ctx, cfg, users[0], users[1], dir, sp, &res); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	out := []Result{res}
+	if !cfg.NoTunnel {
+		tun.Tier = tierTunnel
+		if err := measureCall(ctx, cfg, users[0], users[1], filepath.Join(dir, "tunnel"), sp, &tun, tunnelFlags(profile)...); err != nil {
+			return nil, fmt.Errorf("tunnel call: %w", err)
+		}
+		out = append(out, tun)
+	}
 	if br != nil {
 		web, err := br.call(ctx, cfg)
 		if err != nil {
@@ -107,6 +115,17 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 		out = append(out, web)
 	}
 	return out, nil
+}
+
+// tunnelFlags are parley call's flags for the tunnel tier. Under
+// tcp-freeze-16k UDP is open, and the tunnel would take WebTransport and
+// never meet the freeze; it is made to use its WebSocket there, whose
+// flows the profile freezes.
+func tunnelFlags(profile string) []string {
+	if profile == "tcp-freeze-16k" {
+		return []string{"--path", "tunnel", "--carrier", "websocket"}
+	}
+	return []string{"--path", "tunnel"}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -73,11 +73,29 @@ func markdown(info ReportInfo, results []Result) []byte {
 			r.Profile, r.Tier, connected, r.Path, r.SetupMs, r.FramesPlayedPct, r.FramesLostPct, r.FramesLatePct, r.LongestGapMs, r.AddedDelayMs,
 			r.MOS, r.STOI, r.MessageDeliveryMs, r.MessageDeliveryP95Ms, r.MessagesLost, r.MessagesDuplicated, reg)
 	}
+	var tunnel []Result
+	for _, r := range results {
+		if r.Jitter != nil && r.ConnectedRuns > 0 {
+			tunnel = append(tunnel, r)
+		}
+	}
+	if len(tunnel) > 0 {
+		b.WriteString("\nThe tunnel's own report (its receiver's jitter buffer in the direction above, the other side's sender):\n\n")
+		b.WriteString("| profile | carrier | played % | repaired % | concealed % | longest gap ms | buffer delay ms (end / max) | redundancy | frames a packet | bitrate chosen | carrier switches |\n")
+		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, r := range tunnel {
+			j := r.Jitter
+			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f / %.0f | %d | %d | %d | %d |\n",
+				r.Profile, strings.TrimPrefix(r.Path, "tunnel/"), j.PlayedPct, j.RepairedPct, j.ConcealedPct, j.LongestGapMs,
+				j.DelayMs, j.MaxDelayMs, j.Redundancy, j.FramesPerPacket, j.Bitrate, j.Switches)
+		}
+	}
 	b.WriteString(`
 How to read it:
 - **connected**: in how many runs the call's media came up; the call figures are the medians of those runs (a run that
   failed outright shows its reason).
-- **path**: how the call's media went, as ICE chose it: direct, or through parleyd's TURN relay over UDP, TCP or TLS.
+- **path**: how the call's media went, as ICE chose it: direct, or through parleyd's TURN relay over UDP, TCP or TLS;
+  for the tunnel, the carrier it ended on (webtransport: QUIC datagrams; websocket: TCP).
 - **set-up**: from dialling to the first audio packet received by the caller.
 - **frames played**: the share of the frames sent that a listener would have played, with a playout delay set to the
   95th percentile of the call's one-way delays (20 ms to 1 s); the rest never came (lost) or came too late. The
@@ -93,6 +111,12 @@ How to read it:
   web client in headless Chromium: its figures are WebRTC's own statistics (samples concealed, the jitter buffer's
   delay plus half the round trip) and STOI is of what Chromium would have played (scored in 1 s windows, since its
   jitter buffer stretches time; it also carries Chromium's own audio processing and encoder, so read browser rows against each other).
+  tunnel-cli is ` + "`parley call --path tunnel`" + ` (both sides): tier 2, the audio through parleyd's call tunnel. Its
+  listener is observed, not modelled: "frames played" are those its own adaptive jitter buffer played (first copies and
+  repairs from the redundant copies of later packets), "playout delay" the median from sending a frame to playing it,
+  and STOI is of the speech made of those frames. The second table is that jitter buffer's own report, with what the
+  other side's sender chose. Under tcp-freeze-16k the tunnel is made to use its WebSocket (` + "`--carrier websocket`" + `):
+  with UDP open it would take WebTransport and never meet the freeze.
 - **registering**: a new user registering under the profile (the two who call and write registered before it was
   turned on), within the run's time limit (90 s by default).
 - **messages**: from typing a line into ` + "`parley chat`" + ` to the recipient's ` + "`parley recv`" + ` printing it, between CLI
@@ -121,12 +145,13 @@ func chart(results []Result) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#fff"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">Call quality per censor profile (tier 1, WebRTC)</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">Call quality per censor profile and tier</text>`+"\n", left)
 	fmt.Fprintf(&b, `<rect x="%d" y="30" width="12" height="10" fill="#3461e0"/><text x="%d" y="39">MOS (E-model, 1 to 4.5)</text>`+"\n", left, left+16)
 	fmt.Fprintf(&b, `<rect x="%d" y="30" width="12" height="10" fill="#1d8a4e"/><text x="%d" y="39">STOI (of 1)</text>`+"\n", left+190, left+206)
 	for i, r := range results {
 		y := top + i*rowH
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-10, y+22, html.EscapeString(r.Profile))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-10, y+16, html.EscapeString(r.Profile))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="#666" font-size="11">%s</text>`+"\n", left-10, y+31, html.EscapeString(r.Tier))
 		if r.ConnectedRuns == 0 {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#c4312b" font-weight="bold">did not connect</text>`+"\n", left+4, y+22)
 			continue

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,17 +64,19 @@ type Link struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	mu       sync.Mutex
-	active   *carrier
-	spare    *carrier
-	dialing  bool
-	nextDial time.Time // after a failed dial, not before
-	ticket   *Ticket
-	switches []Switch
-	n        int           // carriers opened
-	learned  int64         // downstream bytes a flow carried before the network froze it
-	freeze   time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
-	closed   bool
+	mu         sync.Mutex
+	active     *carrier
+	spare      *carrier
+	dialing    bool
+	nextDial   time.Time // after a failed dial, not before
+	ticket     *Ticket
+	switches   []Switch
+	n          int                  // carriers opened
+	learned    map[string]int64     // by carrier kind: downstream bytes a flow carried before the network froze it
+	bad        map[string]time.Time // by carrier kind: left for loss, not to be used again until then
+	lastSwitch time.Time
+	freeze     time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
+	closed     bool
 
 	sent, dropped atomic.Int64
 }
@@ -83,17 +84,16 @@ type Link struct {
 // carrier is one open carrier with its bookkeeping.
 type carrier struct {
 	Carrier
-	name      string
-	out       chan []byte
-	heard     atomic.Int64 // unix ns of the last message from the server
-	opened    time.Time
-	rtt       atomic.Int64 // ns, of the last pong
-	suspect   atomic.Bool  // taken for frozen: if anything comes on it, it was only slow
-	unlearn   int64        // with suspect: Link.learned before, plus 1 (guarded by Link.mu)
-	bytesIn   atomic.Int64 // downstream bytes
-	pingNonce atomic.Uint64
-	pingSent  atomic.Int64
-	stop      context.CancelFunc
+	name    string
+	out     chan []byte
+	heard   atomic.Int64 // unix ns of the last message from the server
+	opened  time.Time
+	rtt     atomic.Int64 // ns, smoothed (RFC 6298's SRTT) over the pongs
+	suspect atomic.Bool  // taken for frozen: if anything comes on it, it was only slow
+	unlearn int64        // with suspect: Link.learned[Kind()] before, plus 1 (guarded by Link.mu)
+	bytesIn atomic.Int64 // downstream bytes
+	pings   pingLog
+	stop    context.CancelFunc
 }
 
 // Errors of a Link.
@@ -115,7 +115,8 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lctx, stop := context.WithCancel(context.Background())
-	l := &Link{cfg: cfg, log: log, media: make(chan []byte, 64), peer: make(chan bool, 8), ctx: lctx, stop: stop, freeze: cfg.FreezeAfter}
+	l := &Link{cfg: cfg, log: log, media: make(chan []byte, 64), peer: make(chan bool, 8), ctx: lctx, stop: stop, freeze: cfg.FreezeAfter,
+		learned: map[string]int64{}, bad: map[string]time.Time{}}
 	c, err := l.open(ctx, "")
 	if err != nil {
 		stop()
@@ -182,6 +183,25 @@ func (l *Link) RTT() time.Duration {
 	return time.Duration(l.active.rtt.Load())
 }
 
+// ReportLoss tells the Link the share of the media that arrived too late
+// or not at all, after repair, over the last seconds (the call's jitter
+// buffer knows). When it is lossyLoss or more, and the spare is of
+// another kind, the Link moves to the spare and does not use this kind
+// again for badFor: a censor throttling UDP flows makes QUIC datagrams
+// worse than TCP, which the redundancy cannot repair.
+func (l *Link) ReportLoss(loss float64) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, s := l.active, l.spare
+	if loss < lossyLoss || a == nil || s == nil || s.Kind() == a.Kind() || now.Sub(l.lastSwitch) < lossHold ||
+		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
+		return
+	}
+	l.bad[a.Kind()] = now.Add(badFor)
+	l.promote(fmt.Sprintf("%s lossy: %.0f%% of the media lost after repair", a.name, 100*loss), false)
+}
+
 // Switches returns the moves made so far.
 func (l *Link) Switches() []Switch {
 	l.mu.Lock()
@@ -213,7 +233,9 @@ func (l *Link) Close() {
 // preferWait after it (WebTransport comes first: its datagrams carry media
 // without TCP's head-of-line blocking). Unless avoid is "", a carrier of
 // another kind than avoid is preferred in the same way, so that a spare
-// does not share the active carrier's fate. The losers are closed.
+// does not share the active carrier's fate. A carrier that joins later
+// still becomes the spare if there is none and it is of another kind than
+// the active one (the watch may then move up to it); the others close.
 func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 	t, err := l.freshTicket(ctx)
 	if err != nil {
@@ -224,8 +246,8 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 		c   *carrier
 		err error
 	}
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
+	// Not bounded by ctx: a carrier that joins after the choice may serve.
+	dctx, cancel := context.WithTimeout(l.ctx, dialTimeout)
 	results := make(chan result, len(t.URLs))
 	for i, u := range t.URLs {
 		go func() {
@@ -242,14 +264,15 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 	var best *result
 	var errs []error
 	var grace <-chan time.Time
-	for n := 0; n < len(t.URLs); {
+	n := 0
+wait:
+	for n < len(t.URLs) && (best == nil || rank(*best) > 0) {
 		select {
 		case r := <-results:
 			n++
 			switch {
 			case r.err != nil:
 				errs = append(errs, r.err)
-				continue
 			case best == nil:
 				best = &r
 				grace = time.After(preferWait)
@@ -259,30 +282,57 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 			default:
 				r.c.close()
 			}
-			if rank(*best) == 0 {
-				n = len(t.URLs) // none can beat it
-			}
-			continue
 		case <-grace:
+			break wait
+		case <-ctx.Done():
+			break wait
 		}
-		break
 	}
-	if best == nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoCarrier, errors.Join(errs...))
-	}
-	go func() { // close the carriers that join after the choice
-		for {
-			select {
-			case r := <-results:
-				if r.c != nil {
-					r.c.close()
-				}
-			case <-dctx.Done():
-				return
+	go func() { // the carriers that join after the choice
+		defer cancel()
+		for ; n < len(t.URLs); n++ {
+			if r := <-results; r.c != nil && !l.offerSpare(r.c) {
+				r.c.close()
 			}
 		}
 	}()
+	if best == nil {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrNoCarrier, errors.Join(errs...))
+	}
 	return best.c, nil
+}
+
+// offerSpare keeps c, which joined late, as the spare if there is none
+// and it is of another kind than the active carrier.
+func (l *Link) offerSpare(c *carrier) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.spare != nil || l.dialing || l.active == nil || l.active.Kind() == c.Kind() {
+		return false
+	}
+	l.spare = c
+	return true
+}
+
+// Path quality: a carrier that loses lossyLoss of the media after repair
+// is left for a spare of another kind, and that kind is not used again for
+// badFor; after a switch, the next for loss or for a better kind waits
+// lossHold.
+const (
+	lossyLoss = 0.1
+	lossHold  = 5 * time.Second
+	badFor    = time.Minute
+)
+
+// kindRank orders the carriers by preference: WebTransport first.
+func kindRank(kind string) int {
+	if kind == "webtransport" {
+		return 0
+	}
+	return 1
 }
 
 // Dialling: how long a carrier may take to join, and how long a better
@@ -329,8 +379,14 @@ func (l *Link) dialOne(ctx context.Context, u string, t *Ticket) (*carrier, erro
 		return nil, err
 	}
 	l.mu.Lock()
+	if l.closed { // no goroutines may start once Close waits for them
+		l.mu.Unlock()
+		cc.Close()
+		return nil, ErrClosed
+	}
 	l.n++
 	name := fmt.Sprintf("%s#%d", cc.Kind(), l.n)
+	l.wg.Add(2)
 	l.mu.Unlock()
 	cctx, stop := context.WithCancel(l.ctx)
 	c := &carrier{Carrier: cc, name: name, out: make(chan []byte, 8), opened: time.Now(), stop: stop}
@@ -338,7 +394,6 @@ func (l *Link) dialOne(ctx context.Context, u string, t *Ticket) (*carrier, erro
 	if len(msg) == 2 && msg[1] == 1 {
 		l.notePeer(true)
 	}
-	l.wg.Add(2)
 	go l.read(cctx, c)
 	go l.write(cctx, c)
 	l.log.Debug("tunnel carrier open", "carrier", name, "url", u)
@@ -381,8 +436,14 @@ func (l *Link) read(ctx context.Context, c *carrier) {
 			default:
 			}
 		case MsgPong:
-			if n, err := ParsePing(msg); err == nil && n == c.pingNonce.Load() {
-				c.rtt.Store(time.Now().UnixNano() - c.pingSent.Load())
+			if n, err := ParsePing(msg); err == nil {
+				if rtt, ok := c.pings.pong(n, time.Now()); ok {
+					old := time.Duration(c.rtt.Load())
+					if old == 0 {
+						old = rtt
+					}
+					c.rtt.Store(int64(old - old/8 + rtt/8))
+				}
 			}
 		case MsgPeer:
 			l.notePeer(len(msg) == 2 && msg[1] == 1)
@@ -447,6 +508,7 @@ func (l *Link) promote(reason string, replay bool) {
 		}
 	}
 	l.switches = append(l.switches, sw)
+	l.lastSwitch = sw.At
 	l.log.Info("tunnel carrier switched", "from", sw.From, "to", sw.To, "reason", reason)
 	if old != nil && !replay { // what the server sent before our Select may still arrive
 		time.AfterFunc(time.Second, old.close)
@@ -462,9 +524,9 @@ func (l *Link) promote(reason string, replay bool) {
 // a carrier for frozen. Called with l.mu held.
 func (l *Link) watchFrozen(c *carrier) {
 	c.suspect.Store(true)
-	if rx := c.bytesIn.Load(); rx > 0 && time.Since(c.opened) < time.Minute {
-		c.unlearn = l.learned + 1 // to restore if it was only slow (0 means none)
-		l.learned = rx
+	if rx := c.bytesIn.Load(); rx >= minLearn && time.Since(c.opened) < time.Minute {
+		c.unlearn = l.learned[c.Kind()] + 1 // to restore if it was only slow (0 means none)
+		l.learned[c.Kind()] = rx
 	}
 	time.AfterFunc(confirmWait, func() {
 		c.suspect.Store(false)
@@ -477,7 +539,7 @@ func (l *Link) revived(c *carrier) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c.unlearn > 0 {
-		l.learned = c.unlearn - 1
+		l.learned[c.Kind()] = c.unlearn - 1
 	}
 	l.freeze = min(l.freeze*3/2, maxFreezeAfter)
 	l.log.Info("tunnel carrier was slow, not frozen", "carrier", c.name, "freeze_after", l.freeze)
@@ -485,9 +547,12 @@ func (l *Link) revived(c *carrier) {
 
 // Confirming a freeze: how long a carrier taken for frozen is watched,
 // and the most FreezeAfter grows to when carriers turn out only slow.
+// A flow that froze after less than minLearn bytes says nothing about a
+// byte limit (it was a spare, or froze at once).
 const (
 	confirmWait    = 2 * time.Second
 	maxFreezeAfter = time.Second
+	minLearn       = 4096
 )
 
 // watch pings the carriers, detects a frozen active carrier, rotates a
@@ -508,14 +573,23 @@ func (l *Link) watch() {
 		now := time.Now()
 		l.mu.Lock()
 		a, s := l.active, l.spare
+		var silent, freezeAfter time.Duration
+		if a != nil {
+			silent = now.Sub(time.Unix(0, a.heard.Load()))
+			// A slow path is not a frozen one: wait three round trips.
+			freezeAfter = max(l.freeze, 3*time.Duration(a.rtt.Load()))
+		}
 		switch {
-		case a != nil && now.Sub(time.Unix(0, a.heard.Load())) > l.freeze:
-			l.promote(fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, now.Sub(time.Unix(0, a.heard.Load())).Round(time.Millisecond)), true)
+		case a != nil && silent > freezeAfter:
+			l.promote(fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
 			l.watchFrozen(a)
-		case a != nil && s != nil && l.learned > 0 && a.bytesIn.Load() > l.learned*6/10:
-			l.promote(fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned), false)
+		case a != nil && s != nil && l.learned[a.Kind()] > 0 && a.bytesIn.Load() > l.learned[a.Kind()]*6/10:
+			l.promote(fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:
 			l.promote("no active carrier", true)
+		case a != nil && s != nil && kindRank(s.Kind()) < kindRank(a.Kind()) && now.After(l.bad[s.Kind()]) &&
+			now.Sub(l.lastSwitch) > lossHold && now.Sub(s.opened) > time.Second && now.Sub(time.Unix(0, s.heard.Load())) < 2*time.Second:
+			l.promote(fmt.Sprintf("up to %s: datagrams carry media without TCP's head-of-line blocking", s.name), false)
 		}
 		a, s = l.active, l.spare
 		needSpare := s == nil && !l.dialing && now.After(l.nextDial)
@@ -540,13 +614,42 @@ func (l *Link) watch() {
 }
 
 func (l *Link) ping(c *carrier) {
-	n := rand.Uint64()
-	c.pingNonce.Store(n)
-	c.pingSent.Store(time.Now().UnixNano())
+	n := c.pings.ping(time.Now())
 	select {
 	case c.out <- AppendPing(nil, MsgPing, n):
 	default:
 	}
+}
+
+// pingLog numbers a carrier's pings and matches their pongs, for the
+// round trip and the share of pings lost.
+type pingLog struct {
+	mu     sync.Mutex
+	next   uint64
+	sentAt [64]time.Time // by nonce % 64
+	got    [64]bool
+}
+
+func (p *pingLog) ping(now time.Time) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.next
+	p.next++
+	i := n % uint64(len(p.sentAt))
+	p.sentAt[i], p.got[i] = now, false
+	return n
+}
+
+// pong takes the pong of ping n and returns its round trip.
+func (p *pingLog) pong(n uint64, now time.Time) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := n % uint64(len(p.sentAt))
+	if n >= p.next || n+uint64(len(p.sentAt)) < p.next || p.got[i] {
+		return 0, false
+	}
+	p.got[i] = true
+	return now.Sub(p.sentAt[i]), true
 }
 
 func (l *Link) openSpare(avoid string) {

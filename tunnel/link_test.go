@@ -20,16 +20,30 @@ import (
 type freezable struct {
 	tunnel.Carrier
 	owner  parley.Address
+	kind   string // if set, what Kind says
 	frozen atomic.Bool
+	lossy  atomic.Bool // every other message from the server is lost
+	n      int
 }
 
 func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
 	for {
 		m, err := f.Carrier.Recv(ctx)
-		if err != nil || !f.frozen.Load() {
+		if err != nil {
+			return m, err
+		}
+		f.n++
+		if !f.frozen.Load() && !(f.lossy.Load() && f.n%2 == 0) {
 			return m, err
 		}
 	}
+}
+
+func (f *freezable) Kind() string {
+	if f.kind != "" {
+		return f.kind
+	}
+	return f.Carrier.Kind()
 }
 
 func (f *freezable) Send(ctx context.Context, m []byte) error {
@@ -45,6 +59,7 @@ type testNet struct {
 
 	mu       sync.Mutex
 	carriers []*freezable
+	kinds    []string // if set, what the Kind of each device's k-th carrier says ("" leaves it)
 }
 
 func newTestNet(t *testing.T) *testNet {
@@ -72,6 +87,9 @@ func (n *testNet) link(t *testing.T, addr parley.Address, room tunnel.RoomID) *t
 			}
 			f := &freezable{Carrier: c, owner: addr}
 			n.mu.Lock()
+			if k := n.opened(addr); k < len(n.kinds) {
+				f.kind = n.kinds[k]
+			}
 			n.carriers = append(n.carriers, f)
 			n.mu.Unlock()
 			return f, nil
@@ -82,6 +100,17 @@ func (n *testNet) link(t *testing.T, addr parley.Address, room tunnel.RoomID) *t
 	}
 	t.Cleanup(l.Close)
 	return l
+}
+
+// opened counts the carriers addr has opened. Called with n.mu held.
+func (n *testNet) opened(addr parley.Address) int {
+	k := 0
+	for _, c := range n.carriers {
+		if c.owner == addr {
+			k++
+		}
+	}
+	return k
 }
 
 func recvWithin(t *testing.T, l *tunnel.Link, d time.Duration) []byte {
@@ -351,5 +380,60 @@ func TestFifthCarrierReplacesOldest(t *testing.T) {
 	}
 	if m, err := cs[0].Recv(ctx); err != nil || tunnel.MsgType(m[0]) != tunnel.MsgPong {
 		t.Errorf("the active carrier answered a ping with %x, %v", m, err)
+	}
+}
+
+// TestLinkLeavesLossyCarrier: told that the media on its carrier (taken
+// for WebTransport) is lost after repair, the Link moves to the spare, a
+// WebSocket, and does not move back up while WebTransport is marked bad.
+func TestLinkLeavesLossyCarrier(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", "", "webtransport", "webtransport"}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{6})
+	if a.Path() != "webtransport" {
+		t.Fatalf("path %q", a.Path())
+	}
+	a.ReportLoss(0.05) // repairable: stays
+	waitFor(t, "a spare", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
+	})
+	time.Sleep(100 * time.Millisecond)
+	a.ReportLoss(0.05)
+	if a.Path() != "webtransport" {
+		t.Fatalf("moved for 5%% loss: %+v", a.Switches())
+	}
+	a.ReportLoss(0.5)
+	if a.Path() != "websocket" {
+		t.Fatalf("still on %s after 50%% loss; switches %+v", a.Path(), a.Switches())
+	}
+	time.Sleep(2500 * time.Millisecond) // a WebTransport spare opens; the Link must not move up to it
+	sw := a.Switches()
+	if len(sw) != 1 || !strings.Contains(sw[0].Reason, "lossy: 50%") || a.Path() != "websocket" {
+		t.Errorf("switches %+v, want one for loss", sw)
+	}
+}
+
+// TestLinkMovesUp: started on a WebSocket, the Link moves up to a spare
+// that is WebTransport once it has been up a second.
+func TestLinkMovesUp(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"", "webtransport"}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{7})
+	waitFor(t, "the move up", func() bool { return a.Path() == "webtransport" })
+	if sw := a.Switches(); len(sw) != 1 || !strings.Contains(sw[0].Reason, "up to webtransport#2") {
+		t.Errorf("switches %+v", sw)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(8 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 8 s", what)
+		}
 	}
 }

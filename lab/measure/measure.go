@@ -55,8 +55,22 @@ func End(sent, received []Packet) time.Time {
 }
 
 // ReadTrace reads a --trace file: the packets sent and those received, in
-// file order.
+// file order (leaving out the frames played, see ReadPlayed).
 func ReadTrace(r io.Reader) (sent, received []Packet, err error) {
+	t, err := ReadTraces(r)
+	return t.Sent, t.Received, err
+}
+
+// Trace is a --trace file: the packets sent ("out"), received ("in") and,
+// for a tunnelled call, the frames its jitter buffer played ("play", at
+// the moment it played them), each in file order.
+type Trace struct {
+	Sent, Received, Played []Packet
+}
+
+// ReadTraces reads a --trace file.
+func ReadTraces(r io.Reader) (Trace, error) {
+	var t Trace
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		var l struct {
@@ -67,22 +81,24 @@ func ReadTrace(r io.Reader) (sent, received []Packet, err error) {
 			At   int64  `json:"at_us"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, nil, fmt.Errorf("trace line %d: %w", n, err)
+			return t, fmt.Errorf("trace line %d: %w", n, err)
 		}
 		if l.Seq == nil || *l.Seq < 0 || *l.Seq > 0xFFFF || l.At <= 0 {
-			return nil, nil, fmt.Errorf("trace line %d: no valid seq or at_us", n)
+			return t, fmt.Errorf("trace line %d: no valid seq or at_us", n)
 		}
 		p := Packet{Seq: uint16(*l.Seq), Timestamp: l.TS, Size: l.Size, At: time.UnixMicro(l.At)}
 		switch l.Dir {
 		case "out":
-			sent = append(sent, p)
+			t.Sent = append(t.Sent, p)
 		case "in":
-			received = append(received, p)
+			t.Received = append(t.Received, p)
+		case "play":
+			t.Played = append(t.Played, p)
 		default:
-			return nil, nil, fmt.Errorf("trace line %d: dir %q, want out or in", n, l.Dir)
+			return t, fmt.Errorf("trace line %d: dir %q, want out, in or play", n, l.Dir)
 		}
 	}
-	return sent, received, sc.Err()
+	return t, sc.Err()
 }
 
 // Options tune the receiver model.
@@ -126,6 +142,68 @@ type Playout struct {
 // Analyze models the receiver of the packets sent, of which received
 // arrived.
 func Analyze(sent, received []Packet, o Options) Playout {
+	o.defaults()
+	sent = o.cut(sent)
+	p := Playout{Sent: len(sent), Heard: make([]bool, len(sent))}
+	if len(sent) == 0 {
+		return p
+	}
+	arrival, delays := p.arrivals(sent, received)
+	if len(delays) > 0 {
+		p.Delay = min(max(percentile(delays, o.Percentile), o.MinDelay), o.MaxDelay)
+	}
+	for i, s := range sent {
+		switch {
+		case arrival[i].IsZero():
+		case arrival[i].Sub(s.At) <= p.Delay:
+			p.Heard[i] = true
+			p.Played++
+		default:
+			p.Late++
+		}
+	}
+	p.finish(sent)
+	return p
+}
+
+// Observe is Analyze for a receiver whose playout is known: played are the
+// frames its jitter buffer played, when it played them (a tunnelled call's
+// "play" trace). A frame that arrived and was not played came too late for
+// it. The playout delay is the median, over the frames played, of the time
+// from sending a frame to playing it.
+func Observe(sent, received, played []Packet, o Options) Playout {
+	o.defaults()
+	sent = o.cut(sent)
+	p := Playout{Sent: len(sent), Heard: make([]bool, len(sent))}
+	if len(sent) == 0 {
+		return p
+	}
+	arrival, _ := p.arrivals(sent, received)
+	index := p.index(sent)
+	var delays []time.Duration
+	for _, r := range played {
+		i, ok := index[r.Seq]
+		if !ok || r.Timestamp != sent[i].Timestamp || p.Heard[i] {
+			continue
+		}
+		p.Heard[i] = true
+		p.Played++
+		delays = append(delays, r.At.Sub(sent[i].At))
+	}
+	for i := range sent {
+		if !p.Heard[i] && !arrival[i].IsZero() {
+			p.Late++
+		}
+	}
+	if len(delays) > 0 {
+		slices.Sort(delays)
+		p.Delay = percentile(delays, 50)
+	}
+	p.finish(sent)
+	return p
+}
+
+func (o *Options) defaults() {
 	if o.MinDelay <= 0 {
 		o.MinDelay = 20 * time.Millisecond
 	}
@@ -135,21 +213,34 @@ func Analyze(sent, received []Packet, o Options) Playout {
 	if o.Percentile <= 0 || o.Percentile > 100 {
 		o.Percentile = 95
 	}
-	if !o.Until.IsZero() {
-		n := len(sent)
-		for n > 0 && sent[n-1].At.After(o.Until) {
-			n--
-		}
-		sent = sent[:n]
+}
+
+// cut leaves out the packets sent after o.Until.
+func (o *Options) cut(sent []Packet) []Packet {
+	if o.Until.IsZero() {
+		return sent
 	}
-	p := Playout{Sent: len(sent), Heard: make([]bool, len(sent))}
-	if len(sent) == 0 {
-		return p
+	n := len(sent)
+	for n > 0 && sent[n-1].At.After(o.Until) {
+		n--
 	}
-	index := make(map[uint16]int, len(sent)) // seq → position in sent
+	return sent[:n]
+}
+
+// index maps the sequence numbers of sent to their positions.
+func (p *Playout) index(sent []Packet) map[uint16]int {
+	index := make(map[uint16]int, len(sent))
 	for i, s := range sent {
 		index[s.Seq] = i
 	}
+	return index
+}
+
+// arrivals pairs received with sent: when each packet sent first arrived
+// (zero if it never did), and the sorted one-way delays of those that
+// did. It counts Arrived, Lost, Repeated, MedianDelay and P95Delay.
+func (p *Playout) arrivals(sent, received []Packet) ([]time.Time, []time.Duration) {
+	index := p.index(sent)
 	arrival := make([]time.Time, len(sent))
 	var delays []time.Duration
 	for _, r := range received {
@@ -170,8 +261,12 @@ func Analyze(sent, received []Packet, o Options) Playout {
 		slices.Sort(delays)
 		p.MedianDelay = percentile(delays, 50)
 		p.P95Delay = percentile(delays, 95)
-		p.Delay = min(max(percentile(delays, o.Percentile), o.MinDelay), o.MaxDelay)
 	}
+	return arrival, delays
+}
+
+// finish counts the longest gap, PlayedPct and Duration from Heard.
+func (p *Playout) finish(sent []Packet) {
 	frame := 20 * time.Millisecond
 	if len(sent) > 1 {
 		if d := time.Duration(sent[1].Timestamp-sent[0].Timestamp) * time.Second / 48000; d > 0 && d <= 120*time.Millisecond {
@@ -179,16 +274,8 @@ func Analyze(sent, received []Packet, o Options) Playout {
 		}
 	}
 	var gap, run time.Duration
-	for i, s := range sent {
-		switch {
-		case arrival[i].IsZero():
-		case arrival[i].Sub(s.At) <= p.Delay:
-			p.Heard[i] = true
-			p.Played++
-		default:
-			p.Late++
-		}
-		if p.Heard[i] {
+	for _, h := range p.Heard {
+		if h {
 			run = 0
 		} else {
 			run += frame
@@ -198,7 +285,6 @@ func Analyze(sent, received []Packet, o Options) Playout {
 	p.LongestGap = gap
 	p.PlayedPct = 100 * float64(p.Played) / float64(p.Sent)
 	p.Duration = time.Duration(len(sent)) * frame
-	return p
 }
 
 // percentile of sorted d, by the nearest rank.

@@ -187,3 +187,46 @@ func TestPlayedOgg(t *testing.T) {
 		t.Error("PlayedOgg of a non-Ogg file succeeded")
 	}
 }
+
+// TestObserve: a receiver whose playout is known. Frames 10–14 never came
+// and 30 came but was not played (too late for the jitter buffer); the
+// buffer played the others 60 ms after they were sent.
+func TestObserve(t *testing.T) {
+	ms := time.Millisecond
+	sent, received := stream(50, 65520, func(i int) time.Duration {
+		if i >= 10 && i < 15 {
+			return -1
+		}
+		return 5 * ms
+	})
+	var played []Packet
+	for i, s := range sent {
+		if i >= 10 && i < 15 || i == 30 {
+			continue
+		}
+		p := s
+		p.At = s.At.Add(60 * ms)
+		played = append(played, p)
+	}
+	played = append(played, Packet{Seq: 3, Timestamp: 1}) // not one of ours
+	p := Observe(sent, received, played, Options{})
+	if p.Sent != 50 || p.Arrived != 45 || p.Lost != 5 || p.Played != 44 || p.Late != 1 ||
+		p.LongestGap != 100*ms || p.Delay != 60*ms || p.MedianDelay != 5*ms || p.Heard[30] || !p.Heard[31] {
+		t.Errorf("Observe: %+v", p)
+	}
+}
+
+func TestReadTraces(t *testing.T) {
+	in := `{"dir":"out","seq":1,"ts":960,"size":81,"at_us":1764320400000000}
+{"dir":"play","seq":1,"ts":960,"size":81,"at_us":1764320400060000}
+{"dir":"in","seq":1,"ts":960,"size":81,"at_us":1764320400010000}
+`
+	tr, err := ReadTraces(strings.NewReader(in))
+	if err != nil || len(tr.Sent) != 1 || len(tr.Received) != 1 || len(tr.Played) != 1 || !tr.Played[0].At.Equal(time.UnixMicro(1764320400060000)) {
+		t.Errorf("ReadTraces: %+v, %v", tr, err)
+	}
+	sent, received, err := ReadTrace(strings.NewReader(in))
+	if err != nil || len(sent) != 1 || len(received) != 1 {
+		t.Errorf("ReadTrace with a play line: %d sent, %d received, %v", len(sent), len(received), err)
+	}
+}
