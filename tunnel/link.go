@@ -33,9 +33,10 @@ type LinkConfig struct {
 	Dial DialFunc
 	// FreezeAfter is how long the active carrier may go without a message
 	// from the server (media or a pong to the pings sent every
-	// PingEvery) before it is taken for frozen and replaced: 250 ms. It
-	// grows by half, up to a second, each time a carrier taken for frozen
-	// turns out only slow.
+	// PingEvery) before it is taken for frozen and replaced by the spare,
+	// if the spare still hears the server: 250 ms, or three round trips
+	// on a slow path. It grows by half, up to a second, each time a
+	// carrier taken for frozen turns out only slow.
 	FreezeAfter time.Duration
 	// PingEvery is the ping interval on the active carrier: 100 ms. The
 	// spare is pinged ten times less often.
@@ -580,7 +581,10 @@ func (l *Link) watch() {
 			freezeAfter = max(l.freeze, 3*time.Duration(a.rtt.Load()))
 		}
 		switch {
-		case a != nil && silent > freezeAfter:
+		case a != nil && silent > freezeAfter && s != nil && s.heard.Load() > a.heard.Load():
+			// The spare still hears the server and the active carrier
+			// does not: its flow froze. (When both are silent the path
+			// is slow or down, and another carrier would fare no better.)
 			l.promote(fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
 			l.watchFrozen(a)
 		case a != nil && s != nil && l.learned[a.Kind()] > 0 && a.bytesIn.Load() > l.learned[a.Kind()]*6/10:
@@ -604,8 +608,8 @@ func (l *Link) watch() {
 		if a != nil && tick%2 == 0 {
 			l.ping(a)
 		}
-		if s != nil && tick%20 == 0 {
-			l.ping(s)
+		if s != nil && (tick%20 == 0 || a != nil && silent > freezeAfter/2 && tick%2 == 0) {
+			l.ping(s) // often while the active carrier is silent: is it the flow or the path?
 		}
 		if needSpare {
 			go l.openSpare(avoid)
