@@ -26,6 +26,13 @@
 //     plus 40 ms (a 20 ms frame to fill, and one more of decoding and
 //     playout), the frames not played as the packet loss, and its
 //     burstiness. The direction that heard worse (lower STOI) is reported.
+//   - The same call through the tunnel (tier 2, `parley call --path
+//     tunnel`, both sides; under tcp-freeze-16k on its WebSocket carrier,
+//     whose flows that profile freezes): its listener is observed rather
+//     than modelled, from the frames its jitter buffer played (the
+//     traces' "play" lines, measure.Observe), and its own report (frames
+//     repaired and concealed, buffer delay, carrier switches, the
+//     sender's choices) is kept beside (Result.Jitter).
 //   - The same call in the browser tier (the web client in headless
 //     Chromium, one in each client namespace, loaded and registered before
 //     the profile is on; browsertier.go): from WebRTC's own statistics and
