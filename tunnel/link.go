@@ -585,8 +585,8 @@ func (l *Link) watch() {
 			// The spare still hears the server and the active carrier
 			// does not: its flow froze. (When both are silent the path
 			// is slow or down, and another carrier would fare no better.)
+			l.watchFrozen(a) // before promote, which would close it
 			l.promote(fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
-			l.watchFrozen(a)
 		case a != nil && s != nil && l.learned[a.Kind()] > 0 && a.bytesIn.Load() > l.learned[a.Kind()]*6/10:
 			l.promote(fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:

@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -23,10 +24,14 @@ type freezable struct {
 	kind   string // if set, what Kind says
 	frozen atomic.Bool
 	lossy  atomic.Bool // every other message from the server is lost
+	slow   atomic.Bool // nothing is read until it is cleared
 	n      int
 }
 
 func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
+	for f.slow.Load() && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
 	for {
 		m, err := f.Carrier.Recv(ctx)
 		if err != nil {
@@ -71,10 +76,16 @@ func newTestNet(t *testing.T) *testNet {
 
 func (n *testNet) link(t *testing.T, addr parley.Address, room tunnel.RoomID) *tunnel.Link {
 	t.Helper()
+	return n.linkWith(t, addr, room, nil)
+}
+
+func (n *testNet) linkWith(t *testing.T, addr parley.Address, room tunnel.RoomID, log *slog.Logger) *tunnel.Link {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	l, err := tunnel.OpenLink(ctx, tunnel.LinkConfig{
-		Room: room,
+		Room:   room,
+		Logger: log,
 		Ticket: func(context.Context) (*tunnel.Ticket, error) {
 			tk, ttl := n.h.Ticket(addr)
 			u, err := tunnel.ResolveURL(n.url, tunnel.Path)
@@ -436,4 +447,47 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("no %s within 8 s", what)
 		}
 	}
+}
+
+// TestLinkSlowNotFrozen: a carrier taken for frozen that speaks again
+// within two seconds was only slow: the Link says so, and forgets what
+// the flow carried rather than rotating later carriers by it.
+func TestLinkSlowNotFrozen(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	var logs syncLog
+	addr := parley.Address{User: "alice", Device: 1}
+	l := n.linkWith(t, addr, tunnel.RoomID{8}, slog.New(slog.NewTextHandler(&logs, nil)))
+	waitFor(t, "a spare", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(addr) >= 2
+	})
+	n.mu.Lock()
+	first := n.carriers[0]
+	n.mu.Unlock()
+	first.slow.Store(true)
+	waitFor(t, "the switch", func() bool { return len(l.Switches()) > 0 })
+	first.slow.Store(false)
+	waitFor(t, "the carrier to speak again", func() bool { return strings.Contains(logs.String(), "was slow, not frozen") })
+	if sw := l.Switches(); !strings.Contains(sw[0].Reason, "frozen") {
+		t.Errorf("switches %+v", sw)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
