@@ -72,7 +72,6 @@ type tunnelLeg struct {
 	sf     *sframe.Context
 	me     uint64 // our SFrame KID
 	ctr    uint64 // our SFrame counter: guarded by mu
-	start  time.Time
 	cancel context.CancelFunc
 
 	mu  sync.Mutex // guards the fields below and snd and jb
@@ -82,7 +81,6 @@ type tunnelLeg struct {
 	// the jitter buffer's counts at the last loss report (run's goroutine only)
 	lastPlayed, lastConcealed int
 	carrier                   string // the link's carrier when the last frame was sent
-	gone                      bool   // the other device left the room
 	first                     bool   // a frame has arrived
 }
 
@@ -179,7 +177,7 @@ func (c *Call) newLeg(ctx context.Context, keys tunnel.Keys) (*tunnelLeg, error)
 		return nil, err
 	}
 	return &tunnelLeg{
-		c: c, link: link, sf: sf, me: me, start: time.Now(),
+		c: c, link: link, sf: sf, me: me,
 		snd: audio.NewSender(audio.SenderConfig{FrameDuration: frameDuration}),
 		jb:  audio.NewJitterBuffer(audio.JitterConfig{FrameDuration: frameDuration}),
 	}, nil
@@ -197,9 +195,6 @@ func (l *tunnelLeg) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case present := <-l.link.Peer():
-			l.mu.Lock()
-			l.gone = !present
-			l.mu.Unlock()
 			if present {
 				c.onConnected()
 				left = nil
