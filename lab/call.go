@@ -75,6 +75,9 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		return nil
 	}
 	res.Connected, res.Path = true, pathName(string(m[2]))
+	if last := finalCarrier(aliceOut); last != "" {
+		res.Path = "tunnel/" + last // where the call ended up, not where it started
+	}
 	if s := setupLine.FindSubmatch(aliceOut); s != nil {
 		if d, err := time.ParseDuration(string(s[1])); err == nil {
 			res.SetupMs = ms(d)
@@ -269,6 +272,18 @@ func pathName(cli string) string {
 		return "tunnel/" + strings.TrimPrefix(cli, "tunnel over ")
 	}
 	return cli
+}
+
+var switchLine = regexp.MustCompile(`(?m)^path: \S+ → (\w+)#\d+ \(`)
+
+// finalCarrier is the kind of carrier a tunnelled call last moved to, from
+// its "path: A → B (reason)" lines; "" if it never moved.
+func finalCarrier(out []byte) string {
+	all := switchLine.FindAllSubmatch(out, -1)
+	if len(all) == 0 {
+		return ""
+	}
+	return string(all[len(all)-1][1])
 }
 
 func lastLine(b []byte) string {

@@ -242,3 +242,15 @@ func TestMedian(t *testing.T) {
 		t.Errorf("median of one run: %+v, want %+v", m, want)
 	}
 }
+
+func TestFinalCarrier(t *testing.T) {
+	out := []byte("connected in 13ms (tunnel over webtransport)\n" +
+		"path: webtransport#2 → websocket#3 (webtransport#2 lossy: 53% of the media lost after repair)\n" +
+		"path: websocket#3 → none (websocket#3 frozen: nothing from the server for 300ms)\n")
+	if got := finalCarrier(out); got != "websocket" {
+		t.Errorf("finalCarrier = %q, want websocket", got)
+	}
+	if got := finalCarrier([]byte("connected in 13ms (tunnel over webtransport)\n")); got != "" {
+		t.Errorf("finalCarrier without switches = %q", got)
+	}
+}
