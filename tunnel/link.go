@@ -120,6 +120,9 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 		learned: map[string]int64{}, bad: map[string]time.Time{}}
 	c, err := l.open(ctx, "")
 	if err != nil {
+		l.mu.Lock()
+		l.closed = true // carriers that join late close at once
+		l.mu.Unlock()
 		stop()
 		return nil, err
 	}
