@@ -172,7 +172,7 @@ Example, with 'parley answer' on Bob's side:
 
 var cmdAnswer = &command{
 	name:  "answer",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--relay-only] [--turn-transport T]",
+	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--carrier C] [--relay-only] [--turn-transport T]",
 	short: "wait for a voice call and answer it, playing and recording Ogg Opus files",
 	long: `Answer connects, waits up to --wait for someone to call this account, answers
 the first call that rings, and stays in it until the caller hangs up (or
