@@ -491,3 +491,36 @@ func (s *syncLog) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestTwoCallsAtMost: a device is in at most two rooms at once, whoever
+// made them.
+func TestTwoCallsAtMost(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	alice := parley.Address{User: "alice", Device: 1}
+	for i := range 3 { // bob makes three rooms
+		n.link(t, parley.Address{User: "bob", Device: parley.DeviceID(i + 1)}, tunnel.RoomID{9, byte(i)})
+	}
+	tk, _ := n.h.Ticket(alice)
+	u, _ := tunnel.ResolveURL(n.url, tunnel.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 3 {
+		c, err := tunnel.DialWebSocket(ctx, u, nil, tunnel.RoomID{9, byte(i)}, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		m, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, _, perr := tunnel.ParseError(m)
+		switch {
+		case i < 2 && tunnel.MsgType(m[0]) != tunnel.MsgJoined:
+			t.Errorf("room %d: join answered %x", i, m)
+		case i == 2 && (perr != nil || kind != string(parley.KindRateLimited)):
+			t.Errorf("third room: join answered %x, want rate_limited", m)
+		}
+	}
+}

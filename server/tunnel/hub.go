@@ -218,9 +218,6 @@ func (h *Hub) Join(ticket string, id tunnel.RoomID, c Carrier) (*Session, error)
 	defer h.mu.Unlock()
 	r := h.rooms[id]
 	if r == nil {
-		if h.byAddr[addr] >= maxRoomsByDevice {
-			return nil, parley.Errorf(parley.KindRateLimited, "tunnel: %s is in %d calls already", addr, maxRoomsByDevice)
-		}
 		r = &room{id: id}
 		h.rooms[id] = r
 	}
@@ -239,6 +236,10 @@ func (h *Hub) Join(ticket string, id tunnel.RoomID, c Carrier) (*Session, error)
 	if m == nil {
 		if free < 0 {
 			return nil, parley.Errorf(parley.KindConflict, "tunnel: this call has two devices already")
+		}
+		if h.byAddr[addr] >= maxRoomsByDevice {
+			h.dropEmpty(r)
+			return nil, parley.Errorf(parley.KindRateLimited, "tunnel: %s is in %d calls already", addr, maxRoomsByDevice)
 		}
 		burst := h.cfg.MediaRate
 		m = &member{addr: addr, room: r, limit: rate.NewLimiter(rate.Limit(h.cfg.MediaRate), burst)}
