@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -194,4 +195,42 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestWebTransport: by default the call tunnel's WebTransport is on the
+// HTTP listener's port number over UDP, with self-signed certificates
+// whose hashes tickets carry; with an operator certificate, that one and
+// no hashes.
+func TestWebTransport(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wt, err := webTransport("same", "", ln.Addr(), nil, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wt.Conn.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if want := "https://127.0.0.1:" + port + "/v1/tunnel"; wt.URL != want || wt.Conn.LocalAddr().String() != "127.0.0.1:"+port {
+		t.Errorf("URL %q on %v, want %q on the same port", wt.URL, wt.Conn.LocalAddr(), want)
+	}
+	if h := wt.Hashes(); wt.TLS == nil || len(h) != 1 || len(h[0]) != 32 {
+		t.Errorf("self-signed: TLS %v, hashes %x", wt.TLS != nil, h)
+	}
+
+	cert, _, err := tlsmux.SelfSigned("parley.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := webTransport("127.0.0.1:0", "", ln.Addr(), []string{"parley.example"}, &tls.Config{Certificates: []tls.Certificate{cert}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Conn.Close()
+	if op.Hashes != nil || len(op.TLS.Certificates) != 1 || !strings.HasPrefix(op.URL, "https://parley.example:") {
+		t.Errorf("operator certificate: URL %q, hashes %v", op.URL, op.Hashes != nil)
+	}
 }
