@@ -24,11 +24,7 @@ type TURNCredentials struct {
 // needs a live connection (see Run); a server without a relay answers with
 // a KindUnavailable error.
 func (c *Client) TURNCredentials(ctx context.Context) (*TURNCredentials, error) {
-	s := c.live()
-	if s == nil {
-		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
-	}
-	f, err := s.request(ctx, wire.OpTURNCredentials, &wire.GetTURNCredentials{})
+	f, err := c.requestLive(ctx, wire.OpTURNCredentials, &wire.GetTURNCredentials{})
 	if err != nil {
 		return nil, err
 	}
@@ -49,11 +45,7 @@ func (c *Client) TURNCredentials(ctx context.Context) (*TURNCredentials, error) 
 // server's address. It needs a live connection; a server without the
 // tunnel answers with a KindUnavailable error.
 func (c *Client) TunnelTicket(ctx context.Context) (*tunnel.Ticket, error) {
-	s := c.live()
-	if s == nil {
-		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
-	}
-	f, err := s.request(ctx, wire.OpTunnelTicket, &wire.GetTunnelTicket{})
+	f, err := c.requestLive(ctx, wire.OpTunnelTicket, &wire.GetTunnelTicket{})
 	if err != nil {
 		return nil, err
 	}
@@ -74,4 +66,14 @@ func (c *Client) TunnelTicket(ctx context.Context) (*tunnel.Ticket, error) {
 		t.URLs = append(t.URLs, u)
 	}
 	return t, nil
+}
+
+// requestLive makes a request on the live connection, failing with
+// KindUnavailable when there is none.
+func (c *Client) requestLive(ctx context.Context, op wire.Op, body any) (*wire.Frame, error) {
+	s := c.live()
+	if s == nil {
+		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
+	}
+	return s.request(ctx, op, body)
 }

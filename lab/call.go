@@ -110,9 +110,11 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		{"bob→alice", bt.Sent, at.Received, at.Played, measure.End(at.Sent, at.Received), sp.bob, file("b2a")},
 	} {
 		o := measure.Options{Until: d.until}
-		p := measure.Analyze(d.sent, d.recv, o)
+		var p measure.Playout
 		if observed {
 			p = measure.Observe(d.sent, d.recv, d.played, o)
+		} else {
+			p = measure.Analyze(d.sent, d.recv, o)
 		}
 		h, err := listen(ctx, p, d.speech, d.work)
 		if err != nil {

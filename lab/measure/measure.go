@@ -148,7 +148,7 @@ func Analyze(sent, received []Packet, o Options) Playout {
 	if len(sent) == 0 {
 		return p
 	}
-	arrival, delays := p.arrivals(sent, received)
+	arrival, delays := p.arrivals(sent, seqIndex(sent), received)
 	if len(delays) > 0 {
 		p.Delay = min(max(percentile(delays, o.Percentile), o.MinDelay), o.MaxDelay)
 	}
@@ -178,8 +178,8 @@ func Observe(sent, received, played []Packet, o Options) Playout {
 	if len(sent) == 0 {
 		return p
 	}
-	arrival, _ := p.arrivals(sent, received)
-	index := p.index(sent)
+	index := seqIndex(sent)
+	arrival, _ := p.arrivals(sent, index, received)
 	var delays []time.Duration
 	for _, r := range played {
 		i, ok := index[r.Seq]
@@ -227,8 +227,8 @@ func (o *Options) cut(sent []Packet) []Packet {
 	return sent[:n]
 }
 
-// index maps the sequence numbers of sent to their positions.
-func (p *Playout) index(sent []Packet) map[uint16]int {
+// seqIndex maps the sequence numbers of sent to their positions.
+func seqIndex(sent []Packet) map[uint16]int {
 	index := make(map[uint16]int, len(sent))
 	for i, s := range sent {
 		index[s.Seq] = i
@@ -236,11 +236,11 @@ func (p *Playout) index(sent []Packet) map[uint16]int {
 	return index
 }
 
-// arrivals pairs received with sent: when each packet sent first arrived
-// (zero if it never did), and the sorted one-way delays of those that
-// did. It counts Arrived, Lost, Repeated, MedianDelay and P95Delay.
-func (p *Playout) arrivals(sent, received []Packet) ([]time.Time, []time.Duration) {
-	index := p.index(sent)
+// arrivals pairs received with sent (index is seqIndex(sent)): when each
+// packet sent first arrived (zero if it never did), and the sorted one-way
+// delays of those that did. It counts Arrived, Lost, Repeated, MedianDelay
+// and P95Delay.
+func (p *Playout) arrivals(sent []Packet, index map[uint16]int, received []Packet) ([]time.Time, []time.Duration) {
 	arrival := make([]time.Time, len(sent))
 	var delays []time.Duration
 	for _, r := range received {
