@@ -1,0 +1,255 @@
+package tunnel
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/sframe"
+	"github.com/parleychat/parley/tunnel/audio"
+)
+
+// Suite is the SFrame cipher suite of the tunnel's media:
+// AES_128_CTR_HMAC_SHA256_80 (RFC 9605 section 8.1), made for media.
+const Suite = sframe.Suite(1)
+
+// The sender's redundancy bound on a reliable carrier (a WebSocket) and on
+// a lossy one (WebTransport datagrams).
+const (
+	reliableDepth = 1
+	lossyDepth    = 12
+)
+
+// lossEvery is how often, in frames, a Session tells its Link the share
+// of the frames it could not play: 1 s of 20 ms frames.
+const lossEvery = 50
+
+// SessionConfig configures a Session.
+type SessionConfig struct {
+	Keys Keys
+	// Caller is true on the device that made the call: it sends under
+	// SFrame KID CallerKID and receives under CalleeKID.
+	Caller bool
+	// Link is how to reach the tunnel; its Room is Keys.Room.
+	Link LinkConfig
+	// FrameDuration is the duration of one audio frame: 20 ms.
+	FrameDuration time.Duration
+	// Play is called from Run every FrameDuration with the frame due:
+	// Played or Repaired with its bytes (empty for the sender's silence),
+	// or Concealed with none. It is not called while the buffer is
+	// still Waiting for its first frames.
+	Play func(seq uint64, frame []byte, st audio.FrameStatus, now time.Time)
+	// Arrived, if set, is called from Run with each frame that came in
+	// for the first time (for traces and the first-audio moment).
+	Arrived func(f audio.Frame, now time.Time)
+	// Peer, if set, is called from Run when the other device enters the
+	// room (true) or leaves it (false).
+	Peer   func(present bool)
+	Logger *slog.Logger
+}
+
+// Session carries one call's audio through the tunnel: the frames it is
+// given go out as packets of package tunnel/audio (each repeats earlier
+// frames, as deep as the loss the other side reports), encrypted with
+// SFrame (RFC 9605 section 4.4.3) under the caller's or the callee's key,
+// over a Link; the packets that come in are decrypted and played out
+// through an adaptive jitter buffer. The same code runs in the CLI
+// (package call) and in the browser (web/wasm), which bring the codec.
+type Session struct {
+	cfg  SessionConfig
+	link *Link
+	sf   *sframe.Context
+	me   uint64 // our SFrame KID
+
+	mu      sync.Mutex // guards the fields below, snd and jb
+	snd     *audio.Sender
+	jb      *audio.JitterBuffer
+	ctr     uint64 // our SFrame counter
+	seq     uint64 // of the next frame we send
+	carrier string // the link's carrier when the last frame was sent
+	// the jitter buffer's counts at the last loss report
+	lastPlayed, lastConcealed int
+}
+
+// OpenSession opens the Link (ctx bounds that) and returns the Session;
+// call Run to receive and play out, and Close when the call ends.
+func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
+	if cfg.FrameDuration <= 0 {
+		cfg.FrameDuration = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	sf, err := sframe.NewContext(Suite)
+	if err != nil {
+		return nil, err
+	}
+	me, peer, myKey, peerKey := uint64(CallerKID), uint64(CalleeKID), cfg.Keys.Caller, cfg.Keys.Callee
+	if !cfg.Caller {
+		me, peer, myKey, peerKey = peer, me, peerKey, myKey
+	}
+	if err := sf.AddKey(me, myKey); err != nil {
+		return nil, err
+	}
+	if err := sf.AddKey(peer, peerKey); err != nil {
+		return nil, err
+	}
+	lc := cfg.Link
+	lc.Room = cfg.Keys.Room
+	if lc.Logger == nil {
+		lc.Logger = cfg.Logger
+	}
+	link, err := OpenLink(ctx, lc)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{
+		cfg: cfg, link: link, sf: sf, me: me,
+		snd: audio.NewSender(audio.SenderConfig{FrameDuration: cfg.FrameDuration}),
+		jb:  audio.NewJitterBuffer(audio.JitterConfig{FrameDuration: cfg.FrameDuration}),
+	}, nil
+}
+
+// Run receives and plays out until ctx is done or the Session is closed.
+func (s *Session) Run(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.FrameDuration)
+	defer tick.Stop()
+	ticks := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.link.ctx.Done():
+			return
+		case present := <-s.link.Peer():
+			if s.cfg.Peer != nil {
+				s.cfg.Peer(present)
+			}
+		case b := <-s.link.Media():
+			s.receive(b)
+		case now := <-tick.C:
+			s.playout(now)
+			if ticks++; ticks%lossEvery == 0 {
+				s.reportLoss()
+			}
+		}
+	}
+}
+
+// Send sends one encoded frame (empty for silence) and returns its
+// sequence number. Frames are sent one FrameDuration apart, from one
+// goroutine.
+func (s *Session) Send(frame []byte) (uint64, error) {
+	now := time.Now()
+	carrier := s.link.Path()
+	s.mu.Lock()
+	if carrier != s.carrier {
+		// Over TCP a packet arrives or the flow froze: repeating frames
+		// repairs nothing there (the Link replays what a frozen flow
+		// swallowed) and makes a censor counting bytes freeze it sooner.
+		s.carrier = carrier
+		if carrier == "websocket" {
+			s.snd.SetMaxDepth(reliableDepth, "the carrier is a WebSocket: TCP repairs loss itself")
+		} else {
+			s.snd.SetMaxDepth(lossyDepth, "the carrier is "+carrier+": datagrams may be lost")
+		}
+	}
+	seq := s.seq
+	s.seq++
+	pkt, ok := s.snd.Push(frame, now, s.jb.Feedback(now))
+	var ct []byte
+	var err error
+	if ok {
+		ct, err = s.sf.Encrypt(nil, s.me, s.ctr, nil, pkt)
+		s.ctr++
+	}
+	s.mu.Unlock()
+	if err != nil || !ok {
+		return seq, err
+	}
+	s.link.Send(ct)
+	return seq, nil
+}
+
+// receive takes one packet from the other device.
+func (s *Session) receive(b []byte) {
+	now := time.Now()
+	pt, kid, _, err := s.sf.Decrypt(nil, nil, b)
+	if err != nil || kid == s.me {
+		s.cfg.Logger.Debug("tunnel packet dropped", "err", err)
+		return
+	}
+	p, err := audio.ParsePacket(pt)
+	if err != nil {
+		s.cfg.Logger.Debug("tunnel packet malformed", "err", err)
+		return
+	}
+	s.mu.Lock()
+	fresh := s.jb.Push(p, now)
+	if p.Feedback != nil {
+		s.snd.Feedback(p.Feedback, now)
+	}
+	s.mu.Unlock()
+	if s.cfg.Arrived != nil {
+		for _, f := range fresh {
+			s.cfg.Arrived(f, now)
+		}
+	}
+}
+
+// playout hands the frame due now to Play.
+func (s *Session) playout(now time.Time) {
+	s.mu.Lock()
+	frame, st := s.jb.Pop(now)
+	seq := s.jb.Next() - 1
+	s.mu.Unlock()
+	if st != audio.Waiting && s.cfg.Play != nil {
+		s.cfg.Play(seq, frame, st, now)
+	}
+}
+
+// reportLoss tells the Link what share of the frames due since the last
+// report the jitter buffer had to conceal: loss its repairs could not
+// make up for, a reason to try another carrier.
+func (s *Session) reportLoss() {
+	s.mu.Lock()
+	js := s.jb.Stats()
+	s.mu.Unlock()
+	played, concealed := js.Played-s.lastPlayed, js.Concealed-s.lastConcealed
+	s.lastPlayed, s.lastConcealed = js.Played, js.Concealed
+	if due := played + concealed; due > lossEvery/2 {
+		s.link.ReportLoss(float64(concealed) / float64(due))
+	}
+}
+
+// Path is the carrier the media goes on now: "websocket" or
+// "webtransport".
+func (s *Session) Path() string { return s.link.Path() }
+
+// SessionStats are the measurements of a Session.
+type SessionStats struct {
+	Path           string            // the carrier now
+	Jitter         audio.JitterStats // what the jitter buffer did
+	Sender         audio.SenderStats // redundancy, bundling, the bitrate it would choose
+	Switches       []Switch          // moves between carriers
+	RTT            time.Duration     // to the server, on the active carrier
+	PacketsSent    int
+	PacketsDropped int // the carrier could not take them in time
+}
+
+// Stats reports what the Session has done so far.
+func (s *Session) Stats() SessionStats {
+	s.mu.Lock()
+	js, ss := s.jb.Stats(), s.snd.Stats()
+	s.mu.Unlock()
+	sent, dropped := s.link.Counts()
+	return SessionStats{
+		Path: s.link.Path(), Jitter: js, Sender: ss,
+		Switches: s.link.Switches(), RTT: s.link.RTT(),
+		PacketsSent: int(sent), PacketsDropped: int(dropped),
+	}
+}
+
+// Close closes the Link; Run returns.
+func (s *Session) Close() { s.link.Close() }
