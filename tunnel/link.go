@@ -77,9 +77,17 @@ type Link struct {
 	bad        map[string]time.Time // by carrier kind: left for loss, not to be used again until then
 	lastSwitch time.Time
 	freeze     time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
+	lossOf     *carrier      // the carrier that losses are about
+	losses     []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
 	closed     bool
 
 	sent, dropped atomic.Int64
+}
+
+// lossReport is one ReportLoss.
+type lossReport struct {
+	at   time.Time
+	loss float64
 }
 
 // carrier is one open carrier with its bookkeeping.
@@ -188,22 +196,51 @@ func (l *Link) RTT() time.Duration {
 }
 
 // ReportLoss tells the Link the share of the media that arrived too late
-// or not at all, after repair, over the last seconds (the call's jitter
-// buffer knows). When it is lossyLoss or more, and the spare is of
-// another kind, the Link moves to the spare and does not use this kind
-// again for badFor: a censor throttling UDP flows makes QUIC datagrams
-// worse than TCP, which the redundancy cannot repair.
+// or not at all, after repair, since the last report (the call's jitter
+// buffer knows; reports come every half second or so). The active carrier
+// is taken for lossy, when the spare is of another kind, if the last
+// report is severeLoss or more, or the reports of the last lossWindow
+// average lossyLoss or more: a burst that the redundancy could not repair
+// for a moment is no reason to leave a path, a path that keeps losing is.
+// Then the Link moves to the spare and does not use this kind again for
+// badFor: a censor throttling UDP flows makes QUIC datagrams worse than
+// TCP, which the redundancy cannot repair.
 func (l *Link) ReportLoss(loss float64) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a, s := l.active, l.spare
-	if loss < lossyLoss || a == nil || s == nil || s.Kind() == a.Kind() || now.Sub(l.lastSwitch) < lossHold ||
+	if a == nil {
+		return
+	}
+	if a != l.lossOf {
+		l.lossOf, l.losses = a, l.losses[:0]
+	}
+	l.losses = append(l.losses, lossReport{now, loss})
+	for len(l.losses) > 0 && now.Sub(l.losses[0].at) > lossWindow {
+		l.losses = l.losses[1:]
+	}
+	var sum float64
+	for _, r := range l.losses {
+		sum += r.loss
+	}
+	mean := sum / float64(len(l.losses))
+	covered := now.Sub(l.losses[0].at) >= lossWindow/2
+	var why string
+	switch {
+	case loss >= severeLoss:
+		why = fmt.Sprintf("%.0f%% of the media lost after repair", 100*loss)
+	case covered && mean >= lossyLoss:
+		why = fmt.Sprintf("%.0f%% of the media lost after repair over %v", 100*mean, now.Sub(l.losses[0].at).Round(100*time.Millisecond))
+	default:
+		return
+	}
+	if s == nil || s.Kind() == a.Kind() || now.Sub(l.lastSwitch) < lossHold ||
 		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
 		return
 	}
 	l.bad[a.Kind()] = now.Add(badFor)
-	l.promote(fmt.Sprintf("%s lossy: %.0f%% of the media lost after repair", a.name, 100*loss), false)
+	l.promote(a.name+" lossy: "+why, false)
 }
 
 // Switches returns the moves made so far.
@@ -321,14 +358,16 @@ func (l *Link) offerSpare(c *carrier) bool {
 	return true
 }
 
-// Path quality: a carrier that loses lossyLoss of the media after repair
-// is left for a spare of another kind, and that kind is not used again for
-// badFor; after a switch, the next for loss or for a better kind waits
-// lossHold.
+// Path quality: a carrier that loses severeLoss of the media after repair
+// in one report, or lossyLoss on average over lossWindow, is left for a
+// spare of another kind, and that kind is not used again for badFor; after
+// a switch, the next for loss or for a better kind waits lossHold.
 const (
-	lossyLoss = 0.1
-	lossHold  = 5 * time.Second
-	badFor    = time.Minute
+	severeLoss = 0.3
+	lossyLoss  = 0.1
+	lossWindow = 2 * time.Second
+	lossHold   = 5 * time.Second
+	badFor     = time.Minute
 )
 
 // kindRank orders the carriers by preference: WebTransport first.

@@ -413,8 +413,9 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 	})
 	time.Sleep(100 * time.Millisecond)
 	a.ReportLoss(0.05)
+	a.ReportLoss(0.2) // one bad half second: a burst, not a lossy path
 	if a.Path() != "webtransport" {
-		t.Fatalf("moved for 5%% loss: %+v", a.Switches())
+		t.Fatalf("moved for a moment's loss: %+v", a.Switches())
 	}
 	a.ReportLoss(0.5)
 	if a.Path() != "websocket" {
@@ -424,6 +425,33 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 	sw := a.Switches()
 	if len(sw) != 1 || !strings.Contains(sw[0].Reason, "lossy: 50%") || a.Path() != "websocket" {
 		t.Errorf("switches %+v, want one for loss", sw)
+	}
+}
+
+// TestLinkLeavesSustainedLoss: reports of 12% loss, each under the
+// severe mark, move the Link once they have gone on for a second.
+func TestLinkLeavesSustainedLoss(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", "", "webtransport", "webtransport"}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{8})
+	waitFor(t, "a spare", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
+	})
+	start := time.Now()
+	for a.Path() == "webtransport" && time.Since(start) < 3*time.Second {
+		a.ReportLoss(0.12)
+		time.Sleep(250 * time.Millisecond)
+	}
+	took := time.Since(start)
+	sw := a.Switches()
+	if len(sw) != 1 || !strings.Contains(sw[0].Reason, "lossy: 12% of the media lost after repair over") {
+		t.Fatalf("switches %+v, want one for sustained loss", sw)
+	}
+	if took < 900*time.Millisecond {
+		t.Errorf("moved after %v of 12%% loss; want a second's patience", took)
 	}
 }
 

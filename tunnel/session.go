@@ -22,8 +22,8 @@ const (
 )
 
 // lossEvery is how often, in frames, a Session tells its Link the share
-// of the frames it could not play: 1 s of 20 ms frames.
-const lossEvery = 50
+// of the frames it could not play: half a second of 20 ms frames.
+const lossEvery = 25
 
 // SessionConfig configures a Session.
 type SessionConfig struct {
