@@ -269,6 +269,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext:       tunnelhub.ConnContext,
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	ln = s.serveTLSAndRelay(gctx, g, ln)

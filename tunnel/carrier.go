@@ -103,11 +103,11 @@ type Dialer struct {
 func (d Dialer) Dial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
 	switch {
 	case strings.HasPrefix(u, "ws://") || strings.HasPrefix(u, "wss://"):
-		var opts *websocket.DialOptions
-		if d.TLS != nil && strings.HasPrefix(u, "wss://") {
-			opts = tlsOptions(d.TLS)
+		var c *tls.Config
+		if strings.HasPrefix(u, "wss://") {
+			c = d.TLS
 		}
-		return DialWebSocket(ctx, u, opts, room, t.Ticket)
+		return DialWebSocket(ctx, u, dialOptions(c), room, t.Ticket)
 	case strings.HasPrefix(u, "https://"):
 		return dialWebTransport(ctx, u, d.TLS, t.CertHashes, room, t.Ticket)
 	}

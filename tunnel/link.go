@@ -94,7 +94,7 @@ type lossReport struct {
 type carrier struct {
 	Carrier
 	name    string
-	out     chan []byte
+	out     Queue
 	heard   atomic.Int64 // unix ns of the last message from the server
 	opened  time.Time
 	rtt     atomic.Int64 // ns, smoothed (RFC 6298's SRTT) over the pongs
@@ -137,7 +137,7 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 	l.mu.Lock()
 	l.active = c
 	l.mu.Unlock()
-	c.out <- AppendSelect(nil, false) // the server may have taken a loser of the race for our first carrier
+	c.out.Offer(AppendSelect(nil, false)) // the server may have taken a loser of the race for our first carrier (the queue is empty)
 	l.wg.Add(1)
 	go l.watch()
 	return l, nil
@@ -166,10 +166,9 @@ func (l *Link) Send(payload []byte) {
 		l.dropped.Add(1)
 		return
 	}
-	select {
-	case c.out <- AppendMedia(nil, payload):
+	if c.out.Offer(AppendMedia(nil, payload)) {
 		l.sent.Add(1)
-	default:
+	} else {
 		l.dropped.Add(1)
 	}
 }
@@ -432,7 +431,7 @@ func (l *Link) dialOne(ctx context.Context, u string, t *Ticket) (*carrier, erro
 	l.wg.Add(2)
 	l.mu.Unlock()
 	cctx, stop := context.WithCancel(l.ctx)
-	c := &carrier{Carrier: cc, name: name, out: make(chan []byte, 8), opened: time.Now(), stop: stop}
+	c := &carrier{Carrier: cc, name: name, out: make(Queue, 8), opened: time.Now(), stop: stop}
 	c.heard.Store(time.Now().UnixNano())
 	if len(msg) == 2 && msg[1] == 1 {
 		l.notePeer(true)
@@ -503,9 +502,13 @@ func (l *Link) write(ctx context.Context, c *carrier) {
 	defer l.wg.Done()
 	for {
 		select {
-		case msg := <-c.out:
+		case q := <-c.out:
+			if q.Stale(time.Now()) {
+				l.dropped.Add(1)
+				continue
+			}
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := c.Send(wctx, msg)
+			err := c.Send(wctx, q.Msg)
 			cancel()
 			if err != nil {
 				l.failed(c, fmt.Sprintf("send failed: %v", err))
@@ -544,11 +547,8 @@ func (l *Link) promote(reason string, replay bool) {
 	l.active, l.spare = l.spare, nil
 	if l.active != nil {
 		sw.To = l.active.name
-		l.active.heard.Store(time.Now().UnixNano()) // the spare was pinged seldom: give it a moment
-		select {                                    // the server sends our media here from now on
-		case l.active.out <- AppendSelect(nil, replay):
-		default:
-		}
+		l.active.heard.Store(time.Now().UnixNano())   // the spare was pinged seldom: give it a moment
+		l.active.out.Offer(AppendSelect(nil, replay)) // the server sends our media here from now on
 	}
 	l.switches = append(l.switches, sw)
 	l.lastSwitch = sw.At
@@ -660,11 +660,7 @@ func (l *Link) watch() {
 }
 
 func (l *Link) ping(c *carrier) {
-	n := c.pings.ping(time.Now())
-	select {
-	case c.out <- AppendPing(nil, MsgPing, n):
-	default:
-	}
+	c.out.Offer(AppendPing(nil, MsgPing, c.pings.ping(time.Now())))
 }
 
 // pingLog numbers a carrier's pings and matches their pongs, for the

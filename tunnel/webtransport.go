@@ -95,7 +95,7 @@ func DialWebTransport(ctx context.Context, u string, tlsConf *tls.Config, certHa
 		tr:     tr,
 		sess:   sess,
 		in:     make(chan []byte, wtInQueue),
-		out:    make(chan []byte, wtOutQueue),
+		out:    make(Queue, wtOutQueue),
 		joined: make(chan struct{}),
 		dead:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -152,7 +152,7 @@ type wtCarrier struct {
 	wmu  sync.Mutex // serialises writes on str
 
 	in     chan []byte
-	out    chan []byte
+	out    Queue
 	joined chan struct{} // closed when the stream's first message is in
 	dead   chan struct{} // closed when the stream has ended; err says why
 	err    error
@@ -183,10 +183,7 @@ func (c *wtCarrier) Send(ctx context.Context, msg []byte) error {
 	default:
 		return fmt.Errorf("%w: a client does not send type %d", ErrMalformed, msg[0])
 	}
-	select {
-	case c.out <- msg:
-	default: // the path is slower than the media: drop, as a lossy network would
-	}
+	c.out.Offer(msg) // when full, the path is slower than the media: drop, as a lossy network would
 	return nil
 }
 
@@ -352,8 +349,11 @@ func (c *wtCarrier) writeDatagrams() {
 	defer c.wg.Done()
 	for {
 		select {
-		case msg := <-c.out:
-			err := c.sess.SendDatagram(msg)
+		case q := <-c.out:
+			if q.Stale(time.Now()) {
+				continue
+			}
+			err := c.sess.SendDatagram(q.Msg)
 			if _, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
 				continue
 			}

@@ -54,6 +54,9 @@ type trackedConn struct {
 	once sync.Once
 }
 
+// NetConn returns the connection underneath (as tls.Conn's does).
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
 		c.l.mu.Lock()

@@ -187,6 +187,9 @@ type prefixConn struct {
 	prefix []byte
 }
 
+// NetConn returns the connection underneath (as tls.Conn's does).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)

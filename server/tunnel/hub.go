@@ -68,16 +68,6 @@ type Carrier interface {
 	Close(kind parley.Kind, msg string)
 }
 
-// offer queues msg on q without blocking: false when q is full.
-func offer(q chan<- []byte, msg []byte) bool {
-	select {
-	case q <- msg:
-		return true
-	default:
-		return false
-	}
-}
-
 // Hub pairs the carriers of a call's two devices and forwards media
 // between them. It is safe for concurrent use.
 type Hub struct {

@@ -101,7 +101,7 @@ func (h *Hub) serveSession(ctx context.Context, sess *webtransport.Session) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(sess.Context(), cancel)()
-	c := &wtCarrier{h: h, sess: sess, dgrams: make(chan []byte, carrierQueue), msgs: make(chan []byte, wtStreamQueue), done: make(chan struct{})}
+	c := &wtCarrier{h: h, sess: sess, dgrams: make(tunnel.Queue, carrierQueue), msgs: make(tunnel.Queue, wtStreamQueue), done: make(chan struct{})}
 	defer c.Close(parley.KindUnavailable, "")
 
 	joinBy := time.AfterFunc(joinTimeout, cancel)
@@ -202,8 +202,8 @@ func readStreamMsg(r io.Reader, hdr []byte) ([]byte, error) {
 type wtCarrier struct {
 	h      *Hub
 	sess   *webtransport.Session
-	dgrams chan []byte
-	msgs   chan []byte
+	dgrams tunnel.Queue
+	msgs   tunnel.Queue
 	done   chan struct{} // closed by Close
 	once   sync.Once
 
@@ -237,7 +237,7 @@ func (c *wtCarrier) Send(msg []byte) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return !c.shut && offer(q, msg)
+	return !c.shut && q.Offer(msg)
 }
 
 // Close sends an Error message (for a kind other than KindUnavailable)
@@ -276,10 +276,13 @@ func (c *wtCarrier) closeSession() {
 func (c *wtCarrier) writeDatagrams() {
 	for {
 		select {
-		case msg := <-c.dgrams:
-			err := c.sess.SendDatagram(msg)
+		case q := <-c.dgrams:
+			if q.Stale(time.Now()) {
+				continue // sending it would only delay what follows
+			}
+			err := c.sess.SendDatagram(q.Msg)
 			if _, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
-				c.h.log.Debug("tunnel WebTransport datagram too large", "bytes", len(msg), "err", err)
+				c.h.log.Debug("tunnel WebTransport datagram too large", "bytes", len(q.Msg), "err", err)
 				continue
 			}
 			if err != nil {
@@ -305,8 +308,8 @@ func (c *wtCarrier) writeStream() {
 	}
 	for {
 		select {
-		case msg := <-c.msgs:
-			if err := write(msg, writeTimeout); err != nil {
+		case q := <-c.msgs:
+			if err := write(q.Msg, writeTimeout); err != nil {
 				c.Close(parley.KindUnavailable, "")
 			}
 		case <-c.done:

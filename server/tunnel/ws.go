@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -25,6 +26,9 @@ const (
 // Browsers connect from the server's own origin, which the WebSocket
 // library's origin check allows.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		tunnel.SetLowLatency(c) // media, not bulk: see tunnel.SetLowLatency
+	}
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept has answered
@@ -32,7 +36,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(tunnel.MaxMessage)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	c := &wsCarrier{ws: ws, out: make(chan []byte, carrierQueue), done: make(chan struct{})}
+	c := &wsCarrier{ws: ws, out: make(tunnel.Queue, carrierQueue), done: make(chan struct{})}
 	go c.write(ctx)
 	defer c.Close(parley.KindUnavailable, "")
 
@@ -65,10 +69,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it lets ServeHTTP find the
+// connection under a request, to keep little of a carrier's media unsent
+// in the kernel.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
 // wsCarrier is a WebSocket carrier: one writer goroutine drains its queue.
 type wsCarrier struct {
 	ws   *websocket.Conn
-	out  chan []byte
+	out  tunnel.Queue
 	once sync.Once
 	mu   sync.Mutex // guards closed and the send on out against close
 	shut bool
@@ -78,7 +91,7 @@ type wsCarrier struct {
 func (c *wsCarrier) Send(msg []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return !c.shut && offer(c.out, msg)
+	return !c.shut && c.out.Offer(msg)
 }
 
 // Close sends an Error message (for a kind other than KindUnavailable)
@@ -103,9 +116,12 @@ func (c *wsCarrier) Close(kind parley.Kind, msg string) {
 func (c *wsCarrier) write(ctx context.Context) {
 	for {
 		select {
-		case msg := <-c.out:
+		case q := <-c.out:
+			if q.Stale(time.Now()) {
+				continue // sending it would only delay what follows
+			}
 			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-			err := c.ws.Write(wctx, websocket.MessageBinary, msg)
+			err := c.ws.Write(wctx, websocket.MessageBinary, q.Msg)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
