@@ -22,6 +22,13 @@ type Media struct {
 	// Send is the audio to send, paced in real time from the moment the
 	// call connects; nil sends nothing. At its end the call goes on, silent.
 	Send *OggReader
+	// SendLower are the same audio encoded at lower bitrates (opusenc
+	// --bitrate), read whole when the call connects. A call through the
+	// tunnel sends each frame from the version that fits the bitrate its
+	// sender chooses for the path, as a browser sets its encoder; Send
+	// still paces the call, and is sent where the versions end. A WebRTC
+	// call sends Send alone.
+	SendLower []*OggReader
 	// Record receives the audio that arrives, as an Ogg Opus stream; nil
 	// records nothing. It is complete when Wait returns.
 	Record io.Writer
@@ -335,9 +342,9 @@ func (c *Call) onConnected() {
 	c.mu.Unlock()
 	close(c.connected)
 	if leg != nil && c.startMedia() {
-		go c.send(leg.write, true)
+		go c.send(leg.write, true, leg.s.Bitrate)
 	} else if c.media.Send != nil && c.startMedia() {
-		go c.send(c.writeRTP, false)
+		go c.send(c.writeRTP, false, nil)
 	}
 }
 
@@ -612,16 +619,24 @@ func (c *Call) teardown(sent <-chan error) {
 // with write. With keepAlive, it goes on after the file (or without one)
 // with empty frames, as a microphone's silence would: the tunnel's
 // receiver then plays silence rather than concealing a loss.
-func (c *Call) send(write func(pkt []byte, d time.Duration) error, keepAlive bool) {
+func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, keepAlive bool, bitrate func() int) {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
+	var lower *ladder
+	if bitrate != nil && len(c.media.SendLower) > 0 {
+		var err error
+		if lower, err = loadLadder(c.media.SendLower); err != nil {
+			c.p.log.Warn("the lower-bitrate audio is broken; sending the file as it is", "call", c.id, "err", err)
+		}
+	}
 	next := time.Now()
 	src := c.media.Send
-	for {
+	for n := 0; ; n++ {
 		var pkt []byte
 		d := frameDuration
+		version := 0 // Media.Send, or 1 + an index in Media.SendLower
 		if src != nil {
 			p, err := src.ReadPacket()
 			switch {
@@ -634,12 +649,17 @@ func (c *Call) send(write func(pkt []byte, d time.Duration) error, keepAlive boo
 			default:
 				pkt = p
 				d, _ = PacketDuration(pkt) // ReadPacket checked it
+				if lower != nil && d == frameDuration {
+					if alt, i, ok := lower.pick(n, bitrate()); ok {
+						pkt, version = alt, i+1
+					}
+				}
 			}
 		}
 		if pkt == nil && !keepAlive {
 			return
 		}
-		if err := write(pkt, d); err != nil {
+		if err := write(pkt, d, version); err != nil {
 			if !errors.Is(err, io.ErrClosedPipe) {
 				c.p.log.Debug("sending audio", "call", c.id, "err", err)
 			}
@@ -659,7 +679,7 @@ func (c *Call) send(write func(pkt []byte, d time.Duration) error, keepAlive boo
 }
 
 // writeRTP sends one packet on the WebRTC track.
-func (c *Call) writeRTP(pkt []byte, d time.Duration) error {
+func (c *Call) writeRTP(pkt []byte, d time.Duration, _ int) error {
 	return c.track.WriteSample(media.Sample{Data: pkt, Duration: d})
 }
 

@@ -21,6 +21,9 @@ type TracePacket struct {
 	Timestamp uint32    // RTP timestamp (48 kHz)
 	Size      int       // bytes of Opus payload
 	At        time.Time // when it left (as handed to the transport) or arrived
+	// Version, of a frame sent through the tunnel, is the file it came
+	// from: 0 for Media.Send, i for Media.SendLower[i-1].
+	Version int
 }
 
 // traceFactory makes the interceptor that reports the packets sent to the

@@ -168,11 +168,11 @@ func connected(c *Call) bool {
 }
 
 // write sends one frame of the file (Call.send's writer).
-func (l *tunnelLeg) write(frame []byte, _ time.Duration) error {
+func (l *tunnelLeg) write(frame []byte, _ time.Duration, version int) error {
 	now := time.Now()
 	seq, err := l.s.Send(frame)
 	if tr := l.c.media.Trace; tr != nil && len(frame) > 0 {
-		tr(TracePacket{Out: true, Seq: uint16(seq), Timestamp: frameTS(seq), Size: len(frame), At: now})
+		tr(TracePacket{Out: true, Seq: uint16(seq), Timestamp: frameTS(seq), Size: len(frame), At: now, Version: version})
 	}
 	return err
 }

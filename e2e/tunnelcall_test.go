@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -30,11 +32,12 @@ func tunnelCall(t *testing.T, srv *parleyd, carrier string) {
 	dir := t.TempDir()
 	file := func(name string) string { return filepath.Join(dir, name) }
 	const frames = 100
-	speech := writeOgg(t, file("speech.ogg"), 'a', frames)
+	writeOgg(t, file("speech.ogg"), 'a', frames) // paces the call; the lower version is sent
 	reply := writeOgg(t, file("reply.ogg"), 'b', frames)
+	lower := writeOgg(t, file("speech-low.ogg"), 'c', frames)
 
 	bobOut, bobDone := bob.start("answer", "--send", file("reply.ogg"), "--record", file("bob-heard.ogg"), "--wait", "30s", "--trace", file("bob.trace"))
-	aliceOut, aliceDone := alice.start("call", "bob", "--path", "tunnel", "--send", file("speech.ogg"), "--record", file("alice-heard.ogg"), "--duration", "3s", "--trace", file("alice.trace"))
+	aliceOut, aliceDone := alice.start("call", "bob", "--path", "tunnel", "--send", file("speech.ogg"), "--send-lower", file("speech-low.ogg"), "--record", file("alice-heard.ogg"), "--duration", "3s", "--trace", file("alice.trace"))
 	code, bobCode := <-aliceDone, <-bobDone
 	out, bout := aliceOut.String(), bobOut.String()
 	t.Logf("alice:\n%s", out)
@@ -59,6 +62,9 @@ func tunnelCall(t *testing.T, srv *parleyd, carrier string) {
 		t.Errorf("call printed no set-up time")
 	}
 	checkRecording(t, file("alice-heard.ogg"), reply)
-	checkRecording(t, file("bob-heard.ogg"), speech)
+	checkRecording(t, file("bob-heard.ogg"), lower)
 	checkTraces(t, file("alice.trace"), file("bob.trace"), frames)
+	if tr, err := os.ReadFile(file("alice.trace")); err != nil || strings.Count(string(tr), `"version":1}`) < frames {
+		t.Errorf("alice's trace does not say that %d frames came from the lower version (%v)", frames, err)
+	}
 }

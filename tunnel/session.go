@@ -223,6 +223,14 @@ func (s *Session) reportLoss() {
 	}
 }
 
+// Bitrate is the encoder bitrate, in bit/s, that the sender chooses for
+// the path now (package audio's Sender): what the codec should be set to.
+func (s *Session) Bitrate() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snd.Bitrate()
+}
+
 // Path is the carrier the media goes on now: "websocket" or
 // "webtransport".
 func (s *Session) Path() string { return s.link.Path() }

@@ -107,11 +107,17 @@ call moves to a spare connection opened ahead, and prints "path: A → B
 call prints what its jitter buffer did and what its sender chose.
 --carrier picks the tunnel's connection: any (the default) races a
 WebSocket and WebTransport (QUIC datagrams, where UDP gets through) and
-prefers WebTransport; websocket or webtransport use that one only.`
+prefers WebTransport; websocket or webtransport use that one only.
+
+On a slow path the tunnel's sender chooses a lower bitrate, as a browser
+sets its encoder. This client has no encoder: --send-lower gives it the
+same audio at lower bitrates (opusenc --bitrate 8, 12, 16, 24, 32 ...,
+20 ms frames), and a tunnelled call sends each frame from the version
+that fits the bitrate chosen (without it, the file goes as it is).`
 
 var cmdCall = &command{
 	name:  "call",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--duration D] [--path webrtc|tunnel] [--relay-only] [--turn-transport T] USER",
+	args:  "[--send FILE.ogg [--send-lower FILES]] [--record FILE.ogg] [--duration D] [--path webrtc|tunnel] [--relay-only] [--turn-transport T] USER",
 	short: "make a voice call to USER, playing and recording Ogg Opus files",
 	long: `Call rings USER on every device that is online; the first to answer takes the
 call. The audio goes between the devices over WebRTC, encrypted with keys
@@ -172,7 +178,7 @@ Example, with 'parley answer' on Bob's side:
 
 var cmdAnswer = &command{
 	name:  "answer",
-	args:  "[--send FILE.ogg] [--record FILE.ogg] [--wait D] [--duration D] [--carrier C] [--relay-only] [--turn-transport T]",
+	args:  "[--send FILE.ogg [--send-lower FILES]] [--record FILE.ogg] [--wait D] [--duration D] [--carrier C] [--relay-only] [--turn-transport T]",
 	short: "wait for a voice call and answer it, playing and recording Ogg Opus files",
 	long: `Answer connects, waits up to --wait for someone to call this account, answers
 the first call that rings, and stays in it until the caller hangs up (or
@@ -229,6 +235,7 @@ Example, with 'parley call' on Alice's side:
 
 func addCallFlags(fs *flag.FlagSet) {
 	fs.String("send", "", "send this Ogg Opus file")
+	fs.String("send-lower", "", "`FILES`: the same audio as --send at lower bitrates (opusenc --bitrate 8 ...), comma-separated; a call through the tunnel sends from the one that fits the bitrate it chooses for the path (this client cannot re-encode)")
 	fs.String("record", "", "record what arrives to this Ogg Opus file")
 	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
 	fs.String("turn-transport", "all", "reach the TURN relay over `T`: udp, tcp, tls or all")
@@ -239,7 +246,8 @@ func addCallFlags(fs *flag.FlagSet) {
 
 type callOpts struct {
 	send, record string
-	trace        string // --trace FILE
+	sendLower    []string // --send-lower
+	trace        string   // --trace FILE
 	duration     time.Duration
 	relayOnly    bool
 	transport    string // --turn-transport
@@ -250,6 +258,7 @@ type callOpts struct {
 func callOptions(fs *flag.FlagSet) (callOpts, error) {
 	o := callOpts{
 		send:      fs.Lookup("send").Value.String(),
+		sendLower: splitList(fs.Lookup("send-lower").Value.String()),
 		record:    fs.Lookup("record").Value.String(),
 		trace:     fs.Lookup("trace").Value.String(),
 		duration:  fs.Lookup("duration").Value.(flag.Getter).Get().(time.Duration),
@@ -257,6 +266,9 @@ func callOptions(fs *flag.FlagSet) (callOpts, error) {
 		transport: fs.Lookup("turn-transport").Value.String(),
 		path:      fs.Lookup("path").Value.String(),
 		carrier:   fs.Lookup("carrier").Value.String(),
+	}
+	if len(o.sendLower) > 0 && o.send == "" {
+		return o, usagef("--send-lower needs --send: the lower versions are of the file it sends")
 	}
 	if !slices.Contains([]string{"any", "websocket", "webtransport"}, o.carrier) {
 		return o, usagef("--carrier %s: want any, websocket or webtransport", o.carrier)
@@ -301,6 +313,20 @@ func openMedia(o callOpts) (call.Media, func() error, error) {
 			return m, nil, fmt.Errorf("%s: %w (make one with: opusenc speech.wav speech.ogg)", o.send, err)
 		}
 	}
+	for _, name := range o.sendLower {
+		f, err := os.Open(name)
+		if err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("cannot open a lower version to send: %w", err)
+		}
+		files = append(files, f)
+		r, err := call.NewOggReader(f)
+		if err != nil {
+			closeAll()
+			return m, nil, fmt.Errorf("%s: %w (make one with: opusenc --bitrate 12 speech.wav speech-12k.ogg)", name, err)
+		}
+		m.SendLower = append(m.SendLower, r)
+	}
 	if o.record != "" {
 		f, err := os.Create(o.record)
 		if err != nil {
@@ -329,7 +355,8 @@ func openMedia(o callOpts) (call.Media, func() error, error) {
 //
 // dir "out" for sent, "in" for received, "play" for a frame the tunnel's
 // jitter buffer played; at_us is the time it left, arrived or played, in
-// microseconds since the Unix epoch, on this machine's clock.
+// microseconds since the Unix epoch, on this machine's clock. A frame sent
+// from a --send-lower file has "version": its place in that list, from 1.
 type tracer struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
@@ -347,7 +374,11 @@ func (t *tracer) packet(p call.TracePacket) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.err == nil {
-		_, t.err = fmt.Fprintf(t.w, `{"dir":%q,"seq":%d,"ts":%d,"size":%d,"at_us":%d}`+"\n", dir, p.Seq, p.Timestamp, p.Size, p.At.UnixMicro())
+		version := ""
+		if p.Version > 0 {
+			version = fmt.Sprintf(`,"version":%d`, p.Version)
+		}
+		_, t.err = fmt.Fprintf(t.w, `{"dir":%q,"seq":%d,"ts":%d,"size":%d,"at_us":%d%s}`+"\n", dir, p.Seq, p.Timestamp, p.Size, p.At.UnixMicro(), version)
 	}
 }
 
@@ -655,7 +686,23 @@ func finish(e *env, cl *call.Call, st call.Stats, err error, closeMedia func() e
 				j.Played, j.Repaired, j.Concealed, j.Late, j.LongestGap, j.TargetDelay, j.MaxTargetDelay)
 			fmt.Fprintf(e.stdout, "sender: redundancy %d, %d frames a packet, bitrate it would choose %d bit/s; %d carrier switches\n",
 				snd.Depth, snd.FramesPerPacket, snd.Bitrate, len(t.Switches))
+			fmt.Fprintf(e.stdout, "tunnel: sent %d packets, %d bytes of audio and repeats (%d dropped for a full carrier), RTT %v\n",
+				snd.Packets, snd.Bytes, t.PacketsDropped, t.RTT.Round(time.Millisecond))
+			if snd.Reason != "" {
+				fmt.Fprintf(e.stdout, "sender's last change: %s\n", snd.Reason)
+			}
 		}
 	}
 	return err
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
