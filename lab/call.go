@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,8 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 	}
 	file := func(name string) string { return filepath.Join(dir, name) }
 
-	answer := b.command(append([]string{"answer", "--send", sp.bob, "--record", file("bob-heard.ogg"), "--trace", file("bob.trace"), "--wait", "2m"}, flags...)...)
+	answer := b.command(append([]string{"answer", "--send", sp.bob, "--send-lower", strings.Join(sp.bobLower, ","),
+		"--record", file("bob-heard.ogg"), "--trace", file("bob.trace"), "--wait", "2m"}, flags...)...)
 	var bobOut lockedBuffer
 	answer.Stdout, answer.Stderr = &bobOut, &bobOut
 	if err := answer.Start(); err != nil {
@@ -53,7 +55,8 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		}
 	}
 
-	call := a.command(append([]string{"call", b.name, "--send", sp.alice, "--record", file("alice-heard.ogg"), "--trace", file("alice.trace"),
+	call := a.command(append([]string{"call", b.name, "--send", sp.alice, "--send-lower", strings.Join(sp.aliceLower, ","),
+		"--record", file("alice-heard.ogg"), "--trace", file("alice.trace"),
 		"--duration", cfg.CallDuration.String(), "--ring", "60s"}, flags...)...)
 	aliceOut, callErr := combined(ctx, call)
 	select {
@@ -105,9 +108,10 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		played       []measure.Packet
 		until        time.Time
 		speech, work string
+		lower        []string
 	}{
-		{"alice→bob", at.Sent, bt.Received, bt.Played, measure.End(bt.Sent, bt.Received), sp.alice, file("a2b")},
-		{"bob→alice", bt.Sent, at.Received, at.Played, measure.End(at.Sent, at.Received), sp.bob, file("b2a")},
+		{"alice→bob", at.Sent, bt.Received, bt.Played, measure.End(bt.Sent, bt.Received), sp.alice, file("a2b"), sp.aliceLower},
+		{"bob→alice", bt.Sent, at.Received, at.Played, measure.End(at.Sent, at.Received), sp.bob, file("b2a"), sp.bobLower},
 	} {
 		o := measure.Options{Until: d.until}
 		var p measure.Playout
@@ -116,7 +120,7 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 		} else {
 			p = measure.Analyze(d.sent, d.recv, o)
 		}
-		h, err := listen(ctx, p, d.speech, d.work)
+		h, err := listen(ctx, p, d.speech, d.work, d.lower, d.sent)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
@@ -188,9 +192,10 @@ type heard struct {
 	stoi      float64
 }
 
-// listen scores what the listener of one direction heard (p) against what
-// was sent, in work (a folder it creates).
-func listen(ctx context.Context, p measure.Playout, speech, work string) (*heard, error) {
+// listen scores what the listener of one direction heard (p) against the
+// speech, in work (a folder it creates). The frames sent from a lower
+// version of the speech (sent[i].Version) are heard as that version's.
+func listen(ctx context.Context, p measure.Playout, speech, work string, lower []string, sent []measure.Packet) (*heard, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
@@ -206,6 +211,11 @@ func listen(ctx context.Context, p measure.Playout, speech, work string) (*heard
 	if err != nil {
 		return nil, err
 	}
+	if from := versions(sent); from != nil {
+		if speech, err = mixVersions(speech, lower, from, filepath.Join(work, "as-sent.ogg")); err != nil {
+			return nil, err
+		}
+	}
 	got, err := decode(ctx, speech, p.Heard, filepath.Join(work, "heard"))
 	if err != nil {
 		return nil, err
@@ -214,6 +224,39 @@ func listen(ctx context.Context, p measure.Playout, speech, work string) (*heard
 		return nil, fmt.Errorf("STOI: %w", err)
 	}
 	return h, nil
+}
+
+// versions is the version each frame was sent from, or nil if all came
+// from the file itself.
+func versions(sent []measure.Packet) []int {
+	var from []int
+	for i, p := range sent {
+		if p.Version > 0 && from == nil {
+			from = make([]int, len(sent))
+		}
+		if from != nil {
+			from[i] = p.Version
+		}
+	}
+	return from
+}
+
+// mixVersions writes to name the speech as it was sent, frame by frame
+// from the version from says, and returns name.
+func mixVersions(speech string, lower []string, from []int, name string) (string, error) {
+	var rs []io.Reader
+	for _, f := range append([]string{speech}, lower...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		rs = append(rs, bytes.NewReader(b))
+	}
+	var out bytes.Buffer
+	if err := measure.MixOgg(rs, from, &out); err != nil {
+		return "", fmt.Errorf("the speech as sent: %w", err)
+	}
+	return name, os.WriteFile(name, out.Bytes(), 0o644)
 }
 
 type pcm struct {

@@ -146,6 +146,21 @@ type Config struct {
 	// NoTunnel leaves the tunnel tier (tier 2, "parley call --path
 	// tunnel") out.
 	NoTunnel bool
+	// TunnelCalls, by profile, is how long the tunnel tier's call lasts
+	// there instead of CallDuration (LongCalls: the issue's targets).
+	TunnelCalls map[string]time.Duration
+}
+
+// LongCalls are the tunnel calls that the targets of calls through the
+// tunnel ask to last: 5 minutes under rate-32k, 10 under tcp-freeze-16k.
+var LongCalls = map[string]time.Duration{"rate-32k": 5 * time.Minute, "tcp-freeze-16k": 10 * time.Minute}
+
+// callDuration is how long the call of tier lasts under profile.
+func (cfg Config) callDuration(profile, tier string) time.Duration {
+	if d, ok := cfg.TunnelCalls[profile]; ok && tier == tierTunnel {
+		return d
+	}
+	return cfg.CallDuration
 }
 
 // The tiers, in the report's order.
@@ -224,7 +239,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if len(profiles) == 0 {
 		profiles = profileNames()
 	}
-	speech, err := makeSpeech(ctx, cfg.Work, cfg.CallDuration)
+	longest := cfg.CallDuration
+	for _, p := range profiles {
+		longest = max(longest, cfg.callDuration(p, tierTunnel))
+	}
+	speech, err := makeSpeech(ctx, cfg.Work, longest)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +139,10 @@ more:
 			break more
 		}
 	}
+	// Kept beside the run's other files, for when messages go missing.
+	dir := filepath.Dir(from.home)
+	os.WriteFile(filepath.Join(dir, "messages-chat.out"), []byte(chatOut.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, "messages-recv.err"), []byte(recvErr.String()), 0o644)
 	for _, n := range seen {
 		switch {
 		case n == 0:

@@ -77,13 +77,6 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	if err := net.SetProfile(ctx, profile); err != nil {
 		return nil, err
 	}
-	carol := &user{name: "carol", client: 0, home: filepath.Join(dir, "carol"), cfg: cfg, net: net, srv: srv}
-	start := time.Now()
-	if err := carol.registerOnce(ctx, cfg.RegisterTimeout); err != nil {
-		res.RegisterError = err.Error()
-	} else {
-		res.RegisterMs = ms(time.Since(start))
-	}
 	m, err := measureMessages(ctx, cfg, users[0], users[1])
 	if err != nil {
 		return nil, fmt.Errorf("messaging: %w", err)
@@ -97,7 +90,9 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	out := []Result{res}
 	if !cfg.NoTunnel {
 		tun.Tier = tierTunnel
-		if err := measureCall(ctx, cfg, users[0], users[1], filepath.Join(dir, "tunnel"), sp, &tun, tunnelFlags(profile)...); err != nil {
+		tcfg := cfg
+		tcfg.CallDuration = cfg.callDuration(profile, tierTunnel)
+		if err := measureCall(ctx, tcfg, users[0], users[1], filepath.Join(dir, "tunnel"), sp, &tun, tunnelFlags(profile)...); err != nil {
 			return nil, fmt.Errorf("tunnel call: %w", err)
 		}
 		out = append(out, tun)
@@ -111,8 +106,21 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 		// Messaging is the same client library in both tiers: measured once.
 		web.MessageDeliveryMs, web.MessageDeliveryP95Ms = res.MessageDeliveryMs, res.MessageDeliveryP95Ms
 		web.MessagesLost, web.MessagesDuplicated = res.MessagesLost, res.MessagesDuplicated
-		web.RegisterMs, web.RegisterError = res.RegisterMs, res.RegisterError
 		out = append(out, web)
+	}
+	// Last, so that an upload still draining from a registration that
+	// failed on a slow link (the kernel sends what a closed socket left)
+	// cannot take the link from what is measured before.
+	carol := &user{name: "carol", client: 0, home: filepath.Join(dir, "carol"), cfg: cfg, net: net, srv: srv}
+	start := time.Now()
+	if err := carol.registerOnce(ctx, cfg.RegisterTimeout); err != nil {
+		for i := range out {
+			out[i].RegisterError = err.Error()
+		}
+	} else {
+		for i := range out {
+			out[i].RegisterMs = ms(time.Since(start))
+		}
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"html"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,6 +16,7 @@ import (
 type ReportInfo struct {
 	Date         time.Time
 	CallDuration time.Duration
+	TunnelCalls  map[string]time.Duration // Config.TunnelCalls
 	Runs         int
 	Messages     int
 	Command      string // how to run it again
@@ -45,6 +47,14 @@ func markdown(info ReportInfo, results []Result) []byte {
 	fmt.Fprintf(&b, "# The hostile-network lab: report\n\n")
 	fmt.Fprintf(&b, "Made %s by `%s`: each profile %d run(s) (medians shown), a call of %v of speech each way, %d messages.\n",
 		info.Date.UTC().Format("2006-01-02 15:04 MST"), info.Command, info.Runs, info.CallDuration, info.Messages)
+	if len(info.TunnelCalls) > 0 {
+		var long []string
+		for p, d := range info.TunnelCalls {
+			long = append(long, fmt.Sprintf("%v under %s", d, p))
+		}
+		slices.Sort(long)
+		fmt.Fprintf(&b, "The tunnel tier's calls last longer where its targets ask: %s.\n", strings.Join(long, ", "))
+	}
 	network := "the lab's network namespaces (root)"
 	for _, r := range results {
 		if r.Network == "host" {

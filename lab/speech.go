@@ -11,8 +11,17 @@ import (
 )
 
 // speech is the Ogg Opus files each side sends: espeak-ng speech, long
-// enough for the call.
-type speech struct{ alice, bob string }
+// enough for the call, and the same speech at lower bitrates (lowerRates),
+// which a tunnelled call sends from where its sender chooses a lower
+// bitrate (parley call --send-lower).
+type speech struct {
+	alice, bob           string
+	aliceLower, bobLower []string
+}
+
+// lowerRates are the bitrates, in kbit/s, of the lower versions: those of
+// the tunnel sender's ladder (package tunnel/audio).
+var lowerRates = []int{6, 8, 12, 16, 24, 32}
 
 // The texts: plain sentences with varied sounds, said in turn until the
 // speech lasts as long as the call.
@@ -33,32 +42,53 @@ var (
 	}
 )
 
-// makeSpeech writes alice.ogg and bob.ogg in dir, each at least d long.
+// makeSpeech writes alice.ogg and bob.ogg in dir, each at least d long,
+// and their lower versions.
 func makeSpeech(ctx context.Context, dir string, d time.Duration) (*speech, error) {
 	sp := &speech{alice: filepath.Join(dir, "alice-speech.ogg"), bob: filepath.Join(dir, "bob-speech.ogg")}
 	for _, x := range []struct {
 		path  string
 		text  []string
 		voice string
-	}{{sp.alice, aliceText, "en+f3"}, {sp.bob, bobText, "en+m3"}} {
+		lower *[]string
+	}{{sp.alice, aliceText, "en+f3", &sp.aliceLower}, {sp.bob, bobText, "en+m3", &sp.bobLower}} {
 		wav := strings.TrimSuffix(x.path, ".ogg") + ".wav"
-		var said []string
-		for i := 0; ; i++ {
-			said = append(said, x.text[i%len(x.text)])
-			if out, err := exec.CommandContext(ctx, "espeak-ng", "-v", x.voice, "-w", wav, strings.Join(said, " ")).CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("espeak-ng: %v: %s", err, out)
+		say := func(text []string) (time.Duration, error) {
+			if out, err := exec.CommandContext(ctx, "espeak-ng", "-v", x.voice, "-w", wav, strings.Join(text, " ")).CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("espeak-ng: %v: %s", err, out)
 			}
 			st, err := os.Stat(wav)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			// espeak-ng writes 16-bit mono at 22050 Hz after a 44-byte header.
-			if time.Duration(st.Size()-44)*time.Second/(2*22050) >= d+time.Second || i > 200 {
-				break
+			return time.Duration(st.Size()-44) * time.Second / (2 * 22050), nil
+		}
+		// One round of the text, then as many rounds as the call needs,
+		// said at once (speaking a long text anew for each sentence added
+		// would take minutes for a 10-minute call).
+		round, err := say(x.text)
+		if err != nil {
+			return nil, err
+		}
+		if round < d+time.Second {
+			var text []string
+			for range int((d+time.Second)/round) + 1 {
+				text = append(text, x.text...)
+			}
+			if _, err := say(text); err != nil {
+				return nil, err
 			}
 		}
 		if out, err := exec.CommandContext(ctx, "opusenc", "--quiet", wav, x.path).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("opusenc: %v: %s", err, out)
+		}
+		for _, kbps := range lowerRates {
+			low := fmt.Sprintf("%s-%dk.ogg", strings.TrimSuffix(x.path, ".ogg"), kbps)
+			if out, err := exec.CommandContext(ctx, "opusenc", "--quiet", "--bitrate", fmt.Sprint(kbps), wav, low).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("opusenc --bitrate %d: %v: %s", kbps, err, out)
+			}
+			*x.lower = append(*x.lower, low)
 		}
 	}
 	return sp, nil

@@ -2,7 +2,7 @@
 // hostile-network lab's censor profiles and writes the report (package
 // lab): docs/lab-report.md, .json and .svg.
 //
-//	parley-lab [--bin DIR] [--out DIR] [--profiles LIST] [--call D] [--runs N] [--messages N] [--work DIR]
+//	parley-lab [--bin DIR] [--out DIR] [--profiles LIST] [--call D] [--long] [--runs N] [--messages N] [--work DIR]
 //
 // It needs root (for the network namespaces), parleyd and parley in --bin,
 // and espeak-ng and opus-tools. `make lab-report` builds and runs it.
@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("runs", 3, "runs per profile; the report gives medians")
 	messages := fs.Int("messages", 20, "messages sent per run")
 	work := fs.String("work", "", "keep each run's files (traces, recordings, logs) in this folder")
+	long := fs.Bool("long", false, "the tunnel tier's calls last as its targets ask: 5 minutes under rate-32k, 10 under tcp-freeze-16k")
 	chromium := fs.String("chromium", "", `the browser of the browser tier (default: chromium on the PATH; "none" leaves the tier out)`)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: parley-lab [flags]
@@ -72,12 +73,15 @@ espeak-ng and opus-tools (Debian packages).
 	if *profiles != "" {
 		cfg.Profiles = strings.Split(*profiles, ",")
 	}
+	if *long {
+		cfg.TunnelCalls = lab.LongCalls
+	}
 	start := time.Now()
 	results, err := lab.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	info := lab.ReportInfo{Date: start, CallDuration: *callFor, Runs: *runs, Messages: *messages,
+	info := lab.ReportInfo{Date: start, CallDuration: *callFor, TunnelCalls: cfg.TunnelCalls, Runs: *runs, Messages: *messages,
 		Command: "parley-lab " + strings.Join(args, " ")}
 	if err := lab.WriteReport(*out, info, results); err != nil {
 		return err

@@ -38,6 +38,7 @@ type Packet struct {
 	Timestamp uint32 // RTP, 48 kHz
 	Size      int
 	At        time.Time
+	Version   int // of a sent frame: the file it came from, 0 for --send, i for the i-th of --send-lower
 }
 
 // End returns the time of the last packet of a trace, sent or received:
@@ -79,6 +80,7 @@ func ReadTraces(r io.Reader) (Trace, error) {
 			TS   uint32 `json:"ts"`
 			Size int    `json:"size"`
 			At   int64  `json:"at_us"`
+			Ver  int    `json:"version"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return t, fmt.Errorf("trace line %d: %w", n, err)
@@ -86,7 +88,7 @@ func ReadTraces(r io.Reader) (Trace, error) {
 		if l.Seq == nil || *l.Seq < 0 || *l.Seq > 0xFFFF || l.At <= 0 {
 			return t, fmt.Errorf("trace line %d: no valid seq or at_us", n)
 		}
-		p := Packet{Seq: uint16(*l.Seq), Timestamp: l.TS, Size: l.Size, At: time.UnixMicro(l.At)}
+		p := Packet{Seq: uint16(*l.Seq), Timestamp: l.TS, Size: l.Size, At: time.UnixMicro(l.At), Version: l.Ver}
 		switch l.Dir {
 		case "out":
 			t.Sent = append(t.Sent, p)
@@ -291,6 +293,44 @@ func (p *Playout) finish(sent []Packet) {
 func percentile(d []time.Duration, pct float64) time.Duration {
 	i := int(pct/100*float64(len(d))+0.5) - 1
 	return d[min(max(i, 0), len(d)-1)]
+}
+
+// MixOgg writes to w, as an Ogg Opus stream, the frames a call sent when
+// it sent each from one of several versions of the same audio: frame i
+// of versions[from[i]] (versions[0] is the file itself, the others lower
+// bitrates of it; a frame beyond from, or beyond its version, comes from
+// versions[0]). The streams are read from their start.
+func MixOgg(versions []io.Reader, from []int, w io.Writer) error {
+	frames := make([][][]byte, len(versions))
+	for v, src := range versions {
+		r, err := call.NewOggReader(src)
+		if err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+		for {
+			p, err := r.ReadPacket()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("version %d: %w", v, err)
+			}
+			frames[v] = append(frames[v], p)
+		}
+	}
+	out, err := call.NewOggWriter(w, 1)
+	if err != nil {
+		return err
+	}
+	for i, p := range frames[0] {
+		if i < len(from) && from[i] > 0 && from[i] < len(frames) && i < len(frames[from[i]]) {
+			p = frames[from[i]][i]
+		}
+		if err := out.WritePacket(p); err != nil {
+			return err
+		}
+	}
+	return out.Close()
 }
 
 // PlayedOgg writes to w, as an Ogg Opus stream, the audio of sent (the Ogg

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/parleychat/parley/call"
 )
 
@@ -136,15 +137,17 @@ func TestReadTrace(t *testing.T) {
 	}
 }
 
-func TestPlayedOgg(t *testing.T) {
+// oggOf is an Ogg Opus stream of n CELT 20 ms packets tagged tag, i.
+func oggOf(t *testing.T, n int, tag byte) ([]byte, [][]byte) {
+	t.Helper()
 	var src bytes.Buffer
 	w, err := call.NewOggWriter(&src, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pkts [][]byte
-	for i := range 6 {
-		p := []byte{0xF8, 0xFF, 0xFE, byte(i)} // CELT FB 20 ms
+	for i := range n {
+		p := []byte{0xF8, 0xFF, tag, byte(i)} // CELT FB 20 ms
 		pkts = append(pkts, p)
 		if err := w.WritePacket(p); err != nil {
 			t.Fatal(err)
@@ -153,26 +156,54 @@ func TestPlayedOgg(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	heard := []bool{true, false, true, true, false} // the 6th was not counted
-	var out bytes.Buffer
-	if err := PlayedOgg(bytes.NewReader(src.Bytes()), heard, &out); err != nil {
-		t.Fatal(err)
-	}
-	r, err := call.NewOggReader(&out)
+	return src.Bytes(), pkts
+}
+
+func readOgg(t *testing.T, r io.Reader) [][]byte {
+	t.Helper()
+	or, err := call.NewOggReader(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got [][]byte
 	for {
-		p, err := r.ReadPacket()
+		p, err := or.ReadPacket()
 		if err == io.EOF {
-			break
+			return got
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, p)
 	}
+}
+
+func TestMixOgg(t *testing.T) {
+	main, mp := oggOf(t, 6, 0)
+	low, lp := oggOf(t, 4, 1)
+	lower, wp := oggOf(t, 6, 2)
+	var out bytes.Buffer
+	if err := MixOgg([]io.Reader{bytes.NewReader(main), bytes.NewReader(low), bytes.NewReader(lower)}, []int{0, 1, 2, 1, 1}, &out); err != nil {
+		t.Fatal(err)
+	}
+	// Frame 4 of version 1 does not exist, and frame 5 is past from: the file itself.
+	want := [][]byte{mp[0], lp[1], wp[2], lp[3], mp[4], mp[5]}
+	if diff := cmp.Diff(want, readOgg(t, &out)); diff != "" {
+		t.Errorf("mixed frames (-want +got):\n%s", diff)
+	}
+	if err := MixOgg([]io.Reader{bytes.NewReader(main), strings.NewReader("not ogg")}, nil, io.Discard); err == nil {
+		t.Error("MixOgg of a non-Ogg version succeeded")
+	}
+}
+
+func TestPlayedOgg(t *testing.T) {
+	src, pkts := oggOf(t, 6, 0xFE)
+	heard := []bool{true, false, true, true, false} // the 6th was not counted
+	var out bytes.Buffer
+	if err := PlayedOgg(bytes.NewReader(src), heard, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := readOgg(t, &out)
 	conceal := call.Concealment(20 * time.Millisecond)
 	want := [][]byte{pkts[0], conceal[0], pkts[2], pkts[3], conceal[0]}
 	if len(conceal) != 1 || len(got) != len(want) {
