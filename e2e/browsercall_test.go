@@ -83,6 +83,17 @@ type callStats struct {
 	PacketsLost     float64 `json:"packetsLost"`
 	AudioEnergy     float64 `json:"audioEnergy"`
 	AudioLevel      float64 `json:"audioLevel"`
+	// Tunnel is set for calls through the server's tunnel (api.ts TunnelStats).
+	Tunnel *struct {
+		Played    int `json:"played"`
+		Concealed int `json:"concealed"`
+		Late      int `json:"late"`
+		Switches  []struct {
+			From   string `json:"from"`
+			To     string `json:"to"`
+			Reason string `json:"reason"`
+		} `json:"switches"`
+	} `json:"tunnel"`
 }
 
 func (b *browser) callStats() callStats {

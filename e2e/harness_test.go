@@ -55,6 +55,10 @@ type parleyd struct {
 	web  fs.FS      // the web client's files, if any
 	turn bool       // run a TURN relay (on a new port at each start) that may relay to loopback
 	wt   bool       // serve the call tunnel's WebTransport (on a new UDP port at each start)
+	// wtFront, if set (with wt), puts something in front of the
+	// WebTransport port, such as a UDP proxy, and returns the address
+	// clients are told to reach instead.
+	wtFront func(t testing.TB, server net.Addr) string
 
 	srv    *server.Server
 	cancel context.CancelFunc
@@ -139,8 +143,12 @@ func (p *parleyd) start() {
 		if err != nil {
 			p.t.Fatal(err)
 		}
+		addr := pc.LocalAddr().String()
+		if p.wtFront != nil {
+			addr = p.wtFront(p.t, pc.LocalAddr())
+		}
 		cfg.WebTransport = &server.WebTransport{Conn: pc, TLS: certs.TLSConfig(), Hashes: certs.Hashes,
-			URL: "https://" + pc.LocalAddr().String() + tunnel.Path}
+			URL: "https://" + addr + tunnel.Path}
 	}
 	srv, err := server.Open(ctx, cfg)
 	if err != nil {

@@ -68,8 +68,63 @@ export interface CallSignal {
   kind: CallSignalKind;
   sdp?: string; // offer, answer
   candidate?: string; // ice: JSON of an RTCIceCandidateInit
+  /** offer, answer: this side's share of the call's tunnel secret (32
+   * bytes, base64; parley.newTunnelKey()). An offer with a share and no
+   * sdp offers the server's tunnel only (tier 2); its answer has a share
+   * and no sdp either. */
+  tunnel_key?: string;
   from?: string; // received: the sending device, "user.device"
   sent_at?: number; // received: the sender's clock, Unix ms
+}
+
+/** The tunnel (tier 2) hands the page each 20 ms frame as it falls due. */
+export type FrameStatus =
+  | "played" // the frame, in time
+  | "repaired" // the frame, from a later packet's redundant copy
+  | "concealed"; // no frame for this slot (lost, or the buffer grows its delay): frame is null
+
+/** What a tunnel call tells the page; called from the playout clock, so
+ * each must return at once. */
+export interface TunnelHandlers {
+  /** The frame due now: an Opus packet (empty for the sender's silence),
+   * or null when concealed. Not called before the first frames arrive. */
+  play(frame: Uint8Array | null, status: FrameStatus): void;
+  /** The other device entered (true) or left (false) the server's room. */
+  peer(present: boolean): void;
+  /** The first frame from the other device arrived. */
+  audio?(): void;
+}
+
+/** What a tunnel call has done so far (tunnel.SessionStats). */
+export interface TunnelStats {
+  path: string; // the carrier now: "webtransport", "websocket"
+  received: number; // distinct frames received
+  played: number; // frames played (repaired ones included)
+  repaired: number; // played from a redundant copy
+  concealed: number; // slots with no frame in time
+  late: number; // frames that came after their slot
+  longest_gap_ms: number; // longest run of concealed slots
+  delay_ms: number; // the jitter buffer's playout delay now
+  target_delay_ms: number;
+  loss_before_repair: number; // share of frames whose first copy missed its slot
+  rtt_ms: number; // to the server, on the active carrier
+  packets_sent: number;
+  packets_dropped: number; // the carrier could not take them in time
+  bitrate: number; // the encoder bitrate the sender chooses, bit/s
+  redundancy: number; // earlier frames each packet repeats
+  switches: { at: number; from: string; to: string; reason: string }[]; // moves between carriers
+}
+
+/** A call's audio through the server's tunnel. */
+export interface TunnelCall {
+  /** Sends one encoded 20 ms Opus frame (empty: silence). Never waits:
+   * a frame the path cannot take in time is dropped. */
+  send(frame: Uint8Array): void;
+  /** The carrier now: "webtransport" or "websocket". */
+  path(): string;
+  stats(): TunnelStats;
+  /** Leaves the room; the handlers are not called after. */
+  close(): void;
 }
 
 /** How a call ended, for the history (client.CallOutcome). */
@@ -138,6 +193,13 @@ export interface Parley {
   /** The server's TURN relay with a fresh short-lived credential, as
    * RTCIceServer objects ([] if the server runs none). Needs a connection. */
   turnServers(): Promise<RTCIceServer[]>;
+  /** A fresh share of a call's tunnel secret (base64 of 32 random bytes). */
+  newTunnelKey(): string;
+  /** Joins the server's tunnel for call id with the two shares (caller:
+   * this device made the call) and starts the playout. Rejects when no
+   * carrier could join (kind "unavailable": no connection, or the server
+   * runs no tunnel). */
+  openTunnel(id: string, caller: boolean, mine: string, theirs: string, handlers: TunnelHandlers): Promise<TunnelCall>;
   /** Writes what a call came to into the history with peer (once per call
    * id) and returns the notice; a "message" event follows. */
   recordCall(peer: string, record: CallRecord): Promise<Message>;

@@ -10,9 +10,18 @@
 // (parley.recordCall). The TURN relay is parleyd's own, with a fresh
 // credential per call; "relay only" (a setting) keeps each side's IP
 // address from the other.
+//
+// A call may instead carry its audio through the server's tunnel (tier 2,
+// for networks that block WebRTC; the "tunnel" setting for calls we make):
+// the offer then has no SDP but our share of the tunnel secret
+// (tunnel_key), the answer the callee's share, and each side runs
+// parley.openTunnel with the codec of tunnel.ts; no RTCPeerConnection.
+// Such a call is active once the other device is in the server's room and
+// its audio arrives.
 
-import type { CallOutcome, CallSignal, Parley } from "./api";
+import type { CallOutcome, CallSignal, Parley, TunnelCall, TunnelStats } from "./api";
 import { errorKind, errorText } from "./format";
+import { TunnelAudio, type TunnelAudioStats } from "./tunnel";
 
 /** How long an outgoing call rings before it gives up, as the CLI does. */
 const ringTimeout = 45_000;
@@ -27,6 +36,8 @@ const statsEvery = 1_000;
  * peer's hang-up (which travels through the server, the slower way) before
  * calling it a failure. */
 const hangupGrace = 3_000;
+/** What calls ask of the microphone. */
+const microphone: MediaStreamConstraints = { audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } };
 /** Bounds on what a misbehaving peer can make us queue. */
 const maxQueuedCandidates = 64;
 
@@ -49,7 +60,7 @@ export interface CallView {
   connectedAt: number; // when the media path came up (0 before)
   muted: boolean;
   quality: Quality;
-  /** "direct" or "relay (udp|tcp|tls)", once known. */
+  /** "direct", "relay (udp|tcp|tls)" or "server tunnel (WebTransport|WebSocket)", once known. */
   path: string;
   /** After the call: what it came to, for people. */
   summary: string;
@@ -67,14 +78,22 @@ export interface CallStats {
   packetsLost: number;
   jitterMs: number;
   rttMs: number;
-  audioEnergy: number; // the inbound track's totalAudioEnergy
+  audioEnergy: number; // the inbound track's totalAudioEnergy (tunnel: of the decoded audio played)
   audioLevel: number; // its last audioLevel, 0..1
   bytesReceived: number;
+  /** Tunnel calls: what the Go side (jitter buffer, sender, carriers) and
+   * the codec side did. packetsReceived counts the frames received,
+   * packetsLost the slots concealed; jitterMs is not measured (the jitter
+   * buffer's delay is in tunnel). */
+  tunnel?: TunnelStats;
+  tunnelAudio?: TunnelAudioStats;
 }
 
 export interface CallSettings {
   /** Media only through the TURN relay: the peer never learns this device's IP address. */
   relayOnly(): boolean;
+  /** Calls we make carry their audio through the server's tunnel (tier 2), not WebRTC. */
+  tunnel(): boolean;
 }
 
 type Listener = (v: CallView | null) => void;
@@ -96,6 +115,13 @@ interface Session {
   dialedAt: number; // when set-up started (dial, or accept)
   last?: { lost: number; received: number; at: number }; // for loss per interval
   closed: boolean;
+  // Tunnel calls only:
+  share?: string; // our share of the tunnel secret: set, the call goes through the tunnel
+  tunnel: TunnelCall | null;
+  tunnelAudio: TunnelAudio | null;
+  peerIn: boolean; // the other device is in the server's room
+  leftTimer: number; // it left: end the call unless it comes back
+  switches: number; // moves between carriers logged so far
 }
 
 /** Calls is the calling side of one Parley client (one call at a time). */
@@ -136,6 +162,7 @@ export class Calls {
   async dial(peer: string): Promise<void> {
     if (this.cur) throw new Error("already in a call");
     const s = this.newSession(this.parley.newCallId(), peer, true, "calling");
+    if (this.settings.tunnel()) return this.dialTunnel(s);
     try {
       await this.prepare(s);
       if (s.closed) return;
@@ -158,6 +185,7 @@ export class Calls {
     this.clearTimers(s); // the missed-call timer
     s.dialedAt = Date.now();
     this.update(s, { phase: "connecting" });
+    if (!s.offer.sdp) return this.acceptTunnel(s, s.offer.tunnel_key!);
     try {
       await this.prepare(s);
       if (s.closed) return;
@@ -199,6 +227,7 @@ export class Calls {
     const s = this.cur;
     if (!s) return;
     s.local?.getAudioTracks().forEach((t) => (t.enabled = !muted));
+    s.tunnelAudio?.setMuted(muted);
     this.update(s, { muted });
   }
 
@@ -224,6 +253,7 @@ export class Calls {
   /** The current call's statistics, or null when there is none. */
   async stats(): Promise<CallStats | null> {
     const s = this.cur;
+    if (s?.tunnel) return tunnelStats(s);
     if (!s?.pc) return null;
     return readStats(s, await s.pc.getStats());
   }
@@ -242,7 +272,7 @@ export class Calls {
         this.record(peer, { id: sig.id, outgoing: false, outcome: "busy", at: sig.sent_at });
         return;
       }
-      if (!sig.sdp) return;
+      if (!sig.sdp && !sig.tunnel_key) return;
       if (sig.sent_at && Date.now() - sig.sent_at > staleOffer) {
         this.finished(sig.id);
         this.record(peer, { id: sig.id, outgoing: false, outcome: "missed", at: sig.sent_at });
@@ -292,6 +322,11 @@ export class Calls {
     s.remote = sig.from ?? "";
     this.update(s, { phase: "connecting" });
     this.clearTimers(s);
+    if (s.share) {
+      if (!sig.tunnel_key) return this.end(s, "failed", "the answer has no tunnel key", true);
+      this.startConnectTimer(s);
+      return this.openTunnel(s, sig.tunnel_key);
+    }
     try {
       await s.pc!.setRemoteDescription({ type: "answer", sdp: sig.sdp! });
       await this.flushRemoteICE(s);
@@ -329,6 +364,11 @@ export class Calls {
     const s: Session = {
       view: { id, peer, outgoing, phase, startedAt: now, connectedAt: 0, muted: false, quality: "unknown", path: "", summary: "" },
       pc: null,
+      tunnel: null,
+      tunnelAudio: null,
+      peerIn: false,
+      leftTimer: 0,
+      switches: 0,
       local: null,
       audio: null,
       remote: "",
@@ -355,7 +395,7 @@ export class Calls {
     }
     const relayOnly = this.settings.relayOnly();
     const [local, servers] = await Promise.all([
-      navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } }),
+      navigator.mediaDevices.getUserMedia(microphone),
       this.parley.turnServers().catch((e) => {
         if (errorKind(e) === "unavailable") throw new SetupError("not connected to the server");
         throw e;
@@ -413,9 +453,101 @@ export class Calls {
     };
   }
 
-  /** Sends our description, then the candidates found meanwhile. */
-  private async describe(s: Session, kind: "offer" | "answer", sdp: string): Promise<void> {
-    await this.send(s.view.peer, { id: s.view.id, kind, sdp });
+  // --- the tunnel (tier 2) ---
+
+  /** Calls through the tunnel: the offer carries our share, no SDP. */
+  private async dialTunnel(s: Session): Promise<void> {
+    s.share = this.parley.newTunnelKey();
+    try {
+      await this.prepareTunnel(s);
+      if (s.closed) return;
+      s.timers.push(window.setTimeout(() => s.view.phase === "calling" && this.end(s, "no_answer", "", true), ringTimeout));
+      await this.describe(s, "offer");
+    } catch (e) {
+      this.end(s, "failed", setupError(e), s.described);
+    }
+  }
+
+  /** Takes a tunnel-only offer: joins the room while the answer, with our
+   * share, goes out. */
+  private async acceptTunnel(s: Session, theirs: string): Promise<void> {
+    s.share = this.parley.newTunnelKey();
+    s.haveRemote = true;
+    try {
+      await this.prepareTunnel(s);
+      if (s.closed) return;
+      const opening = this.openTunnel(s, theirs);
+      await this.describe(s, "answer");
+      this.startConnectTimer(s);
+      await opening;
+    } catch (e) {
+      this.end(s, "failed", setupError(e), true);
+    }
+  }
+
+  /** Gets the microphone and the codec. */
+  private async prepareTunnel(s: Session): Promise<void> {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      throw new SetupError("calls need a secure connection: open Parley over https (or on localhost)");
+    }
+    s.local = await navigator.mediaDevices.getUserMedia(microphone);
+    if (s.closed) return this.release(s);
+    s.tunnelAudio = await TunnelAudio.open(s.local);
+    s.tunnelAudio.setMuted(s.view.muted);
+    if (s.closed) return this.release(s);
+  }
+
+  /** Joins the server's room with both shares and starts the audio. */
+  private async openTunnel(s: Session, theirs: string): Promise<void> {
+    const audio = s.tunnelAudio!;
+    try {
+      const call = await this.parley.openTunnel(
+        s.view.id,
+        s.view.outgoing,
+        s.share!,
+        theirs,
+        audio.handlers({
+          peer: (present) => this.tunnelPeer(s, present),
+          audio: () => {
+            if (!s.firstAudio) s.firstAudio = Date.now();
+            this.tunnelActive(s);
+          },
+        }),
+      );
+      if (s.closed) return call.close();
+      s.tunnel = call;
+      audio.attach(call);
+      this.update(s, { path: tunnelPath(call.path()) });
+    } catch (e) {
+      this.end(s, "failed", `the server's call tunnel: ${errorText(e)}`, true);
+    }
+  }
+
+  /** The other device came into the server's room, or left it. */
+  private tunnelPeer(s: Session, present: boolean): void {
+    if (s.closed) return;
+    s.peerIn = present;
+    window.clearTimeout(s.leftTimer);
+    s.leftTimer = 0;
+    if (present) return this.tunnelActive(s);
+    // It hung up and the hang-up (which travels the slower way) is late,
+    // or lost: as when a WebRTC connection fails, wait a moment for it.
+    if (s.view.connectedAt) s.leftTimer = window.setTimeout(() => this.end(s, "completed", "", true), hangupGrace);
+  }
+
+  /** The call is active once the other device is in the room and its
+   * audio arrives. */
+  private tunnelActive(s: Session): void {
+    if (s.closed || s.view.connectedAt || !s.peerIn || !s.firstAudio) return;
+    this.clearTimers(s);
+    this.update(s, { phase: "active", connectedAt: Date.now() });
+    this.startStats(s);
+  }
+
+  /** Sends our description (and, for the tunnel, our share), then the
+   * candidates found meanwhile. */
+  private async describe(s: Session, kind: "offer" | "answer", sdp?: string): Promise<void> {
+    await this.send(s.view.peer, { id: s.view.id, kind, sdp, tunnel_key: s.share });
     s.described = true;
     for (const sig of s.localICE) this.send(s.view.peer, sig);
     s.localICE = [];
@@ -427,7 +559,14 @@ export class Calls {
       window.setTimeout(
         () =>
           !s.view.connectedAt &&
-          this.end(s, "failed", `no media path within ${connectTimeout / 1000} s: ${failure(s, this.settings.relayOnly(), true)}`, true),
+          this.end(
+            s,
+            "failed",
+            s.share
+              ? `no audio through the server's tunnel within ${connectTimeout / 1000} s`
+              : `no media path within ${connectTimeout / 1000} s: ${failure(s, this.settings.relayOnly(), true)}`,
+            true,
+          ),
         connectTimeout,
       ),
     );
@@ -435,9 +574,16 @@ export class Calls {
 
   private startStats(s: Session): void {
     s.ticker = window.setInterval(async () => {
-      if (s.closed || !s.pc) return;
+      if (s.closed || !(s.pc || s.tunnel)) return;
       try {
-        const st = readStats(s, await s.pc.getStats());
+        const st = s.tunnel ? tunnelStats(s) : readStats(s, await s.pc!.getStats());
+        if (st.tunnel) {
+          s.tunnelAudio?.setBitrate(st.tunnel.bitrate);
+          for (const sw of st.tunnel.switches.slice(s.switches)) {
+            console.info(`parley: call path ${sw.from} → ${sw.to || "none"} (${sw.reason})`);
+          }
+          s.switches = st.tunnel.switches.length;
+        }
         const prev = s.last;
         s.last = { lost: st.packetsLost, received: st.packetsReceived, at: Date.now() };
         let quality: Quality = "unknown";
@@ -488,6 +634,9 @@ export class Calls {
   private release(s: Session): void {
     this.clearTimers(s);
     window.clearInterval(s.ticker);
+    window.clearTimeout(s.leftTimer);
+    s.tunnel?.close();
+    s.tunnelAudio?.close();
     s.local?.getTracks().forEach((t) => t.stop());
     if (s.audio) {
       s.audio.pause();
@@ -577,6 +726,33 @@ export function duration(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
   const mm = String(Math.floor(s / 60) % 60).padStart(2, "0"), ss = String(s % 60).padStart(2, "0");
   return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${Math.floor(s / 60)}:${ss}`;
+}
+
+/** The call screen's name of a tunnel carrier. */
+function tunnelPath(carrier: string): string {
+  const names: Record<string, string> = { webtransport: "WebTransport", websocket: "WebSocket" };
+  return `server tunnel (${names[carrier] ?? carrier})`;
+}
+
+function tunnelStats(s: Session): CallStats {
+  const t = s.tunnel!.stats();
+  const a = s.tunnelAudio!.stats();
+  return {
+    id: s.view.id,
+    phase: s.view.phase,
+    path: tunnelPath(t.path),
+    setupMs: s.firstAudio ? s.firstAudio - s.dialedAt : 0,
+    packetsSent: t.packets_sent,
+    packetsReceived: t.received,
+    packetsLost: t.concealed,
+    jitterMs: 0,
+    rttMs: t.rtt_ms,
+    audioEnergy: a.energy,
+    audioLevel: a.level,
+    bytesReceived: 0,
+    tunnel: t,
+    tunnelAudio: a,
+  };
 }
 
 function readStats(s: Session, report: RTCStatsReport): CallStats {

@@ -1,5 +1,5 @@
 // The call screen (incoming, calling, in a call, and how it ended) and the
-// settings dialog with the "relay only" choice. The logic is in call.ts.
+// settings dialog with the "relay only" and "tunnel" choices. The logic is in call.ts.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type CallView, type Calls, type Quality, duration } from "./call";
@@ -129,15 +129,19 @@ export function CallScreen({ calls, view }: { calls: Calls; view: CallView }) {
 }
 
 const relayKey = "parley-relay-only";
+const tunnelKey = "parley-tunnel";
 
-/** The "relay only" setting, per browser profile (one user per profile). */
+/** The "relay only" and "tunnel" settings, per browser profile (one user per profile). */
 export const callSettings = {
   relayOnly: () => localStorage.getItem(relayKey) === "true",
   setRelayOnly: (on: boolean) => (on ? localStorage.setItem(relayKey, "true") : localStorage.removeItem(relayKey)),
+  tunnel: () => localStorage.getItem(tunnelKey) === "true",
+  setTunnel: (on: boolean) => (on ? localStorage.setItem(tunnelKey, "true") : localStorage.removeItem(tunnelKey)),
 };
 
 export function SettingsDialog({ onClose }: { onClose: () => void }) {
   const [relayOnly, setRelayOnly] = useState(callSettings.relayOnly);
+  const [tunnel, setTunnel] = useState(callSettings.tunnel);
   return (
     <Dialog id="settings" title="Settings" onClose={onClose}>
       <label class="setting">
@@ -155,6 +159,25 @@ export function SettingsDialog({ onClose }: { onClose: () => void }) {
           <strong>Relay calls through the server</strong>
           <small class="muted">
             Hides your IP address from the people you call. Calls may sound slightly later. Applies to the next call.
+          </small>
+        </span>
+      </label>
+      <label class="setting">
+        <input
+          type="checkbox"
+          id="tunnel-calls"
+          checked={tunnel}
+          onChange={(e) => {
+            const on = (e.target as HTMLInputElement).checked;
+            callSettings.setTunnel(on);
+            setTunnel(on);
+          }}
+        />
+        <span>
+          <strong>Carry calls through the server (tunnel)</strong>
+          <small class="muted">
+            For networks that block ordinary calls: the audio goes, still end-to-end encrypted, over the same connection
+            as your messages. Applies to calls you make.
           </small>
         </span>
       </label>

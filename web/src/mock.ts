@@ -229,6 +229,11 @@ export function createMock(screen: string): Parley {
             setTimeout(() => callEmit(peer, { id: sig.id, kind: peer === "dave" ? "busy" : "decline" }), 1200);
             return;
           }
+          if (!sig.sdp) {
+            // A tunnel-only offer: answered, and then openTunnel fails (the mock runs no tunnel).
+            setTimeout(() => callEmit(peer, { id: sig.id, kind: "answer", tunnel_key: p.newTunnelKey() }), 1500);
+            return;
+          }
           setTimeout(async () => {
             const pc = fakePeer(peer, sig.id);
             await pc.setRemoteDescription({ type: "offer", sdp: sig.sdp });
@@ -250,6 +255,10 @@ export function createMock(screen: string): Parley {
     },
     async turnServers() {
       return [];
+    },
+    newTunnelKey: () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32)))),
+    async openTunnel() {
+      throw fail("unavailable", "the mock server runs no call tunnel");
     },
     async recordCall(peer, r) {
       const texts: Record<string, string> = {

@@ -79,6 +79,8 @@ func (b *bridge) object() js.Value {
 	async("sendCallSignal", b.sendCallSignal)
 	async("turnServers", b.turnServers)
 	async("recordCall", b.recordCall)
+	sync("newTunnelKey", func([]js.Value) any { return newTunnelKey() })
+	async("openTunnel", b.openTunnel)
 	sync("stats", func([]js.Value) any {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -252,10 +254,14 @@ func (b *bridge) relayEvents(c *client.Client) {
 			b.emit(map[string]any{"type": "caught_up"})
 		case client.EventCall:
 			sig := ev.Call
-			b.emit(map[string]any{"type": "call", "peer": string(ev.Peer), "signal": map[string]any{
+			jsig := map[string]any{
 				"id": sig.CallID, "kind": string(sig.Type), "sdp": sig.SDP, "candidate": sig.Candidate,
 				"from": sig.From.String(), "sent_at": unixMilli(sig.SentAt),
-			}})
+			}
+			if len(sig.TunnelKey) > 0 {
+				jsig["tunnel_key"] = base64.StdEncoding.EncodeToString(sig.TunnelKey)
+			}
+			b.emit(map[string]any{"type": "call", "peer": string(ev.Peer), "signal": jsig})
 		}
 	}
 }
@@ -429,6 +435,11 @@ func (b *bridge) sendCallSignal(args []js.Value) (any, error) {
 		Type:      client.CallSignalType(propString(o, "kind")),
 		SDP:       propString(o, "sdp"),
 		Candidate: propString(o, "candidate"),
+	}
+	if k := propString(o, "tunnel_key"); k != "" {
+		if sig.TunnelKey, err = base64.StdEncoding.DecodeString(k); err != nil {
+			return nil, parley.Errorf(parley.KindInvalid, "sendCallSignal: tunnel_key is not base64")
+		}
 	}
 	// A stuck connection must not hold the signals queued behind this one
 	// (the UI sends them one at a time) for ever.
