@@ -38,9 +38,19 @@ type LinkConfig struct {
 	// on a slow path. It grows by half, up to a second, each time a
 	// carrier taken for frozen turns out only slow.
 	FreezeAfter time.Duration
-	// PingEvery is the ping interval on the active carrier: 100 ms. The
-	// spare is pinged ten times less often.
+	// PingEvery is the ping interval on the active carrier while it has
+	// heard nothing for PingEvery: 100 ms. While media comes in, which
+	// shows the carrier alive, it is pinged ten times less often, for the
+	// round trip only: on a 32 kbit/s link ten pings and pongs a second
+	// (with their QUIC acknowledgements) take a fifth of it. The spare is
+	// pinged ten times less often too.
 	PingEvery time.Duration
+	// Prefer, if set, is the carrier kind ("websocket", "webtransport")
+	// to use first: the Link waits preferWait for it when another kind
+	// joins first, as it does for WebTransport when Prefer is empty, and
+	// moves up to it rather than to WebTransport. A client sets it to
+	// the kind that worked on this network last time.
+	Prefer string
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -49,8 +59,21 @@ type LinkConfig struct {
 type Switch struct {
 	At       time.Time
 	From, To string // carrier descriptions, e.g. "websocket#2"
-	Reason   string
+	Cause    Cause
+	Reason   string // for people
 }
+
+// Cause is why a Link switched carriers.
+type Cause string
+
+// The causes of a Switch.
+const (
+	CauseLossy   Cause = "lossy"   // the media on From was lost after repair (ReportLoss)
+	CauseFrozen  Cause = "frozen"  // From heard nothing while the spare did
+	CauseRotated Cause = "rotated" // From neared the size at which the network froze a flow before
+	CauseFailed  Cause = "failed"  // From failed, or there was no active carrier
+	CauseUp      Cause = "up"      // to a better kind of carrier
+)
 
 // Link is a call's connection to the tunnel: an active carrier that
 // carries the media, and a spare, opened ahead, that takes over at once
@@ -104,6 +127,10 @@ type carrier struct {
 	pings   pingLog
 	stop    context.CancelFunc
 }
+
+// writeStuck is how long a carrier's write may wait before the carrier is
+// taken for dead.
+const writeStuck = 10 * time.Second
 
 // Errors of a Link.
 var (
@@ -239,7 +266,7 @@ func (l *Link) ReportLoss(loss float64) {
 		return
 	}
 	l.bad[a.Kind()] = now.Add(badFor)
-	l.promote(a.name+" lossy: "+why, false)
+	l.promote(CauseLossy, a.name+" lossy: "+why, false)
 }
 
 // Switches returns the moves made so far.
@@ -271,9 +298,10 @@ func (l *Link) Close() {
 // open races the ticket's URLs: it dials them all at once and returns the
 // first carrier joined, or one listed before it that joins within
 // preferWait after it (WebTransport comes first: its datagrams carry media
-// without TCP's head-of-line blocking). Unless avoid is "", a carrier of
-// another kind than avoid is preferred in the same way, so that a spare
-// does not share the active carrier's fate. A carrier that joins later
+// without TCP's head-of-line blocking). A carrier of LinkConfig.Prefer's
+// kind is preferred in the same way to those listed before it. Unless
+// avoid is "", a carrier of another kind than avoid is preferred above
+// all, so that a spare does not share the active carrier's fate. A carrier that joins later
 // still becomes the spare if there is none and it is of another kind than
 // the active one (the watch may then move up to it); the others close.
 func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
@@ -295,18 +323,29 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 			results <- result{i, c, err}
 		}()
 	}
-	rank := func(r result) int { // lower is better
-		if avoid != "" && r.c.Kind() == avoid {
-			return r.i + len(t.URLs)
-		}
-		return r.i
+	prefer := l.cfg.Prefer
+	if prefer == avoid {
+		prefer = "" // a spare is first of all of another kind
 	}
+	rank := func(r result) int { // lower is better
+		k := r.i
+		if prefer != "" && r.c.Kind() != prefer {
+			k += len(t.URLs)
+		}
+		if avoid != "" && r.c.Kind() == avoid {
+			k += 2 * len(t.URLs)
+		}
+		return k
+	}
+	// enough says that no carrier still dialling would be ranked better
+	// in a way that matters: the first URL, or any of the preferred kind.
+	enough := func(r result) bool { return rank(r) == 0 || prefer != "" && rank(r) < len(t.URLs) }
 	var best *result
 	var errs []error
 	var grace <-chan time.Time
 	n := 0
 wait:
-	for n < len(t.URLs) && (best == nil || rank(*best) > 0) {
+	for n < len(t.URLs) && (best == nil || !enough(*best)) {
 		select {
 		case r := <-results:
 			n++
@@ -369,9 +408,10 @@ const (
 	badFor     = time.Minute
 )
 
-// kindRank orders the carriers by preference: WebTransport first.
-func kindRank(kind string) int {
-	if kind == "webtransport" {
+// kindRank orders the carriers by preference: LinkConfig.Prefer first,
+// else WebTransport.
+func (l *Link) kindRank(kind string) int {
+	if kind == l.cfg.Prefer || l.cfg.Prefer == "" && kind == "webtransport" {
 		return 0
 	}
 	return 1
@@ -507,7 +547,12 @@ func (l *Link) write(ctx context.Context, c *carrier) {
 				l.dropped.Add(1)
 				continue
 			}
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			// A write waits while the path is slower than the media (a
+			// carrier keeps little unsent: SetLowLatency); what queues
+			// behind it goes stale and is dropped. Only a write stuck
+			// this long means a dead carrier (a WebSocket write that
+			// times out closes the connection).
+			wctx, cancel := context.WithTimeout(ctx, writeStuck)
 			err := c.Send(wctx, q.Msg)
 			cancel()
 			if err != nil {
@@ -527,7 +572,7 @@ func (l *Link) failed(c *carrier, reason string) {
 	switch {
 	case l.closed:
 	case l.active == c:
-		l.promote(reason, true)
+		l.promote(CauseFailed, reason, true)
 	case l.spare == c:
 		l.spare = nil
 	}
@@ -538,9 +583,9 @@ func (l *Link) failed(c *carrier, reason string) {
 // promote makes the spare the active carrier (or, with none, leaves the
 // Link without one until a carrier opens); replay asks the server for the
 // media that went into the old one lately. Called with l.mu held.
-func (l *Link) promote(reason string, replay bool) {
+func (l *Link) promote(cause Cause, reason string, replay bool) {
 	old := l.active
-	sw := Switch{At: time.Now(), Reason: reason}
+	sw := Switch{At: time.Now(), Cause: cause, Reason: reason}
 	if old != nil {
 		sw.From = old.name
 	}
@@ -628,14 +673,18 @@ func (l *Link) watch() {
 			// does not: its flow froze. (When both are silent the path
 			// is slow or down, and another carrier would fare no better.)
 			l.watchFrozen(a) // before promote, which would close it
-			l.promote(fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
+			l.promote(CauseFrozen, fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
 		case a != nil && s != nil && l.learned[a.Kind()] > 0 && a.bytesIn.Load() > l.learned[a.Kind()]*6/10:
-			l.promote(fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
+			l.promote(CauseRotated, fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:
-			l.promote("no active carrier", true)
-		case a != nil && s != nil && kindRank(s.Kind()) < kindRank(a.Kind()) && now.After(l.bad[s.Kind()]) &&
+			l.promote(CauseFailed, "no active carrier", true)
+		case a != nil && s != nil && l.kindRank(s.Kind()) < l.kindRank(a.Kind()) && now.After(l.bad[s.Kind()]) &&
 			now.Sub(l.lastSwitch) > lossHold && now.Sub(s.opened) > time.Second && now.Sub(time.Unix(0, s.heard.Load())) < 2*time.Second:
-			l.promote(fmt.Sprintf("up to %s: datagrams carry media without TCP's head-of-line blocking", s.name), false)
+			why := "datagrams carry media without TCP's head-of-line blocking"
+			if l.cfg.Prefer != "" {
+				why = "the preferred kind"
+			}
+			l.promote(CauseUp, fmt.Sprintf("up to %s: %s", s.name, why), false)
 		}
 		a, s = l.active, l.spare
 		needSpare := s == nil && !l.dialing && now.After(l.nextDial)
@@ -647,7 +696,7 @@ func (l *Link) watch() {
 			}
 		}
 		l.mu.Unlock()
-		if a != nil && tick%2 == 0 {
+		if a != nil && (tick%20 == 0 || silent >= l.cfg.PingEvery && tick%2 == 0) {
 			l.ping(a)
 		}
 		if s != nil && (tick%20 == 0 || a != nil && silent > freezeAfter/2 && tick%2 == 0) {
@@ -712,6 +761,6 @@ func (l *Link) openSpare(avoid string) {
 	}
 	l.spare = c
 	if l.active == nil {
-		l.promote("a carrier opened", true)
+		l.promote(CauseFailed, "a carrier opened", true)
 	}
 }

@@ -423,7 +423,7 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond) // a WebTransport spare opens; the Link must not move up to it
 	sw := a.Switches()
-	if len(sw) != 1 || !strings.Contains(sw[0].Reason, "lossy: 50%") || a.Path() != "websocket" {
+	if len(sw) != 1 || sw[0].Cause != tunnel.CauseLossy || !strings.Contains(sw[0].Reason, "lossy: 50%") || a.Path() != "websocket" {
 		t.Errorf("switches %+v, want one for loss", sw)
 	}
 }
@@ -550,5 +550,62 @@ func TestTwoCallsAtMost(t *testing.T) {
 		case i == 2 && (perr != nil || kind != string(parley.KindRateLimited)):
 			t.Errorf("third room: join answered %x, want rate_limited", m)
 		}
+	}
+}
+
+// TestLinkPrefer: with Prefer set to "websocket", the Link takes a
+// WebSocket that joins after a WebTransport carrier listed before it, and
+// does not move up to WebTransport; without Prefer it takes WebTransport.
+func TestLinkPrefer(t *testing.T) {
+	t.Parallel()
+	for _, prefer := range []string{"websocket", ""} {
+		t.Run("prefer="+prefer, func(t *testing.T) {
+			t.Parallel()
+			n := newTestNet(t)
+			addr := parley.Address{User: "alice", Device: 1}
+			u, err := tunnel.ResolveURL(n.url, tunnel.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			l, err := tunnel.OpenLink(ctx, tunnel.LinkConfig{
+				Room:   tunnel.RoomID{10},
+				Prefer: prefer,
+				Ticket: func(context.Context) (*tunnel.Ticket, error) {
+					tk, ttl := n.h.Ticket(addr)
+					return &tunnel.Ticket{Ticket: tk, URLs: []string{u + "?as=webtransport", u}, Expires: time.Now().Add(ttl)}, nil
+				},
+				Dial: func(ctx context.Context, url string, tk *tunnel.Ticket, room tunnel.RoomID) (tunnel.Carrier, error) {
+					f := &freezable{owner: addr}
+					if strings.HasSuffix(url, "?as=webtransport") {
+						f.kind = "webtransport"
+					} else {
+						time.Sleep(100 * time.Millisecond) // the WebSocket joins second, within preferWait
+					}
+					c, err := tunnel.DialWebSocket(ctx, url, nil, room, tk.Ticket)
+					if err != nil {
+						return nil, err
+					}
+					f.Carrier = c
+					return f, nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			want := prefer
+			if want == "" {
+				want = "webtransport"
+			}
+			if l.Path() != want {
+				t.Fatalf("path %q, want %q", l.Path(), want)
+			}
+			time.Sleep(1500 * time.Millisecond) // the spare, of the other kind, is up a second: no move up to it
+			if sw := l.Switches(); l.Path() != want || len(sw) != 0 {
+				t.Errorf("path %q, switches %+v; want %q and none", l.Path(), sw, want)
+			}
+		})
 	}
 }
