@@ -35,6 +35,10 @@ type TunnelConfig struct {
 	// Dial opens a carrier; nil opens WebSockets (and WebTransport
 	// where the ticket offers it).
 	Dial tunnel.DialFunc
+	// Prefer is the carrier kind to try first (tunnel.LinkConfig.Prefer),
+	// e.g. the one that worked on this network last time; "" prefers
+	// WebTransport.
+	Prefer string
 }
 
 // frameDuration is the duration of one Opus frame in the tunnel; the files
@@ -143,6 +147,11 @@ func (c *Call) openTunnel(keys tunnel.Keys) {
 		leg.left.Stop()
 	}
 }
+
+// Tunnel reports whether the call carries its audio through the server's
+// tunnel (tier 2) rather than WebRTC: the caller's choice, which the one
+// answering follows.
+func (c *Call) Tunnel() bool { return c.tunnel }
 
 // peer follows the other device in and out of the room.
 func (l *tunnelLeg) peer(present bool) {

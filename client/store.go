@@ -67,6 +67,7 @@ const (
 	RecordReceipts        RecordKind = "receipts"         // key: ""; delivery receipts not yet sent (JSON: user -> message ids)
 	RecordVerified        RecordKind = "verified"         // key: user; the identity key the user marked verified
 	RecordIdentityChanged RecordKind = "identity_changed" // key: user; present while a key change is unacknowledged
+	RecordPaths           RecordKind = "paths"            // key: ""; how calls went on each network (JSON, see paths.go)
 )
 
 // MessageState is where a message is in its life. The values are stored:

@@ -94,6 +94,27 @@ over udp", "relay over tcp", "relay over tls".
 TURN over TLS checks the server's certificate like the connection to the
 server does: with the system's roots, plus those of --ca.
 
+--path chooses how a call you make carries its audio. auto, the default,
+asks this device's path memory: for each network it has been on (told
+apart by the address prefix it reaches the server from, and the server;
+what is kept holds no address), it remembers how its last 8 calls went,
+made or answered: over WebRTC or through the tunnel, whether they
+connected, and by which way. On a network where the last WebRTC call did
+not connect (or took over 5s to, through the relay) and the last call
+through the tunnel did (faster), auto goes through the tunnel; otherwise
+it takes WebRTC. It prints its choice and why, e.g. "path: tunnel
+(remembered: on this network WebRTC did not connect on 2026-11-28 14:02,
+the tunnel did on 2026-11-28 14:05)". WebRTC is tried again once its
+failure is not among the network's last 8 calls, or is 30 days old. The
+memory also picks the tunnel's carrier to try first (the one the last
+tunnelled call here ended on, unless it left it for loss or a freeze;
+answer does this too)
+and, when the last WebRTC call here connected only through the relay
+over tcp or tls, that --turn-transport; each choice prints a line. The
+flags --path webrtc or tunnel, --carrier and --turn-transport still
+decide when given. 'parley paths' shows what is remembered, and
+'parley paths --forget' clears it.
+
 --path tunnel carries the audio through the server's own connections
 instead of WebRTC (for networks that block or throttle UDP, STUN or
 DTLS): end-to-end encrypted frames (SFrame, with keys agreed inside your
@@ -117,7 +138,7 @@ that fits the bitrate chosen (without it, the file goes as it is).`
 
 var cmdCall = &command{
 	name:  "call",
-	args:  "[--send FILE.ogg [--send-lower FILES]] [--record FILE.ogg] [--duration D] [--path webrtc|tunnel] [--relay-only] [--turn-transport T] USER",
+	args:  "[--send FILE.ogg [--send-lower FILES]] [--record FILE.ogg] [--duration D] [--path auto|webrtc|tunnel] [--relay-only] [--turn-transport T] USER",
 	short: "make a voice call to USER, playing and recording Ogg Opus files",
 	long: `Call rings USER on every device that is online; the first to answer takes the
 call. The audio goes between the devices over WebRTC, encrypted with keys
@@ -160,6 +181,8 @@ Example, with 'parley answer' on Bob's side:
 		if me, _, _, _ := c.Whoami(); me == peer {
 			return usagef("you cannot call yourself")
 		}
+		mem, network := c.PathMemory(), networkOf(ctx, c)
+		o = planPath(ctx, e, o, mem, network)
 		s, err := startPhone(ctx, e, c, o, fs.Lookup("ring").Value.(flag.Getter).Get().(time.Duration))
 		if err != nil {
 			return err
@@ -172,6 +195,7 @@ Example, with 'parley answer' on Bob's side:
 		}
 		st, err := s.talk(ctx, cl, o.duration)
 		record(ctx, e, c, cl, st, err)
+		rememberPath(ctx, e, mem, network, o, o.path, true, st, s.path, err)
 		return finish(e, cl, st, err, closeMedia)
 	},
 }
@@ -212,6 +236,8 @@ Example, with 'parley call' on Alice's side:
 			return err
 		}
 		defer done()
+		mem, network := c.PathMemory(), networkOf(ctx, c)
+		o = planAnswer(ctx, e, o, mem, network)
 		s, err := startPhone(ctx, e, c, o, 0)
 		if err != nil {
 			return err
@@ -229,6 +255,11 @@ Example, with 'parley call' on Alice's side:
 		}
 		st, err := s.talk(ctx, cl, o.duration)
 		record(ctx, e, c, cl, st, err)
+		tier := client.TierWebRTC // the caller chose it
+		if cl.Tunnel() {
+			tier = client.TierTunnel
+		}
+		rememberPath(ctx, e, mem, network, o, tier, false, st, s.path, err)
 		return finish(e, cl, st, err, closeMedia)
 	},
 }
@@ -240,8 +271,8 @@ func addCallFlags(fs *flag.FlagSet) {
 	fs.Bool("relay-only", false, "send audio only through the server's TURN relay, hiding your IP address")
 	fs.String("turn-transport", "all", "reach the TURN relay over `T`: udp, tcp, tls or all")
 	fs.String("trace", "", "write every audio packet sent and received to `FILE`, one JSON object a line (for measuring the path)")
-	fs.String("carrier", "any", "with --path tunnel, the tunnel's `carrier`: any (race them, prefer WebTransport), websocket or webtransport")
-	fs.String("path", call.PathWebRTC, "how to carry the audio of calls you make: `P` is webrtc (direct, or through the TURN relay) or tunnel (through the server's own connections, for networks that block WebRTC)")
+	fs.String("carrier", "any", "with --path tunnel, the tunnel's `carrier`: any (race them, prefer WebTransport or the one that worked on this network), websocket or webtransport")
+	fs.String("path", pathAuto, "how to carry the audio of calls you make: `P` is auto (what worked on this network, else webrtc), webrtc (direct, or through the TURN relay) or tunnel (through the server's own connections, for networks that block WebRTC)")
 }
 
 type callOpts struct {
@@ -251,8 +282,9 @@ type callOpts struct {
 	duration     time.Duration
 	relayOnly    bool
 	transport    string // --turn-transport
-	path         string // --path
+	path         string // --path; planPath settles auto
 	carrier      string // --carrier
+	prefer       string // with carrier "any", the carrier kind to try first (from the path memory)
 }
 
 func callOptions(fs *flag.FlagSet) (callOpts, error) {
@@ -273,8 +305,8 @@ func callOptions(fs *flag.FlagSet) (callOpts, error) {
 	if !slices.Contains([]string{"any", "websocket", "webtransport"}, o.carrier) {
 		return o, usagef("--carrier %s: want any, websocket or webtransport", o.carrier)
 	}
-	if o.path != call.PathWebRTC && o.path != call.PathTunnel {
-		return o, usagef("--path %s: want %s or %s", o.path, call.PathWebRTC, call.PathTunnel)
+	if o.path != pathAuto && o.path != call.PathWebRTC && o.path != call.PathTunnel {
+		return o, usagef("--path %s: want %s, %s or %s", o.path, pathAuto, call.PathWebRTC, call.PathTunnel)
 	}
 	if !slices.Contains(turnTransports, o.transport) {
 		return o, usagef("--turn-transport %s: want one of %s", o.transport, strings.Join(turnTransports, ", "))
@@ -399,10 +431,9 @@ func tunnelTickets(c *client.Client, carrier string) func(context.Context) (*tun
 		if err != nil || carrier == "any" {
 			return t, err
 		}
-		scheme := map[string]string{"websocket": "ws", "webtransport": "https"}[carrier]
 		var keep []string
 		for _, u := range t.URLs {
-			if s, _, _ := strings.Cut(u, "://"); s == scheme || s == scheme+"s" && carrier == "websocket" {
+			if urlKind(u) == carrier {
 				keep = append(keep, u)
 			}
 		}
@@ -414,6 +445,17 @@ func tunnelTickets(c *client.Client, carrier string) func(context.Context) (*tun
 	}
 }
 
+// urlKind is the carrier kind a tunnel URL opens (see tunnel.Dialer).
+func urlKind(u string) string {
+	switch s, _, _ := strings.Cut(u, "://"); s {
+	case "ws", "wss":
+		return "websocket"
+	case "https":
+		return "webtransport"
+	}
+	return ""
+}
+
 // phoneRun is a connected client with a Phone.
 type phoneRun struct {
 	e      *env
@@ -423,7 +465,8 @@ type phoneRun struct {
 	cancel context.CancelFunc
 	ran    chan struct{} // closed when the Phone's Run returns
 	online bool
-	caught bool // the messages kept by the server while offline have arrived
+	caught bool   // the messages kept by the server while offline have arrived
+	path   string // the call's Stats.Path when it connected (a tunnelled call's carrier may be gone at the end)
 }
 
 // startPhone connects c to the server and starts a Phone on it.
@@ -449,8 +492,12 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 		s.stop()
 		return nil, err
 	}
-	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: o.path,
-		Tunnel: &call.TunnelConfig{Ticket: tunnelTickets(c, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial}}
+	path := o.path
+	if path == pathAuto {
+		path = "" // answering: the caller chooses
+	}
+	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: path,
+		Tunnel: &call.TunnelConfig{Ticket: tunnelTickets(c, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial, Prefer: o.prefer}}
 	if e.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -583,6 +630,7 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 		case <-connected:
 			connected = nil
 			st := cl.Stats()
+			s.path = st.Path
 			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st))
 			if duration > 0 {
 				timeUp = time.After(duration)

@@ -51,7 +51,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdCall, cmdAnswer, cmdHistory, cmdSafetyNumber, cmdWhoami, cmdHelp}
+	commands = []*command{cmdRegister, cmdSend, cmdRecv, cmdChat, cmdCall, cmdAnswer, cmdHistory, cmdPaths, cmdSafetyNumber, cmdWhoami, cmdHelp}
 }
 
 func lookup(name string) *command {

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/server"
+	"github.com/parleychat/parley/server/relay"
+)
+
+// startServerRefusingRelay starts a parleyd whose TURN relay relays to
+// public addresses only, as in production: between two clients on
+// loopback, a relay-only WebRTC call cannot connect.
+func startServerRefusingRelay(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
+	secret, err := relay.LoadSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Open(ctx, server.Config{DataDir: dir, Logger: log, Relay: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+		srv.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestPathMemory: alice's first call, relay-only, takes WebRTC (nothing
+// is remembered) and does not connect; her call through the tunnel does;
+// her next call, with no --path, goes through the tunnel and says why,
+// and 'parley paths' lists both.
+func TestPathMemory(t *testing.T) {
+	t.Parallel()
+	url := startServerRefusingRelay(t)
+	alice, bob := register(t, url, "alice"), register(t, url, "bob")
+	var bobSaid string
+	call := func(args ...string) (code int, out string) {
+		t.Helper()
+		bobOut, bobDone := bob.start("answer", "--wait", "30s")
+		aliceOut, aliceDone := alice.start(append([]string{"call", "bob", "--duration", "1s"}, args...)...)
+		code, _ = <-aliceDone, <-bobDone
+		bobSaid = bobOut.String()
+		t.Logf("alice %v:\n%s", args, aliceOut.String())
+		t.Logf("bob:\n%s", bobSaid)
+		return code, aliceOut.String()
+	}
+
+	start := time.Now()
+	code, out := call("--relay-only")
+	if code != 1 || !regexp.MustCompile(`(?m)^path: webrtc \(nothing remembered for this network\)$`).MatchString(out) ||
+		!regexp.MustCompile(`connection failed`).MatchString(out) {
+		t.Fatalf("the relay-only call: exit %d; want 1, the path chosen and a failed connection", code)
+	}
+	t.Logf("the WebRTC call failed after %v", time.Since(start).Round(100*time.Millisecond))
+
+	if code, out = call("--path", "tunnel"); code != 0 || !regexp.MustCompile(`(?m)^connected in \S+ \(tunnel over websocket\)$`).MatchString(out) {
+		t.Fatalf("the tunnelled call: exit %d", code)
+	}
+
+	code, out = call()
+	if code != 0 {
+		t.Fatalf("the call with --path auto: exit %d", code)
+	}
+	for _, want := range []string{
+		`(?m)^path: tunnel \(remembered: on this network WebRTC did not connect on \d{4}-\d\d-\d\d \d\d:\d\d, the tunnel did on \d{4}-\d\d-\d\d \d\d:\d\d\)$`,
+		`(?m)^carrier: websocket first \(remembered: the last call through the tunnel here went over websocket, on .*\)$`,
+		`(?m)^connected in \S+ \(tunnel over websocket\)$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("the call with --path auto printed no line like %s", want)
+		}
+	}
+	// Bob answered the tunnelled call before: his side tries its carrier first.
+	if !regexp.MustCompile(`(?m)^carrier: websocket first if the call comes through the tunnel \(remembered: `).MatchString(bobSaid) {
+		t.Errorf("bob's answer did not say which carrier it tries first")
+	}
+
+	paths := alice.must("paths")
+	t.Logf("parley paths:\n%s", paths)
+	for _, want := range []string{
+		`(?m)^this network \([0-9a-f]{24}\):$`,
+		`(?m)^  \S+ \S+  webrtc  made, did not connect, relay only$`,
+		`(?m)^  \S+ \S+  tunnel  made, connected in \S+ \(tunnel over websocket\)$`,
+		`(?m)^  next call: tunnel \(remembered: on this network WebRTC did not connect`,
+	} {
+		if !regexp.MustCompile(want).MatchString(paths) {
+			t.Errorf("parley paths printed no line like %s", want)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^  \S+ \S+  tunnel  made, connected`).FindAllString(paths, -1)); n != 2 {
+		t.Errorf("parley paths lists %d tunnelled calls, want 2", n)
+	}
+	alice.must("paths", "--forget")
+	if paths := alice.must("paths"); paths != "this network: nothing remembered\n" {
+		t.Errorf("after --forget, parley paths printed %q", paths)
+	}
+}
