@@ -84,7 +84,7 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	res.MessageDeliveryMs, res.MessageDeliveryP95Ms = ms(m.median), ms(m.p95)
 	res.MessagesLost, res.MessagesDuplicated = m.lost, m.duplicated
 	tun := res // the same messaging figures
-	if err := measureCall(ctx, cfg, users[0], users[1], dir, sp, &res); err != nil {
+	if err := measureCall(ctx, cfg, users[0], users[1], dir, sp, &res, "--path", "webrtc"); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	out := []Result{res}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
@@ -106,12 +107,29 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1000, 760),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelTab := chromedp.NewContext(actx)
-	defer cancelTab()
-	if err := chromedp.Do(bctx); err != nil {
-		return res, fmt.Errorf("starting chromium: %w", err)
+	// A Chromium that fails to start (seen on the shared 2-core machine
+	// while other browsers start) gets one more try with a fresh profile.
+	var bctx context.Context
+	for try := 1; ; try++ {
+		actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+		defer cancelAlloc()
+		var cancelTab context.CancelFunc
+		bctx, cancelTab = chromedp.NewContext(actx)
+		defer cancelTab()
+		err := chromedp.Do(bctx)
+		if err == nil {
+			break
+		}
+		if try == 2 || ctx.Err() != nil {
+			return res, fmt.Errorf("starting chromium: %w", err)
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		logf("chromium did not start (%s); trying once more", first)
+		cancelTab()
+		cancelAlloc()
+		if err := os.RemoveAll(o.Profile); err != nil {
+			return res, err
+		}
 	}
 	step := func(what string, d time.Duration, actions ...chromedp.Action[chromedp.Void]) error {
 		c, cancel := context.WithTimeout(bctx, d)
