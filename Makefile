@@ -9,7 +9,7 @@ NODEDIR := signal/signaltest/node
 WASMDIR  = $(shell $(GO) env GOROOT)/lib/wasm
 IDBTEST := web/idbstore/testdata
 
-.PHONY: run build web web-ui test test-wasm test-web interop-deps vet bench load clean lab-test lab-report
+.PHONY: run build web web-ui test test-wasm test-web interop-deps vet bench load clean lab-test lab-report lab-long
 
 run: build
 	./bin/parleyd --listen $(LISTEN) --data $(DATA)
@@ -81,6 +81,13 @@ lab-test:
 # espeak-ng, opus-tools and chromium. About 20 minutes.
 lab-report: build
 	./bin/parley-lab --bin bin --out docs --runs 2 --call 15s
+
+# The tunnel's long calls that its targets ask for: 5 minutes under
+# rate-32k, 10 under tcp-freeze-16k (one run, no browser tier); writes
+# docs/lab-long/lab-report.{md,json,svg}. About 20 minutes.
+lab-long: build
+	mkdir -p docs/lab-long
+	./bin/parley-lab --bin bin --out docs/lab-long --profiles rate-32k,tcp-freeze-16k --runs 1 --call 15s --long --chromium none
 
 # The server's capacity, measured the way messaging servers are: parleyd on
 # core 0, the load on core 1; 100 and 500 pairs with rising rates (20 s

@@ -131,30 +131,42 @@ func openBrowser(t testing.TB, name, profile, url string, extra ...chromedp.Exec
 		chromedp.WindowSize(1280, 800),
 	)
 	opts = append(opts, extra...)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	b := &browser{t: t, name: name, profile: profile}
-	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
-		if e, ok := ev.(*cdpruntime.EventConsoleAPICalled); ok {
-			var parts []string
-			for _, a := range e.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`))
+	// The first Run starts the browser, which lives as long as its context:
+	// that one must not be the timed context of a step. A Chromium that
+	// exits at once (seen on the shared 2-core machine while many start
+	// together) gets a second try.
+	for try := 1; ; try++ {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+			if e, ok := ev.(*cdpruntime.EventConsoleAPICalled); ok {
+				var parts []string
+				for _, a := range e.Args {
+					parts = append(parts, strings.Trim(string(a.Value), `"`))
+				}
+				fmt.Fprintf(&b.console, "%s: %s\n", e.Type, strings.Join(parts, " "))
 			}
-			fmt.Fprintf(&b.console, "%s: %s\n", e.Type, strings.Join(parts, " "))
+		}))
+		err := chromedp.Do(ctx)
+		if err == nil {
+			b.ctx = ctx
+			b.close = func() { cancelTab(); cancelAlloc() }
+			break
 		}
-	}))
-	b.ctx = ctx
-	b.close = func() { cancelTab(); cancelAlloc() }
+		cancelTab()
+		cancelAlloc()
+		if try == 2 {
+			t.Fatalf("%s: starting chromium: %v", name, err)
+		}
+		t.Logf("%s: chromium did not start (%v); trying once more", name, err)
+		time.Sleep(time.Second)
+	}
 	t.Cleanup(func() {
 		b.close()
 		if t.Failed() {
 			t.Logf("%s's browser console:\n%s", name, b.console.String())
 		}
 	})
-	// The first Run starts the browser, which lives as long as its context:
-	// that one must not be the timed context of a step.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("%s: starting chromium: %v", name, err)
-	}
 	b.run("load", chromedp.Navigate(url), chromedp.WaitVisible(`body[data-ready="true"]`))
 	return b
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/parleychat/parley/call"
 )
 
 // TestBrowserTunnelCall: calls between the CLI and a browser through
@@ -148,38 +145,11 @@ func checkTunnelHeard(t *testing.T, who, out, recording, carrier string) {
 	if played < 100 {
 		t.Errorf("%s's jitter buffer played %d frames, want ≥ 100 (2 s)\n%s", who, played, out)
 	}
-	m = packetsLine.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s's output has no packet counts:\n%s", who, out)
-	}
-	received, _ := strconv.Atoi(m[2])
-	lost, _ := strconv.Atoi(m[3]) // slots the jitter buffer concealed
-	if received < 100 || lost > received/20 {
-		t.Errorf("%s received %d frames, lost %d; want ≥ 100 (2 s), ≤ 5%% lost\n%s", who, received, lost, out)
-	}
+	checkPackets(t, who, out)
 	// The recording holds what the jitter buffer played (the frames still
 	// in it at the hang-up are not), and a short packet for each
 	// concealed slot.
-	f, err := os.Open(recording)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := call.NewOggReader(f)
-	if err != nil {
-		t.Fatalf("%s's recording: %v", who, err)
-	}
-	n, voiced := 0, 0
-	for {
-		p, err := r.ReadPacket()
-		if err != nil {
-			break
-		}
-		n++
-		if len(p) > 3 { // a real frame, not a concealed slot or DTX
-			voiced++
-		}
-	}
+	n, voiced := recordingCounts(t, who, recording)
 	if n < played || voiced < played*9/10 {
 		t.Errorf("%s's recording holds %d packets (%d with audio); its jitter buffer played %d", who, n, voiced, played)
 	}

@@ -1,17 +1,9 @@
 package e2e
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-	"net"
-	"net/http"
 	"regexp"
 	"testing"
 	"time"
-
-	"github.com/parleychat/parley/server"
-	"github.com/parleychat/parley/server/relay"
 )
 
 // startServerRefusingRelay starts a parleyd whose TURN relay relays to
@@ -19,41 +11,7 @@ import (
 // loopback, a relay-only WebRTC call cannot connect.
 func startServerRefusingRelay(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	dir := t.TempDir()
-	secret, err := relay.LoadSecret(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Open(ctx, server.Config{DataDir: dir, Logger: log, Relay: r})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		srv.Close()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return "http://" + serveWithRelay(t, nil, nil)
 }
 
 // TestPathMemory: alice's first call, relay-only, takes WebRTC (nothing

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -28,28 +30,37 @@ import (
 // certificate itself.
 func startTURNServer(t *testing.T) (url, caFile string, cert *x509.Certificate) {
 	t.Helper()
-	ctx := context.Background()
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tcert, _, err := tlsmux.SelfSigned("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	caFile = filepath.Join(t.TempDir(), "parleyd.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tcert.Leaf.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addr := serveWithRelay(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, &tls.Config{Certificates: []tls.Certificate{tcert}})
+	return "https://" + addr, caFile, tcert.Leaf
+}
+
+// serveWithRelay runs an in-process parleyd with its TURN relay (relaying
+// to allow, besides public addresses) and TLS if tlsCfg is set, until the
+// test ends; it returns the address it serves on. Its log is shown if the
+// test fails.
+func serveWithRelay(t *testing.T, allow []netip.Prefix, tlsCfg *tls.Config) string {
+	t.Helper()
+	ctx := context.Background()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
 	secret, err := relay.LoadSecret(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log,
-		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	r, err := relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log, Allow: allow})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Open(ctx, server.Config{DataDir: dir, Logger: log, Relay: r, TLS: &tls.Config{Certificates: []tls.Certificate{tcert}}})
+	srv, err := server.Open(ctx, server.Config{DataDir: dir, Logger: log, Relay: r, TLS: tlsCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +74,7 @@ func startTURNServer(t *testing.T) (url, caFile string, cert *x509.Certificate) 
 	go func() { served <- srv.Serve(sctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-served; err != nil {
+		if err := <-served; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 		srv.Close()
@@ -71,7 +82,7 @@ func startTURNServer(t *testing.T) (url, caFile string, cert *x509.Certificate) 
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return "https://" + ln.Addr().String(), caFile, tcert.Leaf
+	return ln.Addr().String()
 }
 
 var connectedLine = regexp.MustCompile(`(?m)^connected in (\S+) \(([^)]*)\)$`)

@@ -92,13 +92,10 @@ func DialWebTransport(ctx context.Context, u string, tlsConf *tls.Config, certHa
 		return nil, fmt.Errorf("tunnel: WebTransport to %s: %w", u, err)
 	}
 	c := &wtCarrier{
-		tr:     tr,
-		sess:   sess,
-		in:     make(chan []byte, wtInQueue),
-		out:    make(Queue, wtOutQueue),
-		joined: make(chan struct{}),
-		dead:   make(chan struct{}),
-		done:   make(chan struct{}),
+		tr:      tr,
+		sess:    sess,
+		wtInbox: newWTInbox(),
+		out:     make(Queue, wtOutQueue),
 	}
 	c.str, err = sess.OpenStreamSync(ctx)
 	if err == nil {
@@ -151,14 +148,10 @@ type wtCarrier struct {
 	str  *webtransport.Stream
 	wmu  sync.Mutex // serialises writes on str
 
-	in     chan []byte
-	out    Queue
-	joined chan struct{} // closed when the stream's first message is in
-	dead   chan struct{} // closed when the stream has ended; err says why
-	err    error
-	done   chan struct{} // closed by Close
-	once   sync.Once
-	wg     sync.WaitGroup
+	wtInbox
+	out  Queue
+	once sync.Once
+	wg   sync.WaitGroup
 }
 
 func (c *wtCarrier) Kind() string { return "webtransport" }
@@ -205,24 +198,6 @@ func (c *wtCarrier) writeStream(ctx context.Context, msg []byte) error {
 		return fmt.Errorf("tunnel: WebTransport stream: %w", err)
 	}
 	return nil
-}
-
-func (c *wtCarrier) Recv(ctx context.Context) ([]byte, error) {
-	select {
-	case msg := <-c.in:
-		return msg, nil
-	case <-c.dead:
-		select { // what came before the end first
-		case msg := <-c.in:
-			return msg, nil
-		default:
-			return nil, c.err
-		}
-	case <-c.done:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // readStream takes the server's stream messages until the stream ends;

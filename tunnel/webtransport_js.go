@@ -63,12 +63,9 @@ func dialWebTransport(ctx context.Context, u string, _ *tls.Config, certHashes [
 		return nil, fmt.Errorf("tunnel: WebTransport to %s: %w", u, err)
 	}
 	c := &wtCarrier{
-		wt:     wt,
-		in:     make(chan []byte, wtInQueue),
-		joined: make(chan struct{}),
-		dead:   make(chan struct{}),
-		done:   make(chan struct{}),
-		closed: make(chan js.Value, 1),
+		wt:      wt,
+		wtInbox: newWTInbox(),
+		closed:  make(chan js.Value, 1),
 	}
 	// closed settles when the session ends (it rejects when the session
 	// failed; awaiting it also keeps that rejection from being reported
@@ -126,11 +123,7 @@ type wtCarrier struct {
 	sw, sr js.Value // the stream's writer and reader
 	dw, dr js.Value // the datagrams' writer and reader
 
-	in     chan []byte
-	joined chan struct{} // closed when the stream's first message is in
-	dead   chan struct{} // closed when the stream has ended; err says why
-	err    error
-	done   chan struct{} // closed by Close
+	wtInbox
 	closed chan js.Value // the session's close info (null if it failed), once it ended
 	once   sync.Once
 	wg     sync.WaitGroup
@@ -221,24 +214,6 @@ func (c *wtCarrier) writeStream(ctx context.Context, msg []byte) error {
 		return fmt.Errorf("tunnel: WebTransport stream: %w", err)
 	}
 	return nil
-}
-
-func (c *wtCarrier) Recv(ctx context.Context) ([]byte, error) {
-	select {
-	case msg := <-c.in:
-		return msg, nil
-	case <-c.dead:
-		select { // what came before the end first
-		case msg := <-c.in:
-			return msg, nil
-		default:
-			return nil, c.err
-		}
-	case <-c.done:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // readStream takes the server's stream messages until the stream ends;

@@ -1,0 +1,37 @@
+package tunnel
+
+import "context"
+
+// wtInbox is what a WebTransport carrier (webtransport.go in Go,
+// webtransport_js.go in a browser) has received, and how its stream
+// ended; it gives both their Recv.
+type wtInbox struct {
+	in     chan []byte
+	joined chan struct{} // closed when the stream's first message is in
+	dead   chan struct{} // closed when the stream has ended; err says why
+	err    error
+	done   chan struct{} // closed by Close
+}
+
+func newWTInbox() wtInbox {
+	return wtInbox{in: make(chan []byte, wtInQueue), joined: make(chan struct{}), dead: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Recv implements Carrier.
+func (c *wtInbox) Recv(ctx context.Context) ([]byte, error) {
+	select {
+	case msg := <-c.in:
+		return msg, nil
+	case <-c.dead:
+		select { // what came before the end first
+		case msg := <-c.in:
+			return msg, nil
+		default:
+			return nil, c.err
+		}
+	case <-c.done:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
