@@ -124,8 +124,10 @@ How to read it:
   tunnel-cli is ` + "`parley call --path tunnel`" + ` (both sides): tier 2, the audio through parleyd's call tunnel. Its
   listener is observed, not modelled: "frames played" are those its own adaptive jitter buffer played (first copies and
   repairs from the redundant copies of later packets), "playout delay" the median from sending a frame to playing it,
-  and STOI is of the speech made of those frames. The second table is that jitter buffer's own report, with what the
-  other side's sender chose. Under tcp-freeze-16k the tunnel is made to use its WebSocket (` + "`--carrier websocket`" + `):
+  and STOI is of the speech made of those frames, each from the version of the speech it was sent from: the CLI sends
+  from lower-bitrate encodings (opusenc at 6 to 32 kbit/s, ` + "`--send-lower`" + `) as its sender's chosen bitrate says,
+  as a browser sets its encoder. The second table is that jitter buffer's own report, with what the other side's sender
+  chose. Under tcp-freeze-16k the tunnel is made to use its WebSocket (` + "`--carrier websocket`" + `):
   with UDP open it would take WebTransport and never meet the freeze.
 - **registering**: a new user registering under the profile (the two who call and write registered before it was
   turned on), within the run's time limit (90 s by default).

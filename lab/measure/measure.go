@@ -69,9 +69,11 @@ type Trace struct {
 	Sent, Received, Played []Packet
 }
 
-// ReadTraces reads a --trace file.
+// ReadTraces reads a --trace file. Its last line, if cut short (the
+// process was killed while writing it), is left out.
 func ReadTraces(r io.Reader) (Trace, error) {
 	var t Trace
+	var bad error
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		var l struct {
@@ -82,8 +84,14 @@ func ReadTraces(r io.Reader) (Trace, error) {
 			At   int64  `json:"at_us"`
 			Ver  int    `json:"version"`
 		}
+		if bad != nil { // a broken line that was not the last
+			return t, bad
+		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return t, fmt.Errorf("trace line %d: %w", n, err)
+			// The last line may be cut short by a process killed while
+			// writing it: only that one is forgiven.
+			bad = fmt.Errorf("trace line %d: %w", n, err)
+			continue
 		}
 		if l.Seq == nil || *l.Seq < 0 || *l.Seq > 0xFFFF || l.At <= 0 {
 			return t, fmt.Errorf("trace line %d: no valid seq or at_us", n)

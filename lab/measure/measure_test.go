@@ -125,7 +125,7 @@ func TestReadTrace(t *testing.T) {
 		t.Errorf("End = %v", end)
 	}
 	for _, bad := range []string{
-		`{"dir":"out","seq":1`,
+		"{\"dir\":\"out\",\"seq\":1\n{\"dir\":\"in\",\"seq\":1,\"at_us\":5}", // broken, and not the last line
 		`{"dir":"sideways","seq":1,"at_us":5}`,
 		`{"dir":"in","ts":1,"at_us":5}`,
 		`{"dir":"in","seq":70000,"at_us":5}`,
@@ -259,5 +259,14 @@ func TestReadTraces(t *testing.T) {
 	sent, received, err := ReadTrace(strings.NewReader(in))
 	if err != nil || len(sent) != 1 || len(received) != 1 {
 		t.Errorf("ReadTrace with a play line: %d sent, %d received, %v", len(sent), len(received), err)
+	}
+	// A process killed while writing cuts its last line short: forgiven.
+	cut := in + `{"dir":"in","seq":2,"ts":19`
+	if tr, err := ReadTraces(strings.NewReader(cut)); err != nil || len(tr.Received) != 1 {
+		t.Errorf("ReadTraces with its last line cut short: %+v, %v", tr, err)
+	}
+	// A broken line with others after it is not.
+	if _, err := ReadTraces(strings.NewReader(`{"dir":"in","seq":2,"ts":19` + "\n" + in)); err == nil || !strings.Contains(err.Error(), "trace line 1") {
+		t.Errorf("ReadTraces with a broken first line: %v", err)
 	}
 }
