@@ -168,24 +168,12 @@ func TestBrowserCall(t *testing.T) {
 	alice.screenshot("call-active")
 
 	// Mute: bob still gets packets, without energy in them.
-	energy := func() float64 {
-		a := bob.callStats()
-		time.Sleep(1500 * time.Millisecond)
-		b := bob.callStats()
+	checkMute(t, alice, bob, func(a, b callStats) string {
 		if b.PacketsReceived <= a.PacketsReceived {
-			t.Errorf("bob received no packets in 1.5 s: %+v then %+v", a, b)
+			return fmt.Sprintf("bob received no packets in 1.5 s: %+v then %+v", a, b)
 		}
-		return b.AudioEnergy - a.AudioEnergy
-	}
-	speaking := energy()
-	alice.run("mute", chromedp.Click(`#call-mute`), chromedp.WaitVisible(`#call-mute[aria-pressed="true"]`))
-	time.Sleep(500 * time.Millisecond) // what was on its way
-	muted := energy()
-	alice.run("unmute", chromedp.Click(`#call-mute`), chromedp.WaitVisible(`#call-mute[aria-pressed="false"]`))
-	t.Logf("audio energy bob received in 1.5 s: %.4f speaking, %.6f muted", speaking, muted)
-	if speaking <= 0 || muted > speaking/20 {
-		t.Errorf("muting alice: bob's audio energy went from %.4f to %.6f, want (near) silence", speaking, muted)
-	}
+		return ""
+	})
 
 	// Busy: carol (the CLI) calls bob during the call.
 	carol := register(t, srv.url(), "carol")
@@ -290,6 +278,31 @@ func TestBrowserCLICall(t *testing.T) {
 	}
 	checkHeard(t, "carol", out2.String(), heard2)
 	alice.notice(`^Outgoing call · 0:0\d$`)
+}
+
+// checkMute checks that muting caller silences what callee hears while
+// its media keeps flowing (flowing compares callee's statistics 1.5 s
+// apart and says what is wrong, or "").
+func checkMute(t *testing.T, caller, callee *browser, flowing func(a, b callStats) string) {
+	t.Helper()
+	energy := func() float64 {
+		a := callee.callStats()
+		time.Sleep(1500 * time.Millisecond)
+		b := callee.callStats()
+		if msg := flowing(a, b); msg != "" {
+			t.Error(msg)
+		}
+		return b.AudioEnergy - a.AudioEnergy
+	}
+	speaking := energy()
+	caller.run("mute", chromedp.Click(`#call-mute`), chromedp.WaitVisible(`#call-mute[aria-pressed="true"]`))
+	time.Sleep(500 * time.Millisecond) // what was on its way
+	muted := energy()
+	caller.run("unmute", chromedp.Click(`#call-mute`), chromedp.WaitVisible(`#call-mute[aria-pressed="false"]`))
+	t.Logf("audio energy %s got in 1.5 s: %.4f speaking, %.6f muted", callee.name, speaking, muted)
+	if speaking <= 0 || muted > speaking/20 {
+		t.Errorf("muting %s: %s's audio energy went from %.4f to %.6f, want (near) silence", caller.name, callee.name, speaking, muted)
+	}
 }
 
 // checkHeard checks that the CLI's report and recording show audio from

@@ -137,24 +137,14 @@ type wtCarrier struct {
 func (c *wtCarrier) Kind() string { return "webtransport" }
 
 func (c *wtCarrier) Send(ctx context.Context, msg []byte) error {
-	if len(msg) == 0 {
-		return fmt.Errorf("%w: empty", ErrMalformed)
+	onStream, err := c.check(msg)
+	if err != nil {
+		return err
 	}
-	select {
-	case <-c.done:
-		return ErrClosed
-	case <-c.dead:
-		return c.err
-	default:
-	}
-	switch MsgType(msg[0]) {
-	case MsgMedia, MsgPing:
-	case MsgSelect:
+	if onStream {
 		if err := c.writeStream(ctx, msg); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("%w: a client does not send type %d", ErrMalformed, msg[0])
 	}
 	c.sendDatagram(msg)
 	return nil

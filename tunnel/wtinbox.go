@@ -1,6 +1,9 @@
 package tunnel
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // wtInbox is what a WebTransport carrier (webtransport.go in Go,
 // webtransport_js.go in a browser) has received, and how its stream
@@ -34,4 +37,28 @@ func (c *wtInbox) Recv(ctx context.Context) ([]byte, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// check says whether a client may send msg on a carrier that is still
+// open, and whether it goes on the stream (a Select, which the server
+// must not miss) besides as a datagram (Media, Ping, and the Select too:
+// whichever comes first).
+func (c *wtInbox) check(msg []byte) (onStream bool, err error) {
+	if len(msg) == 0 {
+		return false, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	select {
+	case <-c.done:
+		return false, ErrClosed
+	case <-c.dead:
+		return false, c.err
+	default:
+	}
+	switch MsgType(msg[0]) {
+	case MsgMedia, MsgPing:
+		return false, nil
+	case MsgSelect:
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: a client does not send type %d", ErrMalformed, msg[0])
 }

@@ -519,20 +519,31 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 	return s, nil
 }
 
-// connect waits until the client is logged in to the server.
+// connect waits until the client is logged in to the server. A failed
+// attempt is retried (the client reconnects by itself; a lossy network
+// can break a handshake or two) until 30 s have passed; an error that
+// retrying cannot fix ends Run at once.
 func (s *phoneRun) connect(ctx context.Context) error {
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
+	var last error
 	for !s.online {
 		select {
 		case ev := <-s.c.Events():
 			if ev.Type == client.EventDisconnected {
-				return fmt.Errorf("cannot reach the server: %s", explain(ev.Err))
+				last = ev.Err
+				continue
 			}
 			s.event(ev)
 		case err := <-s.r.done:
-			return err
+			if err == nil {
+				err = last
+			}
+			return fmt.Errorf("cannot reach the server: %s", explain(err))
 		case <-timeout.C:
+			if last != nil {
+				return fmt.Errorf("cannot reach the server within 30s: %s", explain(last))
+			}
 			return errors.New("the server did not answer within 30s")
 		case <-ctx.Done():
 			return ctx.Err()
