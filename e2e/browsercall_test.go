@@ -182,15 +182,7 @@ func TestBrowserCall(t *testing.T) {
 		t.Errorf("carol calling bob during a call: exit %d, %s%s; want busy", code, out, errOut)
 	}
 
-	bob.run("hang up", chromedp.Click(`#call-hangup`))
-	bob.callPhase("ended")
-	alice.callPhase("ended")
-	if got := get(alice, "outcome", chromedp.AttributeValue(`#call-screen`, "data-outcome")).Value; got != "completed" {
-		t.Errorf("alice's call ended %q, want completed", got)
-	}
-	alice.notice(`^Outgoing call · 0:\d\d$`)
-	bob.open("alice")
-	bob.notice(`^Incoming call · 0:\d\d$`)
+	calleeHangsUp(t, alice, bob)
 	bob.open("carol")
 	bob.notice(`^Missed call from carol while you were in another call$`)
 
@@ -278,6 +270,21 @@ func TestBrowserCLICall(t *testing.T) {
 	}
 	checkHeard(t, "carol", out2.String(), heard2)
 	alice.notice(`^Outgoing call · 0:0\d$`)
+}
+
+// calleeHangsUp: callee hangs up a call caller made; it ends "completed"
+// and both histories record it.
+func calleeHangsUp(t *testing.T, caller, callee *browser) {
+	t.Helper()
+	callee.run("hang up", chromedp.Click(`#call-hangup`))
+	callee.callPhase("ended")
+	caller.callPhase("ended")
+	if got := get(caller, "outcome", chromedp.AttributeValue(`#call-screen`, "data-outcome")).Value; got != "completed" {
+		t.Errorf("%s's call ended %q, want completed", caller.name, got)
+	}
+	caller.notice(`^Outgoing call · 0:\d\d$`)
+	callee.open(caller.name)
+	callee.notice(`^Incoming call · 0:\d\d$`)
 }
 
 // checkMute checks that muting caller silences what callee hears while

@@ -196,15 +196,7 @@ func TestBrowserTunnelBrowsers(t *testing.T) {
 		return ""
 	})
 
-	bob.run("hang up", chromedp.Click(`#call-hangup`))
-	bob.callPhase("ended")
-	alice.callPhase("ended")
-	if got := get(alice, "outcome", chromedp.AttributeValue(`#call-screen`, "data-outcome")).Value; got != "completed" {
-		t.Errorf("alice's call ended %q, want completed", got)
-	}
-	alice.notice(`^Outgoing call · 0:\d\d$`)
-	bob.open("alice")
-	bob.notice(`^Incoming call · 0:\d\d$`)
+	calleeHangsUp(t, alice, bob)
 }
 
 // TestBrowserTunnelSwitch: the browser calls the CLI through the tunnel

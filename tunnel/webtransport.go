@@ -266,16 +266,6 @@ func (c *wtCarrier) sessionError() *webtransport.SessionError {
 	return se
 }
 
-// deliver hands a stream message to Recv, waiting for room.
-func (c *wtCarrier) deliver(msg []byte) bool {
-	select {
-	case c.in <- msg:
-		return true
-	case <-c.done:
-		return false
-	}
-}
-
 // readDatagrams takes the server's datagrams once the stream's first
 // message is in, dropping those Recv has no room for.
 func (c *wtCarrier) readDatagrams() {

@@ -280,16 +280,6 @@ func (c *wtCarrier) deliverCloseReason() {
 	c.deliver(AppendError(nil, kind, text))
 }
 
-// deliver hands a stream message to Recv, waiting for room.
-func (c *wtCarrier) deliver(msg []byte) bool {
-	select {
-	case c.in <- msg:
-		return true
-	case <-c.done:
-		return false
-	}
-}
-
 // readDatagrams takes the server's datagrams once the stream's first
 // message is in (so that Joined comes first), dropping those Recv has no
 // room for.

@@ -20,6 +20,16 @@ func newWTInbox() wtInbox {
 	return wtInbox{in: make(chan []byte, wtInQueue), joined: make(chan struct{}), dead: make(chan struct{}), done: make(chan struct{})}
 }
 
+// deliver hands a stream message to Recv, waiting for room.
+func (c *wtInbox) deliver(msg []byte) bool {
+	select {
+	case c.in <- msg:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
 // Recv implements Carrier.
 func (c *wtInbox) Recv(ctx context.Context) ([]byte, error) {
 	select {

@@ -140,47 +140,45 @@ export const callSettings = {
 };
 
 export function SettingsDialog({ onClose }: { onClose: () => void }) {
-  const [relayOnly, setRelayOnly] = useState(callSettings.relayOnly);
-  const [tunnel, setTunnel] = useState(callSettings.tunnel);
   return (
     <Dialog id="settings" title="Settings" onClose={onClose}>
-      <label class="setting">
-        <input
-          type="checkbox"
-          id="relay-only"
-          checked={relayOnly}
-          onChange={(e) => {
-            const on = (e.target as HTMLInputElement).checked;
-            callSettings.setRelayOnly(on);
-            setRelayOnly(on);
-          }}
-        />
-        <span>
-          <strong>Relay calls through the server</strong>
-          <small class="muted">
-            Hides your IP address from the people you call. Calls may sound slightly later. Applies to the next call.
-          </small>
-        </span>
-      </label>
-      <label class="setting">
-        <input
-          type="checkbox"
-          id="tunnel-calls"
-          checked={tunnel}
-          onChange={(e) => {
-            const on = (e.target as HTMLInputElement).checked;
-            callSettings.setTunnel(on);
-            setTunnel(on);
-          }}
-        />
-        <span>
-          <strong>Carry calls through the server (tunnel)</strong>
-          <small class="muted">
-            For networks that block ordinary calls: the audio goes, still end-to-end encrypted, over the same connection
-            as your messages. Applies to calls you make.
-          </small>
-        </span>
-      </label>
+      <Setting
+        id="relay-only"
+        get={callSettings.relayOnly}
+        set={callSettings.setRelayOnly}
+        title="Relay calls through the server"
+        help="Hides your IP address from the people you call. Calls may sound slightly later. Applies to the next call."
+      />
+      <Setting
+        id="tunnel-calls"
+        get={callSettings.tunnel}
+        set={callSettings.setTunnel}
+        title="Carry calls through the server (tunnel)"
+        help="For networks that block ordinary calls: the audio goes, still end-to-end encrypted, over the same connection as your messages. Applies to calls you make."
+      />
     </Dialog>
+  );
+}
+
+/** One switch of the settings dialog, kept by get and set. */
+function Setting(p: { id: string; get: () => boolean; set: (on: boolean) => void; title: string; help: string }) {
+  const [on, setOn] = useState(p.get);
+  return (
+    <label class="setting">
+      <input
+        type="checkbox"
+        id={p.id}
+        checked={on}
+        onChange={(e) => {
+          const v = (e.target as HTMLInputElement).checked;
+          p.set(v);
+          setOn(v);
+        }}
+      />
+      <span>
+        <strong>{p.title}</strong>
+        <small class="muted">{p.help}</small>
+      </span>
+    </label>
   );
 }
