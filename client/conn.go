@@ -25,6 +25,23 @@ const (
 // requestTimeout bounds one request's round trip.
 const requestTimeout = 30 * time.Second
 
+// slowestUpload is the slowest link, in bytes a second, on which uploading
+// prekeys (some 170 KB at registration) still gets an answer in time; the
+// server's auth deadline waits for the same rate.
+const slowestUpload = 2 << 10
+
+// timeoutFor is requestTimeout, plus, for a request that carries prekeys,
+// the time its upload takes at slowestUpload.
+func timeoutFor(f *wire.Frame) time.Duration {
+	switch f.Body.(type) {
+	case *wire.Register, *wire.UploadKeys:
+		if b, err := f.MarshalBinary(); err == nil {
+			return requestTimeout + time.Duration(len(b))*time.Second/slowestUpload
+		}
+	}
+	return requestTimeout
+}
+
 // dial connects and reads the server's Hello.
 func (c *Client) dial(ctx context.Context, server string) (Conn, *wire.Hello, error) {
 	conn, err := c.dialer.Dial(ctx, server)
@@ -53,9 +70,11 @@ func (c *Client) dial(ctx context.Context, server string) (Conn, *wire.Hello, er
 // handshake sends Register or Login as the connection's first request and
 // reads its answer.
 func handshake(ctx context.Context, conn Conn, op wire.Op, body any) (*wire.Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	f := &wire.Frame{Type: wire.TypeRequest, ID: 1, Op: op, Body: body}
+	timeout := timeoutFor(f)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := conn.WriteFrame(ctx, &wire.Frame{Type: wire.TypeRequest, ID: 1, Op: op, Body: body}); err != nil {
+	if err := conn.WriteFrame(ctx, f); err != nil {
 		return nil, parley.Errorf(parley.KindUnavailable, "connection lost: %w", err)
 	}
 	for {
@@ -66,7 +85,7 @@ func handshake(ctx context.Context, conn Conn, op wire.Op, body any) (*wire.Sess
 			case errors.As(err, &pe):
 				return nil, err
 			case ctx.Err() != nil:
-				return nil, parley.Errorf(parley.KindUnavailable, "the server did not answer within %v: %w", requestTimeout, err)
+				return nil, parley.Errorf(parley.KindUnavailable, "the server did not answer within %v: %w", timeout, err)
 			}
 			return nil, parley.Errorf(parley.KindUnavailable, "connection lost: %w", err)
 		}
@@ -365,7 +384,8 @@ func (s *session) respond(ctx context.Context, req *wire.Frame, body any, err *p
 // request sends a request and waits for its response. A failed response
 // returns the frame too (its Body may explain the error) and its *parley.Error.
 func (s *session) request(ctx context.Context, op wire.Op, body any) (*wire.Frame, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	f := &wire.Frame{Type: wire.TypeRequest, Op: op, Body: body}
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(f))
 	defer cancel()
 	ch := make(chan *wire.Frame, 1)
 	s.mu.Lock()
@@ -373,12 +393,13 @@ func (s *session) request(ctx context.Context, op wire.Op, body any) (*wire.Fram
 	id := s.nextID
 	s.pending[id] = ch
 	s.mu.Unlock()
+	f.ID = id
 	defer func() {
 		s.mu.Lock()
 		delete(s.pending, id)
 		s.mu.Unlock()
 	}()
-	if err := s.write(ctx, &wire.Frame{Type: wire.TypeRequest, ID: id, Op: op, Body: body}); err != nil {
+	if err := s.write(ctx, f); err != nil {
 		return nil, err
 	}
 	select {

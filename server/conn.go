@@ -35,6 +35,9 @@ type conn struct {
 	log       *slog.Logger
 	cancel    context.CancelFunc
 	challenge [32]byte
+	// auth, until the connection authenticates, counts the bytes read
+	// against its deadline (see authDeadline).
+	auth *authDeadline
 
 	addr    parley.Address // set once authenticated, before the goroutines start
 	started bool           // the session runs: send through out and the writer
@@ -416,6 +419,9 @@ func (c *conn) readFrame(ctx context.Context) (*wire.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.auth != nil {
+		r = progressReader{r, c.auth}
+	}
 	buf := readMessageBufs.Get().(*[]byte)
 	defer putReadMessageBuf(buf)
 	b, err := readMessage((*buf)[:0], r)
@@ -437,12 +443,14 @@ func (c *conn) readFrame(ctx context.Context) (*wire.Frame, error) {
 	return f, nil
 }
 
-// authenticate answers requests until one Register or Login succeeds.
+// authenticate answers requests until one Register or Login succeeds,
+// within the auth deadline.
 func (c *conn) authenticate(ctx context.Context) (directory.KeyCounts, error) {
-	timeout := time.AfterFunc(c.s.cfg.AuthTimeout, func() {
-		c.closeWith(wire.CloseCode(parley.KindUnauthorized), "authentication timed out")
+	c.auth = startAuthDeadline(c.s.cfg.AuthTimeout, func() {
+		// Not a refusal: on a slow or lossy link, trying again may well work.
+		c.closeWith(wire.CloseCode(parley.KindUnavailable), "authentication timed out")
 	})
-	defer timeout.Stop()
+	defer func() { c.auth.stop(); c.auth = nil }()
 	fails := 0
 	for {
 		f, err := c.readFrame(ctx)

@@ -50,7 +50,9 @@
 // read; so do the queues of sends waiting for the disk and of
 // acknowledgements waiting for the acker.
 //
-// Time limits: a connection must authenticate within Config.AuthTimeout;
+// Time limits: a connection must authenticate within Config.AuthTimeout
+// (plus the time its upload takes at 2 KiB/s, for a Register on a slow link;
+// it is closed as unavailable, not refused, so that the client retries);
 // every write must finish within Config.WriteTimeout; a ping, sent
 // Config.PingInterval after the last one was answered, must be answered
 // within Config.WriteTimeout, or the connection is closed.

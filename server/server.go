@@ -56,7 +56,8 @@ type Config struct {
 	// live copies are dropped (they stay in the mailbox): 256.
 	LiveQueue int
 	// AuthTimeout bounds the time from connect to a successful Register or
-	// Login: 10s.
+	// Login: 10s, and more for a large upload on a slow link (each byte
+	// received adds the time it takes at 2 KiB/s).
 	AuthTimeout time.Duration
 	// WriteTimeout bounds each write, and the wait for a pong: 10s.
 	WriteTimeout time.Duration

@@ -674,8 +674,9 @@ func TestAuthTimeout(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, server.Config{AuthTimeout: 100 * time.Millisecond})
 	c := dial(t, ts)
-	if code := c.closeStatus(); code != websocket.StatusCode(wire.CloseCode(parley.KindUnauthorized)) {
-		t.Errorf("no login: close code %d, want %d", code, wire.CloseCode(parley.KindUnauthorized))
+	// Closed as unavailable, not unauthorized: the client should retry.
+	if code := c.closeStatus(); code != websocket.StatusCode(wire.CloseCode(parley.KindUnavailable)) {
+		t.Errorf("no login: close code %d, want %d", code, wire.CloseCode(parley.KindUnavailable))
 	}
 	// Once authenticated, the timeout no longer applies.
 	_, alice := registered(t, ts, "alice", 1)
@@ -684,6 +685,50 @@ func TestAuthTimeout(t *testing.T) {
 	if p := c.mustCall(wire.OpPing, &wire.Ping{Nonce: 5}).(*wire.Ping); p.Nonce != 5 {
 		t.Error("ping after the auth timeout")
 	}
+}
+
+// TestSlowRegister: a Register that takes longer to upload than the auth
+// timeout, as a hundred Kyber prekeys do on a slow link, still gets through
+// while its bytes keep coming (TestAuthDeadline: unless they trickle).
+func TestSlowRegister(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	ts := startServer(t, server.Config{AuthTimeout: timeout})
+	id := newIdentity(t, "slow")
+	keys := id.keys(t, 20, true) // before the clock starts: this takes a while
+	c := dial(t, ts)
+	sig, err := id.device.Private.Sign(wire.AuthPayload(c.hello.Challenge, id.user, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := (&wire.Frame{Type: wire.TypeRequest, ID: 1, Op: wire.OpRegister, Body: &wire.Register{
+		Version: wire.ProtocolVersion, Username: id.user, DeviceKey: id.device.Public.Bytes(), Signature: sig,
+		IdentityKey: id.identity.Public.Bytes(), RegistrationID: id.regID, Keys: keys,
+	}}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 36 KB in 8 parts over 4 timeouts' time: some 8 KB/s.
+	start := time.Now()
+	w, err := c.ws.Writer(context.Background(), websocket.MessageBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 8
+	for i := range parts {
+		part := b[i*len(b)/parts : (i+1)*len(b)/parts]
+		if _, err := w.Write(part); err != nil {
+			t.Fatalf("part %d, after %v: %v", i, time.Since(start), err)
+		}
+		time.Sleep(4 * timeout / parts)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.await(1); f.Err != nil {
+		t.Fatalf("slow register, %d bytes in %v: %v", len(b), time.Since(start), f.Err)
+	}
+
 }
 
 // TestPingTimeout: a client that does not answer pings is cut off.
