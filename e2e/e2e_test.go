@@ -143,6 +143,31 @@ func TestRedeliveryShownOnce(t *testing.T) {
 	}
 }
 
+// TestRegisterRetried: a registration that the network broke (the server
+// stopped waiting for its upload) is tried again, and resumes.
+func TestRegisterRetried(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	px := startProxy(t, srv.url())
+	px.cutRegisters.Store(2)
+	alice := newUser(t, "alice")
+	code, out, errOut := alice.run("", "register", "--server", px.url(), "alice")
+	if code != 0 || strings.Count(errOut, "trying again") != 2 {
+		t.Fatalf("register through two cut connections: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	bob := register(t, srv.url(), "bob")
+	bob.must("send", "alice", "welcome")
+	if got := alice.must("recv", "--wait", "5s"); got != "bob: welcome\n" {
+		t.Errorf("alice's recv: %q", got)
+	}
+	// A third cut is one too many: the error says what happened.
+	px.cutRegisters.Store(3)
+	code, _, errOut = newUser(t, "carol").run("", "register", "--server", px.url(), "carol")
+	if code != 1 || !strings.Contains(errOut, "authentication timed out") {
+		t.Errorf("register through three cut connections: exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestUnacknowledgedSendRetried(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)

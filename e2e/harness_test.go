@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/client"
 	"github.com/parleychat/parley/client/cli"
 	"github.com/parleychat/parley/server"
@@ -238,6 +239,7 @@ type proxy struct {
 
 	dropDeliverAcks atomic.Int32 // lose this many client acks of Deliver requests
 	dropSendResults atomic.Int32 // lose this many server answers to Send
+	cutRegisters    atomic.Int32 // end this many connections at their Register, as the server's auth deadline does
 	delivers        atomic.Int32 // Deliver requests seen
 }
 
@@ -276,6 +278,10 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 		})
 	}()
 	p.pump(ctx, c, s, func(f *wire.Frame) bool {
+		if f.Type == wire.TypeRequest && f.Op == wire.OpRegister && take(&p.cutRegisters) {
+			go c.Close(websocket.StatusCode(wire.CloseCode(parley.KindUnavailable)), "authentication timed out")
+			return true
+		}
 		return f.Type == wire.TypeResponse && f.Op == wire.OpDeliver && take(&p.dropDeliverAcks)
 	})
 	s.Close(websocket.StatusNormalClosure, "") // let the server read what was passed on

@@ -41,7 +41,7 @@ A name is ` + parley.UsernameRule + `.`,
 			return err
 		}
 		defer done()
-		if err := c.Register(ctx, server, args[0]); err != nil {
+		if err := registerRetrying(ctx, e, c, server, args[0]); err != nil {
 			if parley.ErrorKind(err) == parley.KindConflict && !strings.Contains(err.Error(), "already registered") {
 				return fmt.Errorf("the name %s is taken on %s; pick another", strings.ToLower(args[0]), server)
 			}
@@ -51,6 +51,27 @@ A name is ` + parley.UsernameRule + `.`,
 		fmt.Fprintf(e.stdout, "registered %s (device %d) on %s\n", user, dev, srv)
 		return nil
 	},
+}
+
+// registerTries is how many times register tries a registration that the
+// network broke (a lossy link can lose a login's packets for longer than
+// the server waits); the next try resumes with the same keys.
+const registerTries = 3
+
+func registerRetrying(ctx context.Context, e *env, c *client.Client, server, name string) error {
+	for try := 1; ; try++ {
+		err := c.Register(ctx, server, name)
+		if err == nil || try == registerTries || parley.ErrorKind(err) != parley.KindUnavailable || ctx.Err() != nil {
+			return err
+		}
+		wait := time.Duration(try) * time.Second
+		fmt.Fprintf(e.stderr, "registering failed (%s); trying again in %v\n", explain(err), wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 var cmdWhoami = &command{
