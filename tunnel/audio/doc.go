@@ -101,8 +101,9 @@
 // came first, late), so that with bursty loss the target grows for the
 // repairs to come in time. The target is also at least the repair
 // horizon of the sender's redundancy, R×D + D/2 for packets that repeat R
-// earlier frames (the most over the window): a repair of the longest burst
-// the sender covers comes that late.
+// earlier frames (the most over the last second, so that it comes down
+// soon after the sender repeats less): a repair of the longest burst the
+// sender covers comes that late.
 //
 // The delay grows by a concealment slot inserted where the next frame is
 // missing anyway (it may be only late), while it is D/2 short of the

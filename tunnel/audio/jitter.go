@@ -117,6 +117,10 @@ const silence = 3
 // target (see skipInterval).
 const skipEvery = 25
 
+// depthFollow is how long the repair horizon stays at the sender's highest
+// redundancy once packets repeat fewer frames.
+const depthFollow = time.Second
+
 // decision is whether a frame was lost before repair: its first-hand copy
 // had not come by its slot. A first-hand copy that comes later, within
 // lossGrace, turns the loss into lateness: redundancy cannot help when
@@ -172,7 +176,7 @@ type JitterBuffer struct {
 	minOff  time.Duration
 	target  time.Duration
 	cur     time.Duration        // playout delay above minOff
-	depth   int                  // most redundant frames in a packet over the window
+	depth   int                  // most redundant frames in a packet over the last depthFollow
 	depthAt time.Duration        // when a packet had that many
 	lost    [lossWindow]decision // by sequence number
 	decided int
@@ -242,8 +246,11 @@ func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
 	}
 	jb.highest = max(jb.highest, p.Seq)
 	// The redundancy the sender chose sets a repair horizon: the lateness
-	// of a repair of the longest burst it covers.
-	if r := len(p.Frames) - p.Fresh; r >= jb.depth || t-jb.depthAt > jb.cfg.Window {
+	// of a repair of the longest burst it covers. When the sender repeats
+	// less (its path no longer loses, or it moved to a WebSocket, where
+	// TCP repairs), the horizon follows after depthFollow, which a packet
+	// trimmed to fit (SenderStats.Trimmed) now and then does not reach.
+	if r := len(p.Frames) - p.Fresh; r >= jb.depth || t-jb.depthAt > depthFollow {
 		jb.depth, jb.depthAt = r, t
 	}
 	return jb.fresh
@@ -360,6 +367,15 @@ func (jb *JitterBuffer) adapt() {
 	}
 	jb.target = min(max(t, jb.cfg.MinDelay), jb.cfg.MaxDelay)
 	jb.st.MaxTargetDelay = max(jb.st.MaxTargetDelay, jb.target)
+}
+
+// NewPath tells the buffer that packets come another way from now on (the
+// call moved to another kind of carrier): the lateness and redundancy
+// measured on the old path, which may have been lossy and slow to repair,
+// no longer set the target delay.
+func (jb *JitterBuffer) NewPath() {
+	jb.offs, jb.offI = jb.offs[:0], 0
+	jb.depth = 0
 }
 
 // Next is the sequence number of the frame the next Pop is to play, once

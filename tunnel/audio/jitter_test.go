@@ -271,6 +271,59 @@ func TestJitterBufferCatchesUp(t *testing.T) {
 	}
 }
 
+// The target delay covers the sender's redundancy, and comes down soon
+// after the sender repeats less (it left a lossy path for a WebSocket).
+func TestJitterBufferFollowsDepth(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	frames := func(seq, n int) [][]byte {
+		var fs [][]byte
+		for i := range n {
+			fs = append(fs, []byte{byte(seq - i), 1, 2, 3})
+		}
+		return fs
+	}
+	target := func(from, to, depth int) time.Duration {
+		for i := from; i < to; i++ {
+			jb.Push(packet(uint64(i), 1, frames(i, 1+min(depth, i))...), at(20*i))
+			jb.Pop(at(20*i + 5))
+		}
+		return jb.Stats().TargetDelay
+	}
+	if got := target(0, 100, 10); got < 200*time.Millisecond {
+		t.Fatalf("target %v under a redundancy of 10 frames, want at least 200 ms", got)
+	}
+	if got := target(100, 110, 1); got < 200*time.Millisecond {
+		t.Errorf("target %v 0.2 s after the redundancy fell: a trimmed packet should not move it", got)
+	}
+	if got := target(110, 200, 1); got > 60*time.Millisecond {
+		t.Errorf("target %v 2 s after the redundancy fell to 1 frame", got)
+	}
+}
+
+// After NewPath, lateness measured on the old path no longer counts.
+func TestJitterBufferNewPath(t *testing.T) {
+	for _, moved := range []bool{false, true} {
+		jb := NewJitterBuffer(JitterConfig{})
+		for i := range 100 { // every fifth packet 200 ms late
+			jb.Push(packet(uint64(i), 1, []byte{1, 2, 3, 4}), at(20*i+200*min(i%5, 1)))
+			jb.Pop(at(20*i + 5))
+		}
+		if got := jb.Stats().TargetDelay; got < 150*time.Millisecond {
+			t.Fatalf("target %v with a fifth of the packets 200 ms late", got)
+		}
+		if moved {
+			jb.NewPath()
+		}
+		for i := 100; i < 130; i++ {
+			jb.Push(packet(uint64(i), 1, []byte{1, 2, 3, 4}), at(20*i))
+			jb.Pop(at(20*i + 5))
+		}
+		if got := jb.Stats().TargetDelay; moved != (got <= 60*time.Millisecond) {
+			t.Errorf("moved %v: target %v after 30 packets on time", moved, got)
+		}
+	}
+}
+
 func TestSenderSetMaxDepth(t *testing.T) {
 	s := NewSender(SenderConfig{})
 	s.Push([]byte{1}, at(0), nil)
