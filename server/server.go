@@ -56,7 +56,7 @@ type Config struct {
 	// live copies are dropped (they stay in the mailbox): 256.
 	LiveQueue int
 	// AuthTimeout bounds the time from connect to a successful Register or
-	// Login: 10s, and more for a large upload on a slow link (each byte
+	// Login: 30s, and more for a large upload on a slow link (each byte
 	// received adds the time it takes at 2 KiB/s).
 	AuthTimeout time.Duration
 	// WriteTimeout bounds each write, and the wait for a pong: 10s.
@@ -124,6 +124,11 @@ const (
 	mailboxPage   = 128 // messages read from the store at once
 	outQueue      = 32  // responses and pushes waiting for the writer
 	maxAuthTries  = 3   // failed Register/Login attempts before the connection is closed
+	// slowLinkTimeout bounds a new connection's HTTP request head and its
+	// authentication (Config.AuthTimeout): on a link that loses packets in
+	// bursts, TCP's retransmission backoff alone can hold them up for over
+	// 10 s, and a client cut off then starts over on the same link.
+	slowLinkTimeout = 30 * time.Second
 	// handoffWait bounds how long a new connection of a device waits for the
 	// one it replaces to finish before reading the mailbox.
 	handoffWait = time.Second
@@ -186,7 +191,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.LiveQueue = 256
 	}
 	if cfg.AuthTimeout <= 0 {
-		cfg.AuthTimeout = 10 * time.Second
+		cfg.AuthTimeout = slowLinkTimeout
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
@@ -267,7 +272,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: slowLinkTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnContext:       tunnelhub.ConnContext,

@@ -519,12 +519,17 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 	return s, nil
 }
 
+// connectWait is how long a call waits to log in to the server: on a link
+// that loses packets in bursts, TCP's backoff can hold one attempt up for
+// half a minute.
+const connectWait = time.Minute
+
 // connect waits until the client is logged in to the server. A failed
 // attempt is retried (the client reconnects by itself; a lossy network
-// can break a handshake or two) until 30 s have passed; an error that
-// retrying cannot fix ends Run at once.
+// can break a handshake or two) until connectWait has passed; an error
+// that retrying cannot fix ends Run at once.
 func (s *phoneRun) connect(ctx context.Context) error {
-	timeout := time.NewTimer(30 * time.Second)
+	timeout := time.NewTimer(connectWait)
 	defer timeout.Stop()
 	var last error
 	for !s.online {
@@ -542,9 +547,9 @@ func (s *phoneRun) connect(ctx context.Context) error {
 			return fmt.Errorf("cannot reach the server: %s", explain(err))
 		case <-timeout.C:
 			if last != nil {
-				return fmt.Errorf("cannot reach the server within 30s: %s", explain(last))
+				return fmt.Errorf("cannot reach the server within %v: %s", connectWait, explain(last))
 			}
-			return errors.New("the server did not answer within 30s")
+			return fmt.Errorf("the server did not answer within %v", connectWait)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -39,8 +39,10 @@ const (
 var stunCookie = [4]byte{0x21, 0x12, 0xA4, 0x42}
 
 // DefaultHandshakeTimeout bounds the TLS handshake and the wait for the
-// first bytes of a client that negotiated no ALPN protocol.
-const DefaultHandshakeTimeout = 10 * time.Second
+// first bytes of a client that negotiated no ALPN protocol. It is long
+// because on a link that loses packets in bursts, TCP's retransmission
+// backoff alone can hold a handshake up for over 10 s.
+const DefaultHandshakeTimeout = 30 * time.Second
 
 // Mux splits a listener's TLS connections between HTTP and TURN. Create it
 // with New, take HTTP and TURN, and run Serve.
