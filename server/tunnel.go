@@ -50,5 +50,8 @@ func (s *Server) registerTunnelMetrics() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parley_tunnel_media_dropped_total", Help: "Call tunnel media messages dropped: no other device yet, over the rate limit, or its carrier's queue full.",
 		}, func() float64 { return float64(h.Stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_tunnel_media_duplicates_total", Help: "Call tunnel media messages dropped as the second copy of a packet that a device trying two carriers sent on both.",
+		}, func() float64 { return float64(h.Stats().Duplicates) }),
 	)
 }

@@ -103,6 +103,17 @@ type Link struct {
 	lossOf     *carrier      // the carrier that losses are about
 	losses     []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
 	closed     bool
+	trial      *trial          // the media goes on two carriers to judge one (see startTrial)
+	proven     map[string]bool // datagram kinds that passed a trial since they were last left for loss
+	trialAfter time.Time       // no trial before, after one that saw too little media
+
+	// dmu guards the copies seen, for dropping the second copy of media
+	// that comes on both carriers during a trial and for a moment after.
+	dmu        sync.Mutex
+	dedup      bool
+	dedupUntil time.Time
+	copies     [trialCopies]copySeen
+	nextCopy   int
 
 	sent, dropped atomic.Int64
 }
@@ -152,7 +163,7 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 	}
 	lctx, stop := context.WithCancel(context.Background())
 	l := &Link{cfg: cfg, log: log, media: make(chan []byte, 64), peer: make(chan bool, 8), ctx: lctx, stop: stop, freeze: cfg.FreezeAfter,
-		learned: map[string]int64{}, bad: map[string]time.Time{}}
+		learned: map[string]int64{}, bad: map[string]time.Time{}, proven: map[string]bool{}}
 	c, err := l.open(ctx, "")
 	if err != nil {
 		l.mu.Lock()
@@ -188,12 +199,23 @@ func (l *Link) Send(payload []byte) {
 	}
 	l.mu.Lock()
 	c := l.active
+	var also *carrier
+	if t := l.trial; t != nil {
+		also = t.cand
+		if also == c {
+			also = t.other
+		}
+	}
 	l.mu.Unlock()
 	if c == nil {
 		l.dropped.Add(1)
 		return
 	}
-	if c.out.Offer(AppendMedia(nil, payload)) {
+	msg := AppendMedia(nil, payload)
+	if also != nil {
+		also.out.Offer(msg) // the server forwards whichever copy comes first
+	}
+	if c.out.Offer(msg) {
 		l.sent.Add(1)
 	} else {
 		l.dropped.Add(1)
@@ -265,7 +287,7 @@ func (l *Link) ReportLoss(loss float64) {
 		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
 		return
 	}
-	l.bad[a.Kind()] = now.Add(badFor)
+	l.leave(a.Kind(), now)
 	l.promote(CauseLossy, a.name+" lossy: "+why, false)
 }
 
@@ -513,6 +535,9 @@ func (l *Link) read(ctx context.Context, c *carrier) {
 		}
 		switch MsgType(msg[0]) {
 		case MsgMedia:
+			if !l.firstCopy(c, msg[1:]) {
+				continue
+			}
 			select {
 			case l.media <- msg[1:]:
 			default:
@@ -586,6 +611,7 @@ func (l *Link) failed(c *carrier, reason string) {
 func (l *Link) promote(cause Cause, reason string, replay bool) {
 	old := l.active
 	sw := Switch{At: time.Now(), Cause: cause, Reason: reason}
+	l.endTrial(sw.At) // the Select below ends it on the server
 	if old != nil {
 		sw.From = old.name
 	}
@@ -678,13 +704,12 @@ func (l *Link) watch() {
 			l.promote(CauseRotated, fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:
 			l.promote(CauseFailed, "no active carrier", true)
-		case a != nil && s != nil && l.kindRank(s.Kind()) < l.kindRank(a.Kind()) && now.After(l.bad[s.Kind()]) &&
-			now.Sub(l.lastSwitch) > lossHold && now.Sub(s.opened) > time.Second && now.Sub(time.Unix(0, s.heard.Load())) < 2*time.Second:
-			why := "datagrams carry media without TCP's head-of-line blocking"
-			if l.cfg.Prefer != "" {
-				why = "the preferred kind"
-			}
-			l.promote(CauseUp, fmt.Sprintf("up to %s: %s", s.name, why), false)
+		case l.trial != nil && now.Sub(l.trial.start) >= trialFor:
+			l.judgeTrial(now)
+		case l.trial == nil && l.wantTrial(now, a, s):
+			l.startTrial(now, a, s)
+		case a != nil && s != nil && !datagrams(s.Kind()) && l.kindRank(s.Kind()) < l.kindRank(a.Kind()) && l.mayMoveUp(now, s):
+			l.promote(CauseUp, fmt.Sprintf("up to %s: the preferred kind", s.name), false)
 		}
 		a, s = l.active, l.spare
 		needSpare := s == nil && !l.dialing && now.After(l.nextDial)

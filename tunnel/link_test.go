@@ -3,6 +3,8 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -24,8 +26,12 @@ type freezable struct {
 	kind   string // if set, what Kind says
 	frozen atomic.Bool
 	lossy  atomic.Bool // every other message from the server is lost
-	slow   atomic.Bool // nothing is read until it is cleared
-	n      int
+	// keepOneIn, when above 1, loses all but one in that many media
+	// messages from the server, as a censor throttling the flow does.
+	keepOneIn atomic.Int32
+	slow      atomic.Bool // nothing is read until it is cleared
+	n         int
+	media     int
 }
 
 func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
@@ -38,6 +44,11 @@ func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
 			return m, err
 		}
 		f.n++
+		if k := int(f.keepOneIn.Load()); k > 1 && len(m) > 0 && tunnel.MsgType(m[0]) == tunnel.MsgMedia {
+			if f.media++; f.media%k != 0 {
+				continue
+			}
+		}
 		if !f.frozen.Load() && !(f.lossy.Load() && f.n%2 == 0) {
 			return m, err
 		}
@@ -456,15 +467,155 @@ func TestLinkLeavesSustainedLoss(t *testing.T) {
 }
 
 // TestLinkMovesUp: started on a WebSocket, the Link moves up to a spare
-// that is WebTransport once it has been up a second.
+// that is WebTransport once it has been up a second and carried the media
+// in a trial.
 func TestLinkMovesUp(t *testing.T) {
 	t.Parallel()
 	n := newTestNet(t)
 	n.kinds = []string{"", "webtransport"}
-	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{7})
+	room := tunnel.RoomID{7}
+	a := n.link(t, parley.Address{User: "alice", Device: 1}, room)
+	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	stop := talk(t, a, b)
 	waitFor(t, "the move up", func() bool { return a.Path() == "webtransport" })
-	if sw := a.Switches(); len(sw) != 1 || !strings.Contains(sw[0].Reason, "up to webtransport#2") {
+	got := stop()
+	if sw := a.Switches(); len(sw) != 1 || !strings.Contains(sw[0].Reason, "up to webtransport#2: it carried") {
 		t.Errorf("switches %+v", sw)
+	}
+	got.check(t, 0.99)
+}
+
+// TestLinkTrialKeepsWebTransport: a WebTransport carrier that carries the
+// media passes the trial at the start of the call, which loses nothing and
+// delivers each packet once.
+func TestLinkTrialKeepsWebTransport(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", ""}
+	room := tunnel.RoomID{11}
+	alice := parley.Address{User: "alice", Device: 1}
+	a := n.link(t, alice, room)
+	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	stop := talk(t, a, b)
+	time.Sleep(3 * time.Second)
+	got := stop()
+	if sw := a.Switches(); a.Path() != "webtransport" || len(sw) != 0 {
+		t.Errorf("path %s, switches %+v; want webtransport and none", a.Path(), sw)
+	}
+	got.check(t, 0.99)
+	if st := n.h.Stats(); st.Duplicates == 0 {
+		t.Errorf("hub stats %+v: no second copies dropped, so no trial ran", st)
+	}
+}
+
+// TestLinkTrialLeavesThrottled: a WebTransport carrier that delivers a
+// third of the media (a throttled UDP flow) fails the trial; the call
+// moves to the WebSocket without losing media on the way.
+func TestLinkTrialLeavesThrottled(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", ""}
+	room := tunnel.RoomID{12}
+	alice := parley.Address{User: "alice", Device: 1}
+	a := n.link(t, alice, room)
+	n.mu.Lock()
+	n.carriers[0].keepOneIn.Store(3)
+	n.mu.Unlock()
+	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	waitFor(t, "a spare", func() bool { // before it, the media has one way only
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(alice) >= 2
+	})
+	stop := talk(t, a, b)
+	waitFor(t, "the move off the throttled carrier", func() bool { return a.Path() == "websocket" })
+	time.Sleep(500 * time.Millisecond)
+	got := stop()
+	sw := a.Switches()
+	if len(sw) != 1 || sw[0].Cause != tunnel.CauseLossy || !strings.Contains(sw[0].Reason, "in a trial beside websocket") {
+		t.Errorf("switches %+v, want one for a failed trial", sw)
+	}
+	got.check(t, 0.99)
+	time.Sleep(2 * time.Second) // a new WebTransport spare: not tried again, not moved up to
+	if a.Path() != "websocket" || len(a.Switches()) != 1 {
+		t.Errorf("path %s, switches %+v after the failed trial", a.Path(), a.Switches())
+	}
+}
+
+// talked is what two Links sent each other: packets numbered from 0.
+type talked struct {
+	sent        [2]int
+	got         [2]map[uint64]int // by receiver: copies of each packet
+	outOfWindow [2]int
+}
+
+// check fails the test unless each side got at least share of the other's
+// packets, each once.
+func (tk *talked) check(t *testing.T, share float64) {
+	t.Helper()
+	for i, name := range []string{"alice", "bob"} {
+		twice := 0
+		for _, n := range tk.got[i] {
+			if n > 1 {
+				twice++
+			}
+		}
+		if got := float64(len(tk.got[i])) / float64(max(tk.sent[1-i], 1)); got < share || twice > 0 {
+			t.Errorf("%s got %d of %d packets (%.1f%%, want %.0f%%), %d twice", name, len(tk.got[i]), tk.sent[1-i], 100*got, 100*share, twice)
+		}
+	}
+}
+
+// talk sends numbered, distinct media both ways every 20 ms until the
+// returned stop, which waits a moment for what is in flight.
+func talk(t *testing.T, a, b *tunnel.Link) (stop func() *talked) {
+	tk := &talked{got: [2]map[uint64]int{{}, {}}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	links := [2]*tunnel.Link{a, b}
+	for i, l := range links {
+		wg.Add(2)
+		go func() { // send
+			defer wg.Done()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				p := make([]byte, 40)
+				binary.BigEndian.PutUint64(p, uint64(tk.sent[i]))
+				rand.Read(p[8:]) // distinct, as SFrame's tags are
+				l.Send(p)
+				tk.sent[i]++
+			}
+		}()
+		go func() { // receive
+			defer wg.Done()
+			for {
+				select {
+				case m := <-l.Media():
+					tk.got[i][binary.BigEndian.Uint64(m)]++
+				case <-done:
+					// What is still in flight.
+					for {
+						select {
+						case m := <-l.Media():
+							tk.got[i][binary.BigEndian.Uint64(m)]++
+						case <-time.After(300 * time.Millisecond):
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	return func() *talked {
+		close(done)
+		wg.Wait()
+		return tk
 	}
 }
 

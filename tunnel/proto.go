@@ -24,14 +24,19 @@ const Path = "/v1/tunnel"
 //	Ping    4  client→server  nonce (8 bytes); answered by Pong on the same carrier
 //	Pong    5  server→client  the ping's nonce
 //	Peer    6  server→client  peer present (1 byte): the other device joined or left
-//	Select  7  client→server  flags (optional byte; bit 0: replay): send my media on this carrier
-//	                          from now on, after the last half second of it if replay is set
-//	                          (the carrier it went to froze)
+//	Select  7  client→server  flags (optional byte; bit 0: replay, bit 1: all): send my media on
+//	                          this carrier from now on, after the last half second of it if
+//	                          replay is set (the carrier it went to froze); with all, on every
+//	                          carrier of mine (a trial, see Link), until the next Select
+//	                          without it
 //	Error   8  server→client  kind (1 byte length + text) | message (the rest); the carrier then closes
 //
 // The server sends a device's media on the carrier on which that device
 // last sent Media or Select, so a client moves its call to a new carrier by
-// sending on it.
+// sending on it. During a trial (Select with all) the device's own Media
+// does not move it, since it sends each packet on two carriers; the
+// server forwards the first copy of a packet and drops the second, known
+// by its last 16 bytes (an SFrame packet's authentication tag).
 type MsgType byte
 
 const (
@@ -115,6 +120,27 @@ func AppendSelect(b []byte, replay bool) []byte {
 
 // SelectReplays says whether a Select message asks for a replay.
 func SelectReplays(m []byte) bool { return len(m) > 1 && m[1]&1 != 0 }
+
+// AppendSelectAll appends a Select message that asks for the device's
+// media on all its carriers, for a trial of them.
+func AppendSelectAll(b []byte) []byte { return append(b, byte(MsgSelect), 2) }
+
+// SelectAll says whether a Select message asks for media on all carriers.
+func SelectAll(m []byte) bool { return len(m) > 1 && m[1]&2 != 0 }
+
+// Tag tells a media payload's copies from other payloads: its size and
+// last 16 bytes (an SFrame packet's authentication tag).
+type Tag struct {
+	last [16]byte
+	size int
+}
+
+// TagOf returns payload's Tag.
+func TagOf(payload []byte) Tag {
+	t := Tag{size: len(payload)}
+	copy(t.last[:], payload[max(len(payload)-16, 0):])
+	return t
+}
 
 // AppendError appends an Error message.
 func AppendError(b []byte, kind, msg string) []byte {

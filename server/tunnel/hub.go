@@ -23,6 +23,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,9 +80,10 @@ type Hub struct {
 	rooms  map[tunnel.RoomID]*room
 	byAddr map[parley.Address]int // rooms each device is in
 
-	carriers  atomic.Int64
-	forwarded atomic.Uint64
-	dropped   atomic.Uint64
+	carriers   atomic.Int64
+	forwarded  atomic.Uint64
+	dropped    atomic.Uint64
+	duplicates atomic.Uint64
 }
 
 type room struct {
@@ -100,6 +102,31 @@ type member struct {
 	// the device's jitter buffer may still play it.
 	recent [replayDepth]sent
 	next   int
+	// all: the device tries its carriers (a Select with all): its media
+	// goes to every one of them, its own media does not move active, and
+	// of the copies it sends of each packet the first is forwarded (tags
+	// are the last packets forwarded, to know the second by).
+	all   bool
+	tags  [trialTags]tunnel.Tag
+	nextT int
+}
+
+// trialTags is how many packets of a device in a trial are remembered to
+// drop their second copies: the two carriers' delays may differ by this
+// many packets.
+const trialTags = 32
+
+// seen reports whether media with tag t was forwarded lately, and
+// remembers it if not. Called with h.mu held.
+func (m *member) seen(t tunnel.Tag) bool {
+	for _, x := range m.tags {
+		if x == t {
+			return true
+		}
+	}
+	m.tags[m.nextT] = t
+	m.nextT = (m.nextT + 1) % trialTags
+	return false
 }
 
 type sent struct {
@@ -299,18 +326,34 @@ func (s *Session) Receive(msg []byte) error {
 	case tunnel.MsgMedia:
 		now := h.cfg.Now()
 		h.mu.Lock()
-		replay := s.move(now, false)
+		var replay [][]byte
+		if !s.m.all {
+			replay = s.move(now, false)
+		} else if s.m.seen(tunnel.TagOf(msg[1:])) {
+			h.mu.Unlock()
+			h.duplicates.Add(1)
+			return nil
+		}
 		p := s.m.room.peer(s.m)
 		var to Carrier
+		var all []Carrier // the peer's carriers, when it tries them
 		ok := s.m.limit.AllowN(now, len(msg))
 		if p != nil && ok {
-			to = p.active
+			if p.all {
+				all = slices.Clone(p.carriers)
+			} else {
+				to = p.active
+			}
 			p.recent[p.next] = sent{msg, now}
 			p.next = (p.next + 1) % replayDepth
 		}
 		h.mu.Unlock()
 		s.replay(replay)
-		if to != nil && ok && to.Send(msg) {
+		sent := to != nil && to.Send(msg)
+		for _, c := range all {
+			sent = c.Send(msg) || sent
+		}
+		if sent {
 			h.forwarded.Add(1)
 		} else {
 			h.dropped.Add(1)
@@ -318,6 +361,7 @@ func (s *Session) Receive(msg []byte) error {
 	case tunnel.MsgSelect:
 		h.mu.Lock()
 		replay := s.move(h.cfg.Now(), tunnel.SelectReplays(msg))
+		s.m.all = tunnel.SelectAll(msg)
 		h.mu.Unlock()
 		s.replay(replay)
 	case tunnel.MsgPing:
@@ -408,9 +452,12 @@ type Stats struct {
 	Carriers  int    // carriers joined now
 	Forwarded uint64 // media messages forwarded
 	Dropped   uint64 // media messages dropped: no peer, over the rate, or a full carrier
+	// Duplicates counts second copies of packets dropped (a device in a
+	// trial sends each on two carriers).
+	Duplicates uint64
 }
 
 // Stats returns the counters.
 func (h *Hub) Stats() Stats {
-	return Stats{Carriers: int(h.carriers.Load()), Forwarded: h.forwarded.Load(), Dropped: h.dropped.Load()}
+	return Stats{Carriers: int(h.carriers.Load()), Forwarded: h.forwarded.Load(), Dropped: h.dropped.Load(), Duplicates: h.duplicates.Load()}
 }

@@ -1,0 +1,216 @@
+package tunnel
+
+import (
+	"fmt"
+	"time"
+)
+
+// A trial judges a datagram carrier (WebTransport) before the call relies
+// on it: for trialFor the media goes on it and on a carrier of the other
+// kind, and the server sends the other device's media on both (Select with
+// all), so nothing is lost while the trial runs. A censor that throttles
+// UDP flows (stun-dpi: 4 KiB/s each, beyond a burst) passes datagrams up
+// to its rate and drops the rest, which the redundancy cannot repair, as
+// it adds to the rate; a path that loses at random (loss-10,
+// burst-loss-20) still delivers most of them, and there datagrams beat
+// TCP, whose retransmissions stall the audio behind each loss. So the
+// candidate is kept if it carried trialKeep of the packets in the trial's
+// last trialJudge, and left for badFor otherwise.
+//
+// A call trials at its start (the first carrier to join is WebTransport,
+// with a WebSocket as the spare) and before moving up to WebTransport
+// later. Only the downstream is judged: each device judges the path from
+// the server to itself, and a censor that throttles one direction of a
+// flow only is not seen by the device that sends into it.
+type trial struct {
+	cand, other *carrier // the datagram carrier on trial, and the one beside it
+	start       time.Time
+	arrivals    []trialArrival
+}
+
+// trialArrival is one copy of a packet that came during a trial.
+type trialArrival struct {
+	at    time.Time
+	cand  bool // it came on the candidate
+	first bool // no copy had come before it
+}
+
+// Trials: how long one lasts, the last part of it that is judged, the
+// share of the packets the candidate must carry there, and the fewest
+// packets that make a verdict (at 100 ms a packet, the most the sender
+// bundles).
+const (
+	trialFor        = 2 * time.Second
+	trialJudge      = time.Second
+	trialKeep       = 0.5
+	trialMinPackets = 8
+	// trialCopies is how many packets are remembered to drop their second
+	// copies: the two carriers' delays may differ by this many.
+	trialCopies = 64
+	// dedupAfter is how long second copies may still come after a trial.
+	dedupAfter = time.Second
+)
+
+// copySeen is a packet that came, for telling its second copy.
+type copySeen struct {
+	tag Tag
+	at  time.Time
+}
+
+// datagrams says whether a carrier kind loses what the network drops
+// rather than retransmitting it.
+func datagrams(kind string) bool { return kind == "webtransport" }
+
+// wantTrial says whether the Link should judge one of a and s by a trial
+// now: they are of different kinds, the better-ranked one carries
+// datagrams and has not passed a trial since it was last left, and, when
+// it is the spare, the Link could move up to it. Called with l.mu held.
+func (l *Link) wantTrial(now time.Time, a, s *carrier) bool {
+	if a == nil || s == nil || a.Kind() == s.Kind() || now.Before(l.trialAfter) {
+		return false
+	}
+	cand := a
+	if l.kindRank(s.Kind()) < l.kindRank(a.Kind()) {
+		cand = s
+	}
+	if !datagrams(cand.Kind()) || l.proven[cand.Kind()] || now.Before(l.bad[cand.Kind()]) {
+		return false
+	}
+	return cand == a || l.mayMoveUp(now, s)
+}
+
+// mayMoveUp says whether the Link may move up to the spare s: the last
+// switch is lossHold ago, s has been open a second and still hears the
+// server. Called with l.mu held.
+func (l *Link) mayMoveUp(now time.Time, s *carrier) bool {
+	return now.After(l.bad[s.Kind()]) && now.Sub(l.lastSwitch) > lossHold && now.Sub(s.opened) > time.Second &&
+		now.Sub(time.Unix(0, s.heard.Load())) < 2*time.Second
+}
+
+// startTrial starts a trial of whichever of a and s is better ranked.
+// Called with l.mu held.
+func (l *Link) startTrial(now time.Time, a, s *carrier) {
+	cand, other := a, s
+	if l.kindRank(s.Kind()) < l.kindRank(a.Kind()) {
+		cand, other = s, a
+	}
+	l.trial = &trial{cand: cand, other: other, start: now}
+	l.dmu.Lock()
+	l.dedup = true
+	l.dmu.Unlock()
+	a.out.Offer(AppendSelectAll(nil))
+	l.log.Debug("tunnel carrier trial", "candidate", cand.name, "beside", other.name)
+}
+
+// endTrial forgets the trial, if any; second copies are still dropped
+// for dedupAfter. Called with l.mu held.
+func (l *Link) endTrial(now time.Time) {
+	if l.trial == nil {
+		return
+	}
+	l.trial = nil
+	l.dmu.Lock()
+	l.dedup, l.dedupUntil = false, now.Add(dedupAfter)
+	l.dmu.Unlock()
+}
+
+// judgeTrial ends the trial: it keeps the candidate (moving up to it if
+// it is the spare) or leaves it, or, if too little media came to tell,
+// tries again after lossHold. Called with l.mu held.
+func (l *Link) judgeTrial(now time.Time) {
+	t := l.trial
+	a, s := l.active, l.spare
+	if (t.cand != a || t.other != s) && (t.cand != s || t.other != a) {
+		// A carrier of the trial is gone (promote ends a trial, but one
+		// may fail as a spare).
+		l.endTrial(now)
+		if a != nil {
+			a.out.Offer(AppendSelect(nil, false))
+		}
+		return
+	}
+	share, n := t.share(now)
+	l.endTrial(now)
+	switch {
+	case n < trialMinPackets:
+		l.trialAfter = now.Add(lossHold)
+		a.out.Offer(AppendSelect(nil, false))
+		l.log.Debug("tunnel carrier trial: too little media to tell", "candidate", t.cand.name, "packets", n)
+	case share >= trialKeep:
+		l.proven[t.cand.Kind()] = true
+		l.log.Info("tunnel carrier passed its trial", "carrier", t.cand.name, "share", share)
+		if t.cand == s {
+			l.promote(CauseUp, fmt.Sprintf("up to %s: it carried %.0f%% of the media in a trial, and datagrams carry media without TCP's head-of-line blocking", s.name, 100*share), false)
+		} else {
+			a.out.Offer(AppendSelect(nil, false))
+		}
+	default:
+		l.leave(t.cand.Kind(), now)
+		why := fmt.Sprintf("%s lossy: it carried %.0f%% of the media in a trial beside %s", t.cand.name, 100*share, t.other.name)
+		if t.cand == a {
+			l.promote(CauseLossy, why, false)
+		} else {
+			a.out.Offer(AppendSelect(nil, false))
+			l.log.Info("tunnel carrier failed its trial", "reason", why)
+		}
+	}
+}
+
+// leave marks kind as not to be used for badFor. Called with l.mu held.
+func (l *Link) leave(kind string, now time.Time) {
+	l.bad[kind] = now.Add(badFor)
+	delete(l.proven, kind)
+}
+
+// share returns the share of the packets of the last trialJudge that came
+// on the candidate, and how many packets came.
+func (t *trial) share(now time.Time) (float64, int) {
+	var first, cand int
+	for _, a := range t.arrivals {
+		if now.Sub(a.at) > trialJudge {
+			continue
+		}
+		if a.first {
+			first++
+		}
+		if a.cand {
+			cand++
+		}
+	}
+	if first == 0 {
+		return 0, 0
+	}
+	return min(float64(cand)/float64(first), 1), first
+}
+
+// firstCopy notes that media payload p came on c and reports whether it
+// is its first copy: during a trial, and for dedupAfter after it, the
+// server sends the other device's media on two carriers.
+func (l *Link) firstCopy(c *carrier, p []byte) bool {
+	now := time.Now()
+	l.dmu.Lock()
+	if !l.dedup && now.After(l.dedupUntil) {
+		l.dmu.Unlock()
+		return true
+	}
+	tag := TagOf(p)
+	first := true
+	for _, x := range l.copies {
+		if x.tag == tag && now.Sub(x.at) < dedupAfter {
+			first = false
+			break
+		}
+	}
+	if first {
+		l.copies[l.nextCopy] = copySeen{tag, now}
+		l.nextCopy = (l.nextCopy + 1) % trialCopies
+	}
+	l.dmu.Unlock()
+
+	l.mu.Lock()
+	if t := l.trial; t != nil && (c == t.cand || c == t.other) {
+		t.arrivals = append(t.arrivals, trialArrival{at: now, cand: c == t.cand, first: first})
+	}
+	l.mu.Unlock()
+	return first
+}
