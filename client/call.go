@@ -89,7 +89,9 @@ func (s *CallSignal) valid() error {
 
 // SendCallSignal sends sig to every device of peer at once, end-to-end
 // encrypted. It needs a live connection (see Run): a call cannot wait in an
-// outbox.
+// outbox. If the connection is lost under it (a lossy link stalls TCP),
+// it sends sig again, with the same message id (which the server and the
+// peer take once), once Run has reconnected, up to callSignalTries times.
 func (c *Client) SendCallSignal(ctx context.Context, peer parley.UserID, sig CallSignal) error {
 	if err := sig.valid(); err != nil {
 		return err
@@ -103,8 +105,39 @@ func (c *Client) SendCallSignal(ctx context.Context, peer parley.UserID, sig Cal
 	if err != nil {
 		return err
 	}
-	_, err = c.sendContent(ctx, s, peer, id, now, pt)
-	return err
+	for try := 1; ; try++ {
+		_, err = c.sendContent(ctx, s, peer, id, now, pt)
+		if err == nil || parley.ErrorKind(err) != parley.KindUnavailable || try == callSignalTries {
+			return err
+		}
+		c.log.Info("call signal: connection lost; sending again", "type", sig.Type, "err", err)
+		if s = c.awaitLive(ctx, s, reconnectWait); s == nil {
+			return err
+		}
+	}
+}
+
+// Resending a call signal: how many tries, and how long to wait for Run
+// to reconnect before each.
+const (
+	callSignalTries = 3
+	reconnectWait   = 20 * time.Second
+)
+
+// awaitLive waits up to d for a live connection other than old, and
+// returns it, or nil.
+func (c *Client) awaitLive(ctx context.Context, old *session, d time.Duration) *session {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if s := c.live(); s != nil && s != old {
+			return s
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // applyCall stores t (the session state after decrypting a call signal)

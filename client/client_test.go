@@ -602,6 +602,29 @@ func TestCallSignalling(t *testing.T) {
 			t.Errorf("%s arrived as %+v", s.sig.Type, got)
 		}
 	}
+	// A connection lost under a signal: it goes again once alice has
+	// reconnected, and arrives once.
+	srv.mu.Lock()
+	srv.cutSends = 1
+	srv.mu.Unlock()
+	again := client.NewCallID()
+	if err := alice.SendCallSignal(ctx, "bob", client.CallSignal{CallID: again, Type: client.CallOffer, SDP: "v=0 again"}); err != nil {
+		t.Fatalf("a call signal whose connection was lost: %v", err)
+	}
+	if ev := bob.wait(t, "the offer sent again", func(ev client.Event) bool { return ev.Type == client.EventCall }); ev.Call.CallID != again {
+		t.Errorf("got %+v", ev.Call)
+	}
+	for quiet := time.After(300 * time.Millisecond); ; {
+		select {
+		case ev := <-bob.Events():
+			if ev.Type == client.EventCall {
+				t.Errorf("a second copy of the signal: %+v", ev.Call)
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
 	// Signals are not history.
 	if got := alice.texts(t, "bob"); len(got) != 0 {
 		t.Errorf("alice's history after a call: %q", got)

@@ -27,6 +27,9 @@ type fakeServer struct {
 	// ignoreAcks makes the server forget this many acknowledgements, so
 	// that it delivers those messages again on the next connection.
 	ignoreAcks int
+	// cutSends ends the connection of this many Send requests before
+	// taking them, as a connection that stalled and was given up.
+	cutSends int
 }
 
 type fakeAccount struct {
@@ -210,6 +213,15 @@ func (c *fakeConn) serve() {
 			bs, err := c.s.bundles(b)
 			c.respond(f, bs, err)
 		case *wire.Send:
+			c.s.mu.Lock()
+			cut := c.s.cutSends > 0
+			if cut {
+				c.s.cutSends--
+			}
+			c.s.mu.Unlock()
+			if cut {
+				return
+			}
 			res, sd, err := c.s.sendMsg(c.addr, b)
 			if sd != nil {
 				c.respond(f, sd, err)

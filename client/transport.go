@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -77,7 +79,7 @@ func (d WebSocketDialer) Dial(ctx context.Context, server string) (Conn, error) 
 	if err != nil {
 		return nil, err
 	}
-	ws, _, err := websocket.Dial(ctx, u, d.Options)
+	ws, raw, err := dialWebSocket(ctx, u, d.Options)
 	if err != nil {
 		// The innermost cause reads best ("connection refused"); the whole
 		// chain stays in Err.
@@ -88,14 +90,29 @@ func (d WebSocketDialer) Dial(ctx context.Context, server string) (Conn, error) 
 		return nil, &parley.Error{Kind: parley.KindUnavailable, Message: fmt.Sprintf("cannot reach the server at %s (%s)", server, msg), Err: err}
 	}
 	ws.SetReadLimit(parley.MaxFrameSize)
-	return &wsConn{ws: ws}, nil
+	c := &wsConn{ws: ws, done: make(chan struct{})}
+	if raw != nil {
+		go watchStalls(raw, c.done, func(backoff int) {
+			c.stalled.Store(int32(backoff))
+			ws.CloseNow()
+		})
+	}
+	return c, nil
 }
 
-type wsConn struct{ ws *websocket.Conn }
+type wsConn struct {
+	ws        *websocket.Conn
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	stalled   atomic.Int32 // TCP's backoff when stallWatch closed it
+}
 
 func (c *wsConn) ReadFrame(ctx context.Context) (*wire.Frame, error) {
 	typ, b, err := c.ws.Read(ctx)
 	if err != nil {
+		if n := c.stalled.Load(); n > 0 {
+			return nil, &parley.Error{Kind: parley.KindUnavailable, Message: fmt.Sprintf("the connection stalled (TCP timed out %d times in a row)", n), Err: err}
+		}
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
 			if k := wire.CloseKind(int(ce.Code)); k != "" {
@@ -118,7 +135,10 @@ func (c *wsConn) WriteFrame(ctx context.Context, f *wire.Frame) error {
 	return c.ws.Write(ctx, websocket.MessageBinary, b)
 }
 
-func (c *wsConn) Close() error { return c.ws.Close(websocket.StatusNormalClosure, "") }
+func (c *wsConn) Close() error {
+	c.closeOnce.Do(func() { close(c.done) })
+	return c.ws.Close(websocket.StatusNormalClosure, "")
+}
 
 func closeMessage(ce websocket.CloseError) string {
 	if ce.Reason != "" {

@@ -1,0 +1,8 @@
+//go:build !linux && !js
+
+package client
+
+import "net"
+
+// tcpBackoff cannot tell on this system.
+func tcpBackoff(net.Conn) (int, bool) { return 0, false }
