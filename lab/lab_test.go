@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -194,6 +195,21 @@ func needTools(t *testing.T) {
 // (make test does) for the browser tier.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
+	// go test reuses a cached result while the test binary and the files
+	// it opened are unchanged: look at every source of the binaries (and
+	// the web client parleyd serves), so that changing one runs the lab
+	// again.
+	filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && (d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".") && p != ".."):
+			return filepath.SkipDir
+		case strings.HasSuffix(p, ".go") || strings.Contains(filepath.ToSlash(p), "/web/dist/"):
+			os.Stat(p)
+		}
+		return nil
+	})
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", dir, "github.com/parleychat/parley/cmd/parleyd", "github.com/parleychat/parley/cmd/parley",
 		"github.com/parleychat/parley/cmd/parley-lab").CombinedOutput()
