@@ -89,14 +89,18 @@ func (s *CallSignal) valid() error {
 
 // SendCallSignal sends sig to every device of peer at once, end-to-end
 // encrypted. It needs a live connection (see Run): a call cannot wait in an
-// outbox. If the connection is lost under it (a lossy link stalls TCP),
-// it sends sig again, with the same message id (which the server and the
-// peer take once), once Run has reconnected, up to callSignalTries times.
+// outbox, though while Run reconnects it waits for it. If the connection
+// is lost under it (a lossy link stalls TCP), it sends sig again, with the
+// same message id (which the server and the peer take once), once Run has
+// reconnected, up to callSignalTries times.
 func (c *Client) SendCallSignal(ctx context.Context, peer parley.UserID, sig CallSignal) error {
 	if err := sig.valid(); err != nil {
 		return err
 	}
 	s := c.live()
+	if s == nil && c.running.Load() > 0 { // Run is reconnecting
+		s = c.awaitLive(ctx, nil, reconnectWait)
+	}
 	if s == nil {
 		return parley.Errorf(parley.KindUnavailable, "not connected to the server")
 	}

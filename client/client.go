@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,8 +44,9 @@ type Client struct {
 	maxBO  time.Duration
 	pingIv time.Duration
 
-	events chan Event
-	kick   chan struct{} // the outbox has work; capacity 1
+	events  chan Event
+	kick    chan struct{} // the outbox has work; capacity 1
+	running atomic.Int32  // Runs going on: a lost connection comes back
 
 	// protoMu serialises protocol operations (encrypt, decrypt, processing
 	// bundles) and account updates, each a read-modify-Apply of the Store.

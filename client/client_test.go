@@ -625,6 +625,17 @@ func TestCallSignalling(t *testing.T) {
 		}
 		break
 	}
+	// Sent while Run reconnects: it waits for the connection.
+	srv.setDown(true)
+	alice.wait(t, "disconnected", func(ev client.Event) bool { return ev.Type == client.EventDisconnected })
+	time.AfterFunc(300*time.Millisecond, func() { srv.setDown(false) })
+	third := client.NewCallID()
+	if err := alice.SendCallSignal(ctx, "bob", client.CallSignal{CallID: third, Type: client.CallOffer, SDP: "v=0 third"}); err != nil {
+		t.Fatalf("a call signal while reconnecting: %v", err)
+	}
+	if ev := bob.wait(t, "the offer sent after the reconnect", func(ev client.Event) bool { return ev.Type == client.EventCall }); ev.Call.CallID != third {
+		t.Errorf("got %+v", ev.Call)
+	}
 	// Signals are not history.
 	if got := alice.texts(t, "bob"); len(got) != 0 {
 		t.Errorf("alice's history after a call: %q", got)

@@ -115,6 +115,8 @@ func (c *Client) Run(ctx context.Context) error {
 	if _, _, err := c.account(); err != nil {
 		return err
 	}
+	c.running.Add(1)
+	defer c.running.Add(-1)
 	backoff := c.minBO
 	for {
 		connected, err := c.runOnce(ctx)

@@ -84,7 +84,8 @@ func (d WebSocketDialer) Dial(ctx context.Context, server string) (Conn, error) 
 		// The innermost cause reads best ("connection refused"); the whole
 		// chain stays in Err.
 		msg := err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 {
+		var se *stallError
+		if i := strings.LastIndex(msg, ": "); i >= 0 && !errors.As(err, &se) {
 			msg = msg[i+2:]
 		}
 		return nil, &parley.Error{Kind: parley.KindUnavailable, Message: fmt.Sprintf("cannot reach the server at %s (%s)", server, msg), Err: err}
@@ -100,6 +101,18 @@ func (d WebSocketDialer) Dial(ctx context.Context, server string) (Conn, error) 
 	return c, nil
 }
 
+// stallError is a connection given up on because TCP kept timing out.
+type stallError struct {
+	backoff int
+	err     error
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("the connection stalled: TCP timed out %d times in a row", e.backoff)
+}
+
+func (e *stallError) Unwrap() error { return e.err }
+
 type wsConn struct {
 	ws        *websocket.Conn
 	done      chan struct{} // closed by Close
@@ -111,7 +124,8 @@ func (c *wsConn) ReadFrame(ctx context.Context) (*wire.Frame, error) {
 	typ, b, err := c.ws.Read(ctx)
 	if err != nil {
 		if n := c.stalled.Load(); n > 0 {
-			return nil, &parley.Error{Kind: parley.KindUnavailable, Message: fmt.Sprintf("the connection stalled (TCP timed out %d times in a row)", n), Err: err}
+			se := &stallError{backoff: int(n), err: err}
+			return nil, &parley.Error{Kind: parley.KindUnavailable, Message: se.Error(), Err: se}
 		}
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {

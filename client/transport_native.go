@@ -32,6 +32,9 @@ func dialWebSocket(ctx context.Context, u string, opts *websocket.DialOptions) (
 	}
 	var mu sync.Mutex
 	var raw net.Conn
+	var stalled int // TCP's backoff when a handshake was given up
+	dialing := make(chan struct{})
+	defer close(dialing)
 	if base != nil {
 		tr := base.Clone()
 		dial := tr.DialContext
@@ -44,6 +47,13 @@ func dialWebSocket(ctx context.Context, u string, opts *websocket.DialOptions) (
 				mu.Lock()
 				raw = c
 				mu.Unlock()
+				// The TLS and HTTP handshakes can stall as a session can.
+				go watchStalls(c, dialing, func(n int) {
+					mu.Lock()
+					stalled = n
+					mu.Unlock()
+					c.Close()
+				})
 			}
 			return c, err
 		}
@@ -53,6 +63,9 @@ func dialWebSocket(ctx context.Context, u string, opts *websocket.DialOptions) (
 	ws, _, err := websocket.Dial(ctx, u, &o)
 	mu.Lock()
 	defer mu.Unlock()
+	if err != nil && stalled > 0 {
+		err = &stallError{backoff: stalled, err: err}
+	}
 	return ws, raw, err
 }
 

@@ -54,6 +54,7 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	if err != nil {
 		return nil, err
 	}
+	defer func() { os.WriteFile(filepath.Join(dir, "parleyd.log"), []byte(srv.log.String()), 0o644) }()
 	defer srv.stop()
 	users := []*user{
 		{name: "alice", client: 0, home: filepath.Join(dir, "alice"), cfg: cfg, net: net, srv: srv},
