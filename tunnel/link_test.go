@@ -471,11 +471,7 @@ func TestLinkLeavesSustainedLoss(t *testing.T) {
 // in a trial.
 func TestLinkMovesUp(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.kinds = []string{"", "webtransport"}
-	room := tunnel.RoomID{7}
-	a := n.link(t, parley.Address{User: "alice", Device: 1}, room)
-	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	_, a, b := pair(t, tunnel.RoomID{7}, "", "webtransport")
 	stop := talk(t, a, b)
 	waitFor(t, "the move up", func() bool { return a.Path() == "webtransport" })
 	got := stop()
@@ -490,12 +486,7 @@ func TestLinkMovesUp(t *testing.T) {
 // delivers each packet once.
 func TestLinkTrialKeepsWebTransport(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.kinds = []string{"webtransport", ""}
-	room := tunnel.RoomID{11}
-	alice := parley.Address{User: "alice", Device: 1}
-	a := n.link(t, alice, room)
-	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	n, a, b := pair(t, tunnel.RoomID{11}, "webtransport", "")
 	stop := talk(t, a, b)
 	time.Sleep(3 * time.Second)
 	got := stop()
@@ -513,15 +504,11 @@ func TestLinkTrialKeepsWebTransport(t *testing.T) {
 // moves to the WebSocket without losing media on the way.
 func TestLinkTrialLeavesThrottled(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.kinds = []string{"webtransport", ""}
-	room := tunnel.RoomID{12}
-	alice := parley.Address{User: "alice", Device: 1}
-	a := n.link(t, alice, room)
+	n, a, b := pair(t, tunnel.RoomID{12}, "webtransport", "")
 	n.mu.Lock()
-	n.carriers[0].keepOneIn.Store(3)
+	n.carriers[0].keepOneIn.Store(3) // alice's first
 	n.mu.Unlock()
-	b := n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	alice := parley.Address{User: "alice", Device: 1}
 	waitFor(t, "a spare", func() bool { // before it, the media has one way only
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -540,6 +527,16 @@ func TestLinkTrialLeavesThrottled(t *testing.T) {
 	if a.Path() != "websocket" || len(a.Switches()) != 1 {
 		t.Errorf("path %s, switches %+v after the failed trial", a.Path(), a.Switches())
 	}
+}
+
+// pair opens alice's and bob's Links in room; each one's carriers say they
+// are of the given kinds, in the order it opens them ("" leaves one be).
+func pair(t *testing.T, room tunnel.RoomID, kinds ...string) (n *testNet, alice, bob *tunnel.Link) {
+	n = newTestNet(t)
+	n.kinds = kinds
+	alice = n.link(t, parley.Address{User: "alice", Device: 1}, room)
+	bob = n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	return n, alice, bob
 }
 
 // talked is what two Links sent each other: packets numbered from 0.
