@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -158,7 +159,9 @@ type session struct {
 
 	mu      sync.Mutex // guards nextID and pending
 	nextID  uint64
-	pending map[uint64]chan *wire.Frame
+	pending map[uint64]pendingRequest
+
+	heard atomic.Int64 // unix ns of the last frame from the server
 }
 
 // live returns the current connection, or nil.
@@ -193,7 +196,8 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	s := &session{c: c, conn: conn, out: make(chan *wire.Frame, sendQueue), done: gctx.Done(), nextID: 1, pending: map[uint64]chan *wire.Frame{}}
+	s := &session{c: c, conn: conn, out: make(chan *wire.Frame, sendQueue), done: gctx.Done(), nextID: 1, pending: map[uint64]pendingRequest{}}
+	s.heard.Store(time.Now().UnixNano())
 	deliveries := make(chan *wire.Frame, deliverQueue)
 	lowKeys := make(chan wire.KeyCounts, 1)
 	lowKeys <- sess.Counts
@@ -252,6 +256,9 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 		}
 	})
 	g.Go(func() error { return s.pingLoop(gctx) })
+	if ac, ok := conn.(acker); ok {
+		g.Go(func() error { return s.silenceWatch(gctx, ac) })
+	}
 	err = g.Wait()
 	if err == nil || errors.Is(err, context.Canceled) && ctx.Err() == nil {
 		err = parley.Errorf(parley.KindUnavailable, "connection closed")
@@ -274,14 +281,15 @@ func (s *session) readLoop(ctx context.Context, deliveries chan<- *wire.Frame, l
 			}
 			return parley.Errorf(parley.KindUnavailable, "connection lost: %w", err)
 		}
+		s.heard.Store(time.Now().UnixNano())
 		switch f.Type {
 		case wire.TypeResponse:
 			s.mu.Lock()
-			ch := s.pending[f.ID]
+			p := s.pending[f.ID]
 			delete(s.pending, f.ID)
 			s.mu.Unlock()
-			if ch != nil {
-				ch <- f
+			if p.ch != nil {
+				p.ch <- f
 			}
 		case wire.TypeRequest:
 			switch f.Op {
@@ -368,6 +376,58 @@ func (s *session) pingLoop(ctx context.Context) error {
 	}
 }
 
+// pendingRequest is a request waiting for its response.
+type pendingRequest struct {
+	ch chan *wire.Frame
+	at time.Time
+}
+
+// acker is a Conn that can tell whether the server has acknowledged all
+// it was sent (at the TCP level).
+type acker interface {
+	allAcked() (acked, known bool)
+}
+
+// silentAfter is how long a request may wait while nothing at all comes
+// from the server, though it acknowledged all we sent, before the
+// connection is given up.
+const silentAfter = 5 * time.Second
+
+// silenceWatch gives up on the connection when the server has gone silent
+// in one direction: a request has waited silentAfter, nothing has come for
+// as long, and yet the server's TCP acknowledged everything. On a link
+// that loses packets in runs that is the server's side of TCP backing
+// off its retransmissions (which the client cannot see), and a new
+// connection starts over with short timeouts. A slow upload is not
+// silence: its bytes are not all acknowledged.
+func (s *session) silenceWatch(ctx context.Context, ac acker) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		now := time.Now()
+		if now.Sub(time.Unix(0, s.heard.Load())) < silentAfter {
+			continue
+		}
+		waited := time.Duration(0)
+		s.mu.Lock()
+		for _, p := range s.pending {
+			waited = max(waited, now.Sub(p.at))
+		}
+		s.mu.Unlock()
+		if waited < silentAfter {
+			continue
+		}
+		if acked, known := ac.allAcked(); known && acked {
+			return parley.Errorf(parley.KindUnavailable, "the server went silent: a request waited %v, though it acknowledged all we sent", waited.Round(time.Second))
+		}
+	}
+}
+
 func (s *session) write(ctx context.Context, f *wire.Frame) error {
 	select {
 	case s.out <- f:
@@ -393,7 +453,7 @@ func (s *session) request(ctx context.Context, op wire.Op, body any) (*wire.Fram
 	s.mu.Lock()
 	s.nextID++
 	id := s.nextID
-	s.pending[id] = ch
+	s.pending[id] = pendingRequest{ch, time.Now()}
 	s.mu.Unlock()
 	f.ID = id
 	defer func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/wire"
 )
 
 // TestStallWatch: a connection is given up once TCP has backed off
@@ -82,10 +83,55 @@ func TestDialSeesTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := conn.(*wsConn)
+	if acked, known := c.allAcked(); runtime.GOOS == "linux" && (!known || !acked) {
+		t.Errorf("all acknowledged: %v, %v on a quiet loopback connection", acked, known)
+	}
 	c.stalled.Store(stallBackoff)
 	c.ws.CloseNow()
 	_, err = c.ReadFrame(ctx)
 	if parley.ErrorKind(err) != parley.KindUnavailable || !strings.Contains(err.Error(), "stalled") {
 		t.Errorf("read after a stall: %v", err)
+	}
+}
+
+type fakeAcker struct{ acked, known bool }
+
+func (f fakeAcker) allAcked() (bool, bool) { return f.acked, f.known }
+
+// TestSilenceWatch: a connection is given up when a request has waited
+// silentAfter with nothing from the server though it acknowledged all we
+// sent; not while our bytes are still on their way, nor when no request
+// waits.
+func TestSilenceWatch(t *testing.T) {
+	t.Parallel()
+	long := time.Now().Add(-2 * silentAfter)
+	for _, tc := range []struct {
+		name    string
+		ac      fakeAcker
+		waiting bool
+		give    bool
+	}{
+		{"silent server", fakeAcker{true, true}, true, true},
+		{"slow upload", fakeAcker{false, true}, true, false},
+		{"no TCP state", fakeAcker{true, false}, true, false},
+		{"idle", fakeAcker{true, true}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := &session{pending: map[uint64]pendingRequest{}}
+			s.heard.Store(long.UnixNano())
+			if tc.waiting {
+				s.pending[1] = pendingRequest{make(chan *wire.Frame, 1), long}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+			defer cancel()
+			err := s.silenceWatch(ctx, tc.ac)
+			if gave := err != nil; gave != tc.give {
+				t.Errorf("gave up: %v (%v), want %v", gave, err, tc.give)
+			}
+			if err != nil && (parley.ErrorKind(err) != parley.KindUnavailable || !strings.Contains(err.Error(), "went silent")) {
+				t.Errorf("error %v", err)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -91,7 +92,7 @@ func (d WebSocketDialer) Dial(ctx context.Context, server string) (Conn, error) 
 		return nil, &parley.Error{Kind: parley.KindUnavailable, Message: fmt.Sprintf("cannot reach the server at %s (%s)", server, msg), Err: err}
 	}
 	ws.SetReadLimit(parley.MaxFrameSize)
-	c := &wsConn{ws: ws, done: make(chan struct{})}
+	c := &wsConn{ws: ws, raw: raw, done: make(chan struct{})}
 	if raw != nil {
 		go watchStalls(raw, c.done, func(backoff int) {
 			c.stalled.Store(int32(backoff))
@@ -115,6 +116,7 @@ func (e *stallError) Unwrap() error { return e.err }
 
 type wsConn struct {
 	ws        *websocket.Conn
+	raw       net.Conn      // its TCP connection, when it can be seen
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	stalled   atomic.Int32 // TCP's backoff when stallWatch closed it
@@ -147,6 +149,14 @@ func (c *wsConn) WriteFrame(ctx context.Context, f *wire.Frame) error {
 		return fmt.Errorf("write frame: %w", err)
 	}
 	return c.ws.Write(ctx, websocket.MessageBinary, b)
+}
+
+// allAcked implements acker.
+func (c *wsConn) allAcked() (bool, bool) {
+	if c.raw == nil {
+		return false, false
+	}
+	return tcpAllAcked(c.raw)
 }
 
 func (c *wsConn) Close() error {
