@@ -258,7 +258,10 @@ func (l *Link) ReportLoss(loss float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a, s := l.active, l.spare
-	if a == nil {
+	if a == nil || l.trial != nil {
+		// During a trial the media comes on both carriers: what is lost
+		// after repair is lost on both, and the trial judges them.
+		l.lossOf = nil
 		return
 	}
 	if a != l.lossOf {

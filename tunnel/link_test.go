@@ -422,7 +422,7 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 		defer n.mu.Unlock()
 		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
 	})
-	time.Sleep(100 * time.Millisecond)
+	endOfTrial(t, a)
 	a.ReportLoss(0.05)
 	a.ReportLoss(0.2) // one bad half second: a burst, not a lossy path
 	if a.Path() != "webtransport" {
@@ -451,6 +451,7 @@ func TestLinkLeavesSustainedLoss(t *testing.T) {
 		defer n.mu.Unlock()
 		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
 	})
+	endOfTrial(t, a)
 	start := time.Now()
 	for a.Path() == "webtransport" && time.Since(start) < 3*time.Second {
 		a.ReportLoss(0.12)
@@ -488,6 +489,8 @@ func TestLinkTrialKeepsWebTransport(t *testing.T) {
 	t.Parallel()
 	n, a, b := pair(t, tunnel.RoomID{11}, "webtransport", "")
 	stop := talk(t, a, b)
+	waitFor(t, "a trial", a.InTrial)
+	a.ReportLoss(0.9) // lost on both carriers: the trial decides, not this
 	time.Sleep(3 * time.Second)
 	got := stop()
 	if sw := a.Switches(); a.Path() != "webtransport" || len(sw) != 0 {
@@ -527,6 +530,15 @@ func TestLinkTrialLeavesThrottled(t *testing.T) {
 	if a.Path() != "websocket" || len(a.Switches()) != 1 {
 		t.Errorf("path %s, switches %+v after the failed trial", a.Path(), a.Switches())
 	}
+}
+
+// endOfTrial waits for the trial that a WebTransport carrier with a
+// WebSocket spare starts, which without media ends with no verdict:
+// loss reports count only after it.
+func endOfTrial(t *testing.T, l *tunnel.Link) {
+	t.Helper()
+	waitFor(t, "a trial", l.InTrial)
+	waitFor(t, "the end of the trial", func() bool { return !l.InTrial() })
 }
 
 // pair opens alice's and bob's Links in room; each one's carriers say they

@@ -57,6 +57,13 @@ type copySeen struct {
 	at  time.Time
 }
 
+// InTrial says whether a trial runs: the media goes on two carriers.
+func (l *Link) InTrial() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.trial != nil
+}
+
 // datagrams says whether a carrier kind loses what the network drops
 // rather than retransmitting it.
 func datagrams(kind string) bool { return kind == "webtransport" }
