@@ -88,24 +88,25 @@ type Link struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	mu         sync.Mutex
-	active     *carrier
-	spare      *carrier
-	dialing    bool
-	nextDial   time.Time // after a failed dial, not before
-	ticket     *Ticket
-	switches   []Switch
-	n          int                  // carriers opened
-	learned    map[string]int64     // by carrier kind: downstream bytes a flow carried before the network froze it
-	bad        map[string]time.Time // by carrier kind: left for loss, not to be used again until then
-	lastSwitch time.Time
-	freeze     time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
-	lossOf     *carrier      // the carrier that losses are about
-	losses     []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
-	closed     bool
-	trial      *trial          // the media goes on two carriers to judge one (see startTrial)
-	proven     map[string]bool // datagram kinds that passed a trial since they were last left for loss
-	trialAfter time.Time       // no trial before, after one that saw too little media
+	mu          sync.Mutex
+	active      *carrier
+	spare       *carrier
+	dialing     bool
+	nextDial    time.Time // after a failed dial, not before
+	ticket      *Ticket
+	switches    []Switch
+	n           int                  // carriers opened
+	learned     map[string]int64     // by carrier kind: downstream bytes a flow carried before the network froze it
+	bad         map[string]time.Time // by carrier kind: left for loss, not to be used again until then
+	lastSwitch  time.Time
+	freeze      time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
+	lossOf      *carrier      // the carrier that losses are about
+	losses      []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
+	closed      bool
+	trial       *trial          // the media goes on two carriers to judge one (see startTrial)
+	proven      map[string]bool // datagram kinds that passed a trial since they were last left for loss
+	trialAfter  time.Time       // no trial before, after one that saw too little media
+	constrained bool            // the path has no room for the media twice (SetConstrained)
 
 	// dmu guards the copies seen, for dropping the second copy of media
 	// that comes on both carriers during a trial and for a moment after.
@@ -707,7 +708,7 @@ func (l *Link) watch() {
 			l.promote(CauseRotated, fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:
 			l.promote(CauseFailed, "no active carrier", true)
-		case l.trial != nil && now.Sub(l.trial.start) >= trialFor:
+		case l.trial != nil && (now.Sub(l.trial.start) >= trialFor || l.constrained):
 			l.judgeTrial(now)
 		case l.trial == nil && l.wantTrial(now, a, s):
 			l.startTrial(now, a, s)

@@ -551,6 +551,28 @@ func pair(t *testing.T, room tunnel.RoomID, kinds ...string) (n *testNet, alice,
 	return n, alice, bob
 }
 
+// TestLinkNoTrialWhenConstrained: on a path with no room for the media
+// twice, no trial runs; once there is room, it does.
+func TestLinkNoTrialWhenConstrained(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", ""}
+	room := tunnel.RoomID{13}
+	links := make([]*tunnel.Link, 2)
+	for i, user := range []parley.UserID{"alice", "bob"} {
+		links[i] = n.link(t, parley.Address{User: user, Device: 1}, room)
+		links[i].SetConstrained(true)
+	}
+	stop := talk(t, links[0], links[1])
+	time.Sleep(2500 * time.Millisecond)
+	if st := n.h.Stats(); st.Duplicates != 0 || links[0].InTrial() || links[1].InTrial() {
+		t.Errorf("a trial on a constrained path: hub %+v", st)
+	}
+	links[0].SetConstrained(false)
+	waitFor(t, "a trial", links[0].InTrial)
+	stop().check(t, 0.99)
+}
+
 // talked is what two Links sent each other: packets numbered from 0.
 type talked struct {
 	sent        [2]int

@@ -163,6 +163,7 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	seq := s.seq
 	s.seq++
 	pkt, ok := s.snd.Push(frame, now, s.jb.Feedback(now))
+	constrained := s.snd.Constrained(now)
 	var ct []byte
 	var err error
 	if ok {
@@ -170,6 +171,7 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 		s.ctr++
 	}
 	s.mu.Unlock()
+	s.link.SetConstrained(constrained)
 	if err != nil || !ok {
 		return seq, err
 	}

@@ -57,6 +57,16 @@ type copySeen struct {
 	at  time.Time
 }
 
+// SetConstrained tells the Link whether the path lately had no room to
+// spare for the media (the sender slowed down for a queue): then it tries
+// no carrier, as a trial doubles the media, and a trial that runs ends
+// without a verdict. A Session calls it as it sends.
+func (l *Link) SetConstrained(c bool) {
+	l.mu.Lock()
+	l.constrained = c
+	l.mu.Unlock()
+}
+
 // InTrial says whether a trial runs: the media goes on two carriers.
 func (l *Link) InTrial() bool {
 	l.mu.Lock()
@@ -73,7 +83,7 @@ func datagrams(kind string) bool { return kind == "webtransport" }
 // datagrams and has not passed a trial since it was last left, and, when
 // it is the spare, the Link could move up to it. Called with l.mu held.
 func (l *Link) wantTrial(now time.Time, a, s *carrier) bool {
-	if a == nil || s == nil || a.Kind() == s.Kind() || now.Before(l.trialAfter) {
+	if a == nil || s == nil || a.Kind() == s.Kind() || now.Before(l.trialAfter) || l.constrained {
 		return false
 	}
 	cand := a
@@ -139,6 +149,12 @@ func (l *Link) judgeTrial(now time.Time) {
 	share, n := t.share(now)
 	l.endTrial(now)
 	switch {
+	case l.constrained:
+		// The path had no room for the media twice: the trial's losses
+		// may be its own.
+		l.trialAfter = now.Add(lossHold)
+		a.out.Offer(AppendSelect(nil, false))
+		l.log.Info("tunnel carrier trial ended: the path is slow", "candidate", t.cand.name)
 	case n < trialMinPackets:
 		l.trialAfter = now.Add(lossHold)
 		a.out.Offer(AppendSelect(nil, false))

@@ -345,3 +345,24 @@ func TestSenderSetMaxDepth(t *testing.T) {
 		t.Errorf("depth %d after SetMaxDepth(12) and bursts of 6", d)
 	}
 }
+
+// A sender on a path that queued the media is constrained until it is
+// back where it started.
+func TestSenderConstrained(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	if s.Constrained(at(0)) {
+		t.Fatal("constrained before the first frame")
+	}
+	s.Push([]byte{1}, at(0), nil)
+	s.Feedback(&Feedback{QueueMs: 0, EchoMs: 0}, at(20))
+	if s.Constrained(at(20)) {
+		t.Fatal("constrained on a clear path")
+	}
+	s.Feedback(&Feedback{QueueMs: 300, EchoMs: 20}, at(1000))
+	if !s.Constrained(at(1000)) || s.Bitrate() >= 24000 {
+		t.Fatalf("after a 300 ms queue: constrained %v at %d bit/s", s.Constrained(at(1000)), s.Bitrate())
+	}
+	if !s.Constrained(at(20000)) {
+		t.Error("no longer constrained 19 s after the queue, still below its start")
+	}
+}

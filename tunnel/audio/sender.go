@@ -377,6 +377,16 @@ func (s *Sender) SetMaxDepth(n int, why string) {
 // Bitrate is the encoder bitrate the sender chooses now, in bit/s.
 func (s *Sender) Bitrate() int { return s.cfg.Bitrates[s.rate] }
 
+// Constrained says whether the path has no room to spare: it was slow
+// (queueing delay at CongestedDelay) in the last slowHold, or the sender
+// has not yet stepped back up to where it was before.
+func (s *Sender) Constrained(now time.Time) bool {
+	if !s.started {
+		return false
+	}
+	return s.slow && now.Sub(s.start)-s.slowAt < slowHold || s.rate < s.top || s.fpp > 1
+}
+
 // Stats reports what the sender did and chose.
 func (s *Sender) Stats() SenderStats {
 	st := s.st
