@@ -259,9 +259,12 @@ func (l *Link) ReportLoss(loss float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a, s := l.active, l.spare
-	if a == nil || l.trial != nil {
+	if a == nil || l.trial != nil || l.constrained {
 		// During a trial the media comes on both carriers: what is lost
-		// after repair is lost on both, and the trial judges them.
+		// after repair is lost on both, and the trial judges them. On a
+		// path with no room to spare (the sender slowed for a queue) the
+		// loss is the queue's, which every carrier shares: moving would
+		// only start a new flow into it.
 		l.lossOf = nil
 		return
 	}

@@ -428,6 +428,12 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 	if a.Path() != "webtransport" {
 		t.Fatalf("moved for a moment's loss: %+v", a.Switches())
 	}
+	a.SetConstrained(true) // a queue's loss: every carrier shares it
+	a.ReportLoss(0.9)
+	if a.Path() != "webtransport" {
+		t.Fatalf("moved for the loss of a slow path: %+v", a.Switches())
+	}
+	a.SetConstrained(false)
 	a.ReportLoss(0.5)
 	if a.Path() != "websocket" {
 		t.Fatalf("still on %s after 50%% loss; switches %+v", a.Path(), a.Switches())

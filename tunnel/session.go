@@ -145,11 +145,6 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	carrier := s.link.Path()
 	s.mu.Lock()
 	if carrier != s.carrier {
-		// The lateness of the old path says nothing about the new one
-		// (a lossy path's late repairs would hold the delay up).
-		if s.carrier != "" {
-			s.jb.NewPath()
-		}
 		// Over TCP a packet arrives or the flow froze: repeating frames
 		// repairs nothing there (the Link replays what a frozen flow
 		// swallowed) and makes a censor counting bytes freeze it sooner.

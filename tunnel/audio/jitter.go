@@ -369,15 +369,6 @@ func (jb *JitterBuffer) adapt() {
 	jb.st.MaxTargetDelay = max(jb.st.MaxTargetDelay, jb.target)
 }
 
-// NewPath tells the buffer that packets come another way from now on (the
-// call moved to another kind of carrier): the lateness and redundancy
-// measured on the old path, which may have been lossy and slow to repair,
-// no longer set the target delay.
-func (jb *JitterBuffer) NewPath() {
-	jb.offs, jb.offI = jb.offs[:0], 0
-	jb.depth = 0
-}
-
 // Next is the sequence number of the frame the next Pop is to play, once
 // playout has started: after a Pop that played a frame, that frame's is
 // Next() − 1.

@@ -308,9 +308,10 @@ func (s *Sender) pace(signal, t time.Duration) {
 
 // protect sets the redundancy to cover the loss the peer reports: enough
 // that random loss leaves at most residualLoss, and at least the longest
-// burst. On a slow path (in the last slowHold) the loss is the queue's,
-// and redundancy would make it worse: it stays at slowDepth; and it does
-// not rise while the queueing delay is half way to CongestedDelay.
+// burst. On a slow path (in the last slowHold, or while the bitrate is
+// still below where it started) the loss is the queue's, and redundancy
+// would make it worse: it stays at slowDepth; and it does not rise while
+// the queueing delay is half way to CongestedDelay.
 func (s *Sender) protect(signal, t time.Duration) {
 	loss, burst := s.st.PeerLoss, s.st.PeerBurst
 	need := 0
@@ -318,7 +319,7 @@ func (s *Sender) protect(signal, t time.Duration) {
 		need = int(math.Ceil(math.Log(residualLoss)/math.Log(loss))) - 1
 	}
 	need = min(max(need, burst, s.cfg.MinDepth), s.cfg.MaxDepth)
-	if s.slow && t-s.slowAt < slowHold {
+	if s.slow && t-s.slowAt < slowHold || s.rate < s.top {
 		need = min(need, max(slowDepth, s.cfg.MinDepth))
 	}
 	why := func() string { return fmt.Sprintf("%.0f%% loss, bursts of %d", loss*100, burst) }
