@@ -362,15 +362,25 @@ func (s *session) writeLoop(ctx context.Context) error {
 }
 
 func (s *session) pingLoop(ctx context.Context) error {
-	t := time.NewTicker(s.c.pingIv)
+	return every(ctx, s.c.pingIv, func() error {
+		if _, err := s.request(ctx, wire.OpPing, &wire.Ping{Nonce: rand.Uint64()}); err != nil {
+			return fmt.Errorf("ping: %w", err)
+		}
+		return nil
+	})
+}
+
+// every calls f every d until ctx is done (it returns nil) or f fails.
+func every(ctx context.Context, d time.Duration, f func() error) error {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := s.request(ctx, wire.OpPing, &wire.Ping{Nonce: rand.Uint64()}); err != nil {
-				return fmt.Errorf("ping: %w", err)
+			if err := f(); err != nil {
+				return err
 			}
 		}
 	}
@@ -401,17 +411,10 @@ const silentAfter = 5 * time.Second
 // connection starts over with short timeouts. A slow upload is not
 // silence: its bytes are not all acknowledged.
 func (s *session) silenceWatch(ctx context.Context, ac acker) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, time.Second, func() error {
 		now := time.Now()
 		if now.Sub(time.Unix(0, s.heard.Load())) < silentAfter {
-			continue
+			return nil
 		}
 		waited := time.Duration(0)
 		s.mu.Lock()
@@ -420,12 +423,13 @@ func (s *session) silenceWatch(ctx context.Context, ac acker) error {
 		}
 		s.mu.Unlock()
 		if waited < silentAfter {
-			continue
+			return nil
 		}
 		if acked, known := ac.allAcked(); known && acked {
 			return parley.Errorf(parley.KindUnavailable, "the server went silent: a request waited %v, though it acknowledged all we sent", waited.Round(time.Second))
 		}
-	}
+		return nil
+	})
 }
 
 func (s *session) write(ctx context.Context, f *wire.Frame) error {
