@@ -618,7 +618,7 @@ func (l *Link) failed(c *carrier, reason string) {
 func (l *Link) promote(cause Cause, reason string, replay bool) {
 	old := l.active
 	sw := Switch{At: time.Now(), Cause: cause, Reason: reason}
-	l.endTrial(sw.At) // the Select below ends it on the server
+	l.endTrial(sw.At, nil) // the Select below ends it on the server
 	if old != nil {
 		sw.From = old.name
 	}

@@ -62,12 +62,13 @@ type Session struct {
 	sf   *sframe.Context
 	me   uint64 // our SFrame KID
 
-	mu      sync.Mutex // guards the fields below, snd and jb
-	snd     *audio.Sender
-	jb      *audio.JitterBuffer
-	ctr     uint64 // our SFrame counter
-	seq     uint64 // of the next frame we send
-	carrier string // the link's carrier when the last frame was sent
+	mu          sync.Mutex // guards the fields below, snd and jb
+	snd         *audio.Sender
+	jb          *audio.JitterBuffer
+	ctr         uint64 // our SFrame counter
+	seq         uint64 // of the next frame we send
+	carrier     string // the link's carrier when the last frame was sent
+	constrained bool   // what the Link was last told (Link.SetConstrained)
 	// the jitter buffer's counts at the last loss report
 	lastPlayed, lastConcealed int
 }
@@ -159,6 +160,8 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	s.seq++
 	pkt, ok := s.snd.Push(frame, now, s.jb.Feedback(now))
 	constrained := s.snd.Constrained(now)
+	newConstraint := constrained != s.constrained
+	s.constrained = constrained
 	var ct []byte
 	var err error
 	if ok {
@@ -166,7 +169,9 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 		s.ctr++
 	}
 	s.mu.Unlock()
-	s.link.SetConstrained(constrained)
+	if newConstraint {
+		s.link.SetConstrained(constrained)
+	}
 	if err != nil || !ok {
 		return seq, err
 	}

@@ -119,9 +119,10 @@ func (l *Link) startTrial(now time.Time, a, s *carrier) {
 	l.log.Debug("tunnel carrier trial", "candidate", cand.name, "beside", other.name)
 }
 
-// endTrial forgets the trial, if any; second copies are still dropped
-// for dedupAfter. Called with l.mu held.
-func (l *Link) endTrial(now time.Time) {
+// endTrial forgets the trial, if any, and, with sel set, tells the server
+// on sel to send the media there alone (promote sends its own Select);
+// second copies are still dropped for dedupAfter. Called with l.mu held.
+func (l *Link) endTrial(now time.Time, sel *carrier) {
 	if l.trial == nil {
 		return
 	}
@@ -129,6 +130,9 @@ func (l *Link) endTrial(now time.Time) {
 	l.dmu.Lock()
 	l.dedup, l.dedupUntil = false, now.Add(dedupAfter)
 	l.dmu.Unlock()
+	if sel != nil {
+		sel.out.Offer(AppendSelect(nil, false))
+	}
 }
 
 // judgeTrial ends the trial: it keeps the candidate (moving up to it if
@@ -140,43 +144,36 @@ func (l *Link) judgeTrial(now time.Time) {
 	if (t.cand != a || t.other != s) && (t.cand != s || t.other != a) {
 		// A carrier of the trial is gone (promote ends a trial, but one
 		// may fail as a spare).
-		l.endTrial(now)
-		if a != nil {
-			a.out.Offer(AppendSelect(nil, false))
-		}
+		l.endTrial(now, a)
 		return
 	}
 	share, n := t.share(now)
-	l.endTrial(now)
 	switch {
 	case l.constrained:
 		// The path had no room for the media twice: the trial's losses
 		// may be its own.
 		l.trialAfter = now.Add(lossHold)
-		a.out.Offer(AppendSelect(nil, false))
 		l.log.Info("tunnel carrier trial ended: the path is slow", "candidate", t.cand.name)
 	case n < trialMinPackets:
 		l.trialAfter = now.Add(lossHold)
-		a.out.Offer(AppendSelect(nil, false))
 		l.log.Debug("tunnel carrier trial: too little media to tell", "candidate", t.cand.name, "packets", n)
 	case share >= trialKeep:
 		l.proven[t.cand.Kind()] = true
 		l.log.Info("tunnel carrier passed its trial", "carrier", t.cand.name, "share", share)
 		if t.cand == s {
 			l.promote(CauseUp, fmt.Sprintf("up to %s: it carried %.0f%% of the media in a trial, and datagrams carry media without TCP's head-of-line blocking", s.name, 100*share), false)
-		} else {
-			a.out.Offer(AppendSelect(nil, false))
+			return
 		}
 	default:
 		l.leave(t.cand.Kind(), now)
 		why := fmt.Sprintf("%s lossy: it carried %.0f%% of the media in a trial beside %s", t.cand.name, 100*share, t.other.name)
 		if t.cand == a {
 			l.promote(CauseLossy, why, false)
-		} else {
-			a.out.Offer(AppendSelect(nil, false))
-			l.log.Info("tunnel carrier failed its trial", "reason", why)
+			return
 		}
+		l.log.Info("tunnel carrier failed its trial", "reason", why)
 	}
+	l.endTrial(now, a)
 }
 
 // leave marks kind as not to be used for badFor. Called with l.mu held.
