@@ -103,18 +103,20 @@ type member struct {
 	recent [replayDepth]sent
 	next   int
 	// all: the device tries its carriers (a Select with all): its media
-	// goes to every one of them, its own media does not move active, and
-	// of the copies it sends of each packet the first is forwarded (tags
-	// are the last packets forwarded, to know the second by).
-	all   bool
-	tags  [trialTags]tunnel.Tag
+	// goes to every one of them and its own media does not move active.
+	all bool
+	// tags are the last packets forwarded from the device: of the copies
+	// it sends of a packet during a trial, the first is forwarded and the
+	// rest are known by their tags and dropped, also when they come after
+	// the trial has ended (a late copy must neither reach the peer twice
+	// nor move active back to the carrier that was slower).
+	tags  [recentTags]tunnel.Tag
 	nextT int
 }
 
-// trialTags is how many packets of a device in a trial are remembered to
-// drop their second copies: the two carriers' delays may differ by this
-// many packets.
-const trialTags = 32
+// recentTags is how many packets of a device are remembered to drop their
+// second copies: the two carriers' delays may differ by this many packets.
+const recentTags = 32
 
 // seen reports whether media with tag t was forwarded lately, and
 // remembers it if not. Called with h.mu held.
@@ -125,7 +127,7 @@ func (m *member) seen(t tunnel.Tag) bool {
 		}
 	}
 	m.tags[m.nextT] = t
-	m.nextT = (m.nextT + 1) % trialTags
+	m.nextT = (m.nextT + 1) % recentTags
 	return false
 }
 
@@ -326,13 +328,14 @@ func (s *Session) Receive(msg []byte) error {
 	case tunnel.MsgMedia:
 		now := h.cfg.Now()
 		h.mu.Lock()
-		var replay [][]byte
-		if !s.m.all {
-			replay = s.move(now, false)
-		} else if s.m.seen(tunnel.TagOf(msg[1:])) {
+		if s.m.seen(tunnel.TagOf(msg[1:])) {
 			h.mu.Unlock()
 			h.duplicates.Add(1)
 			return nil
+		}
+		var replay [][]byte
+		if !s.m.all {
+			replay = s.move(now, false)
 		}
 		p := s.m.room.peer(s.m)
 		var to Carrier
