@@ -700,13 +700,18 @@ func (l *Link) watch() {
 			// A slow path is not a frozen one: wait three round trips.
 			freezeAfter = max(l.freeze, 3*time.Duration(a.rtt.Load()))
 		}
+		// The spare still hears the server and the active carrier does
+		// not: its flow froze. (When both are silent the path is slow or
+		// down, and another carrier would fare no better.) A datagram
+		// carrier is doubted first, not left (see doubt).
+		frozen := a != nil && silent > freezeAfter && s != nil && s.heard.Load() > a.heard.Load()
+		doubted := frozen && l.mayDoubt(a)
 		switch {
-		case a != nil && silent > freezeAfter && s != nil && s.heard.Load() > a.heard.Load():
-			// The spare still hears the server and the active carrier
-			// does not: its flow froze. (When both are silent the path
-			// is slow or down, and another carrier would fare no better.)
+		case frozen && !doubted:
 			l.watchFrozen(a) // before promote, which would close it
 			l.promote(CauseFrozen, fmt.Sprintf("%s frozen: nothing from the server for %v", a.name, silent.Round(time.Millisecond)), true)
+		case doubted && l.trial == nil:
+			l.doubt(now, a, s, silent)
 		case a != nil && s != nil && l.learned[a.Kind()] > 0 && a.bytesIn.Load() > l.learned[a.Kind()]*6/10:
 			l.promote(CauseRotated, fmt.Sprintf("%s rotated at %d bytes: the last frozen flow stopped at %d", a.name, a.bytesIn.Load(), l.learned[a.Kind()]), false)
 		case a == nil && s != nil:

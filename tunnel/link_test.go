@@ -797,3 +797,87 @@ func TestLinkPrefer(t *testing.T) {
 		})
 	}
 }
+
+// carrierOf returns the k-th carrier (from 0) that user's device opened.
+func (n *testNet) carrierOf(t *testing.T, user parley.UserID, k int) *freezable {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.carriers {
+		if c.owner.User == user {
+			if k == 0 {
+				return c
+			}
+			k--
+		}
+	}
+	t.Fatalf("%s opened no such carrier", user)
+	return nil
+}
+
+// received returns the share of the other's packets that side i got,
+// and fails the test if any came twice.
+func (tk *talked) received(t *testing.T, i int) float64 {
+	t.Helper()
+	for p, n := range tk.got[i] {
+		if n > 1 {
+			t.Errorf("packet %d came %d times", p, n)
+		}
+	}
+	return float64(len(tk.got[i])) / float64(max(tk.sent[1-i], 1))
+}
+
+// TestLinkDoubtsSilentDatagrams: a WebTransport carrier silent for half a
+// second (a burst of loss) is doubted, not left: the media goes on both
+// carriers until it speaks again, and the call stays on it, losing only
+// what went into it before the doubt.
+func TestLinkDoubtsSilentDatagrams(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{21}, "webtransport", "")
+	stop := talk(t, a, b)
+	endOfTrial(t, a)
+	waitFor(t, "the end of bob's trial", func() bool { return !b.InTrial() })
+	wt := n.carrierOf(t, "alice", 0)
+	wt.frozen.Store(true)
+	waitFor(t, "a doubt", a.InTrial)
+	time.Sleep(300 * time.Millisecond)
+	wt.frozen.Store(false)
+	waitFor(t, "the end of the doubt", func() bool { return !a.InTrial() })
+	time.Sleep(time.Second)
+	got := stop()
+	if sw := a.Switches(); len(sw) != 0 || a.Path() != "webtransport" {
+		t.Errorf("path %s, switches %+v; want webtransport and none", a.Path(), sw)
+	}
+	// Alice's side hears all: what the server sent into the frozen
+	// carrier comes again on the spare.
+	if r := got.received(t, 0); r < 0.99 {
+		t.Errorf("alice got %.1f%% of bob's packets, want 99%%", 100*r)
+	}
+	// Bob's misses what alice sent into it before she doubted it.
+	if r := got.received(t, 1); r < 0.85 {
+		t.Errorf("bob got %.1f%% of alice's packets, want 85%%", 100*r)
+	}
+}
+
+// TestLinkDoubtLeavesFrozen: a WebTransport carrier that stays silent
+// through its doubt is left as frozen, with what the trial saw in the
+// reason, and the media it would have lost comes on the spare.
+func TestLinkDoubtLeavesFrozen(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{22}, "webtransport", "")
+	stop := talk(t, a, b)
+	endOfTrial(t, a)
+	waitFor(t, "the end of bob's trial", func() bool { return !b.InTrial() })
+	n.carrierOf(t, "alice", 0).frozen.Store(true)
+	waitFor(t, "a doubt", a.InTrial)
+	waitFor(t, "the switch", func() bool { return len(a.Switches()) > 0 })
+	time.Sleep(500 * time.Millisecond)
+	got := stop()
+	sw := a.Switches()
+	if len(sw) != 1 || sw[0].Cause != tunnel.CauseFrozen || !strings.Contains(sw[0].Reason, "then 0% of the media in") || a.Path() != "websocket" {
+		t.Errorf("path %s, switches %+v; want one to the websocket for a frozen carrier", a.Path(), sw)
+	}
+	if r := got.received(t, 0); r < 0.99 {
+		t.Errorf("alice got %.1f%% of bob's packets, want 99%%", 100*r)
+	}
+}

@@ -35,8 +35,9 @@ const Path = "/v1/tunnel"
 // last sent Media or Select, so a client moves its call to a new carrier by
 // sending on it. During a trial (Select with all) the device's own Media
 // does not move it, since it sends each packet on two carriers; the
-// server forwards the first copy of a packet and drops the second, known
-// by its last 16 bytes (an SFrame packet's authentication tag).
+// server forwards the first copy of a packet and drops any later one
+// (also after the trial), known by its last 16 bytes (an SFrame packet's
+// authentication tag).
 type MsgType byte
 
 const (
@@ -122,8 +123,14 @@ func AppendSelect(b []byte, replay bool) []byte {
 func SelectReplays(m []byte) bool { return len(m) > 1 && m[1]&1 != 0 }
 
 // AppendSelectAll appends a Select message that asks for the device's
-// media on all its carriers, for a trial of them.
-func AppendSelectAll(b []byte) []byte { return append(b, byte(MsgSelect), 2) }
+// media on all its carriers, for a trial of them; replay asks for the
+// media of the last half second again on the carrier it comes on.
+func AppendSelectAll(b []byte, replay bool) []byte {
+	if replay {
+		return append(b, byte(MsgSelect), 3)
+	}
+	return append(b, byte(MsgSelect), 2)
+}
 
 // SelectAll says whether a Select message asks for media on all carriers.
 func SelectAll(m []byte) bool { return len(m) > 1 && m[1]&2 != 0 }

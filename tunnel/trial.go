@@ -26,6 +26,7 @@ type trial struct {
 	cand, other *carrier // the datagram carrier on trial, and the one beside it
 	start       time.Time
 	arrivals    []trialArrival
+	silent      time.Duration // a doubt: the active candidate had been silent this long
 }
 
 // trialArrival is one copy of a packet that came during a trial.
@@ -115,8 +116,34 @@ func (l *Link) startTrial(now time.Time, a, s *carrier) {
 	l.dmu.Lock()
 	l.dedup = true
 	l.dmu.Unlock()
-	a.out.Offer(AppendSelectAll(nil))
+	a.out.Offer(AppendSelectAll(nil, false))
 	l.log.Debug("tunnel carrier trial", "candidate", cand.name, "beside", other.name)
+}
+
+// mayDoubt says whether the active carrier a, silent long enough to be
+// taken for frozen, is rather doubted: it carries datagrams, the path has
+// room for the media twice, and no trial of another carrier runs. Called
+// with l.mu held.
+func (l *Link) mayDoubt(a *carrier) bool {
+	return datagrams(a.Kind()) && !l.constrained && (l.trial == nil || l.trial.cand == a)
+}
+
+// doubt puts the active datagram carrier a, silent for silent, on trial
+// beside the spare s, instead of leaving it. Datagrams are not a TCP flow
+// that a censor freezes for good: a burst of random loss silences them
+// for a few hundred milliseconds too, and leaving them for a WebSocket on
+// such a path trades a gap for TCP's stalls. The Select with all goes on
+// the spare, since a may be gone, and asks for the last half second again
+// there; from then on the media goes on both, so the doubt costs no more
+// of a gap than a move, and the trial's verdict keeps a or leaves it as
+// frozen. Called with l.mu held.
+func (l *Link) doubt(now time.Time, a, s *carrier, silent time.Duration) {
+	l.trial = &trial{cand: a, other: s, start: now, silent: silent}
+	l.dmu.Lock()
+	l.dedup = true
+	l.dmu.Unlock()
+	s.out.Offer(AppendSelectAll(nil, true))
+	l.log.Info("tunnel carrier doubted", "carrier", a.name, "silent", silent, "beside", s.name)
 }
 
 // endTrial forgets the trial, if any, and, with sel set, tells the server
@@ -148,6 +175,10 @@ func (l *Link) judgeTrial(now time.Time) {
 		return
 	}
 	share, n := t.share(now)
+	if t.silent > 0 {
+		l.judgeDoubt(now, t, share, n)
+		return
+	}
 	switch {
 	case l.constrained:
 		// The path had no room for the media twice: the trial's losses
@@ -174,6 +205,25 @@ func (l *Link) judgeTrial(now time.Time) {
 		l.log.Info("tunnel carrier failed its trial", "reason", why)
 	}
 	l.endTrial(now, a)
+}
+
+// judgeDoubt ends a doubt (see doubt): the active carrier is kept if it
+// carried trialKeep of the media of the trial's last trialJudge, or if
+// too little media came to tell but it heard the server since the doubt
+// began; otherwise it is left as frozen, and its kind for badFor. Called
+// with l.mu held.
+func (l *Link) judgeDoubt(now time.Time, t *trial, share float64, n int) {
+	a, s := t.cand, t.other
+	heard := time.Unix(0, a.heard.Load()).After(t.start)
+	if share >= trialKeep || n < trialMinPackets && heard {
+		l.log.Info("tunnel carrier was slow, not frozen", "carrier", a.name, "share", share, "packets", n)
+		l.endTrial(now, a)
+		return
+	}
+	l.watchFrozen(a) // before promote, which would close it
+	l.leave(a.Kind(), now)
+	l.promote(CauseFrozen, fmt.Sprintf("%s frozen: nothing from the server for %v, then %.0f%% of the media in %v beside %s",
+		a.name, t.silent.Round(time.Millisecond), 100*share, now.Sub(t.start).Round(100*time.Millisecond), s.name), true)
 }
 
 // leave marks kind as not to be used for badFor. Called with l.mu held.

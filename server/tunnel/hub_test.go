@@ -68,7 +68,7 @@ func TestHubLateCopy(t *testing.T) {
 	slow, slowIn := join(t, h, room, "alice")
 	bob, bobIn := join(t, h, room, "bob")
 
-	receive(t, fast, tunnel.AppendSelectAll(nil))
+	receive(t, fast, tunnel.AppendSelectAll(nil, false))
 	p1, p2, p3 := []byte("packet one, with its tag"), []byte("packet two, with its tag"), []byte("packet three, with its tag")
 	receive(t, fast, tunnel.AppendMedia(nil, p1))
 	receive(t, slow, tunnel.AppendMedia(nil, p1)) // in the trial
