@@ -673,8 +673,20 @@ func (l *Link) revived(c *carrier) {
 const (
 	confirmWait    = 2 * time.Second
 	maxFreezeAfter = time.Second
-	minLearn       = 4096
+	// maxSlowFreeze bounds the wait of three round trips on a slow path.
+	maxSlowFreeze = 2 * time.Second
+	minLearn      = 4096
 )
+
+// freezeWait is how long the active carrier may be silent before it is
+// taken for frozen: freeze, or on a slow path three round trips, since a
+// slow path is not a frozen one, but at most maxSlowFreeze: a flow whose
+// round trip has grown to seconds (TCP backing off after losses on a full
+// queue; rate-32k had 30 s) is no use to a call, and a fresh flow, which
+// the spare shows hearing the server sooner, does better.
+func freezeWait(freeze, rtt time.Duration) time.Duration {
+	return max(freeze, min(3*rtt, maxSlowFreeze))
+}
 
 // watch pings the carriers, detects a frozen active carrier, rotates a
 // carrier before it reaches the size at which the network froze the last
@@ -697,8 +709,7 @@ func (l *Link) watch() {
 		var silent, freezeAfter time.Duration
 		if a != nil {
 			silent = now.Sub(time.Unix(0, a.heard.Load()))
-			// A slow path is not a frozen one: wait three round trips.
-			freezeAfter = max(l.freeze, 3*time.Duration(a.rtt.Load()))
+			freezeAfter = freezeWait(l.freeze, time.Duration(a.rtt.Load()))
 		}
 		// The spare still hears the server and the active carrier does
 		// not: its flow froze. (When both are silent the path is slow or
