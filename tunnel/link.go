@@ -35,11 +35,12 @@ type LinkConfig struct {
 	// from the server (media or a pong to the pings sent every
 	// PingEvery) before it is taken for frozen and replaced by the spare,
 	// if the spare still hears the server: 250 ms, or three round trips
-	// on a slow path. It grows by half, up to a second, each time a
+	// on a slow path (at most 2 s). It grows by half, up to a second, each time a
 	// carrier taken for frozen turns out only slow.
 	FreezeAfter time.Duration
 	// PingEvery is the ping interval on the active carrier while it has
-	// heard nothing for PingEvery: 100 ms. While media comes in, which
+	// heard nothing for PingEvery: 100 ms (on a slow path a quarter of
+	// the wait for a freeze, if that is longer). While media comes in, which
 	// shows the carrier alive, it is pinged ten times less often, for the
 	// round trip only: on a 32 kbit/s link ten pings and pongs a second
 	// (with their QUIC acknowledgements) take a fifth of it. The spare is
@@ -744,10 +745,16 @@ func (l *Link) watch() {
 			}
 		}
 		l.mu.Unlock()
-		if a != nil && (tick%20 == 0 || silent >= l.cfg.PingEvery && tick%2 == 0) {
+		// While the active carrier is silent, both are pinged every
+		// PingEvery, or a quarter of the wait for a freeze on a slow path:
+		// the pongs still come in time to tell, and a 32 kbit/s link has
+		// no room for ten pings and pongs a second on each carrier.
+		gap := max(l.cfg.PingEvery, freezeAfter/4)
+		due := func(c *carrier) bool { return now.Sub(c.pings.last()) >= gap-l.cfg.PingEvery/4 } // a tick early is on time
+		if a != nil && (tick%20 == 0 || silent >= gap && due(a)) {
 			l.ping(a)
 		}
-		if s != nil && (tick%20 == 0 || a != nil && silent > freezeAfter/2 && tick%2 == 0) {
+		if s != nil && (tick%20 == 0 || a != nil && silent > freezeAfter/2 && due(s)) {
 			l.ping(s) // often while the active carrier is silent: is it the flow or the path?
 		}
 		if needSpare {
@@ -777,6 +784,16 @@ func (p *pingLog) ping(now time.Time) uint64 {
 	i := n % uint64(len(p.sentAt))
 	p.sentAt[i], p.got[i] = now, false
 	return n
+}
+
+// last returns when the last ping was sent (zero before the first).
+func (p *pingLog) last() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.next == 0 {
+		return time.Time{}
+	}
+	return p.sentAt[(p.next-1)%uint64(len(p.sentAt))]
 }
 
 // pong takes the pong of ping n and returns its round trip.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,8 @@ type freezable struct {
 	slow      atomic.Bool // nothing is read until it is cleared
 	n         int
 	media     int
+	net       *testNet
+	pings     atomic.Int32 // pings sent
 }
 
 func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
@@ -66,6 +69,14 @@ func (f *freezable) Send(ctx context.Context, m []byte) error {
 	if f.frozen.Load() {
 		return nil
 	}
+	if len(m) > 0 && tunnel.MsgType(m[0]) == tunnel.MsgPing {
+		f.pings.Add(1)
+	}
+	if d := time.Duration(f.net.delay.Load()); d > 0 {
+		m = slices.Clone(m)
+		time.AfterFunc(d, func() { f.Carrier.Send(context.Background(), m) })
+		return nil
+	}
 	return f.Carrier.Send(ctx, m)
 }
 
@@ -75,7 +86,8 @@ type testNet struct {
 
 	mu       sync.Mutex
 	carriers []*freezable
-	kinds    []string // if set, what the Kind of each device's k-th carrier says ("" leaves it)
+	kinds    []string     // if set, what the Kind of each device's k-th carrier says ("" leaves it)
+	delay    atomic.Int64 // if set, how long what the devices send takes to leave (a slow path)
 }
 
 func newTestNet(t *testing.T) *testNet {
@@ -107,7 +119,7 @@ func (n *testNet) linkWith(t *testing.T, addr parley.Address, room tunnel.RoomID
 			if err != nil {
 				return nil, err
 			}
-			f := &freezable{Carrier: c, owner: addr}
+			f := &freezable{Carrier: c, owner: addr, net: n}
 			n.mu.Lock()
 			if k := n.opened(addr); k < len(n.kinds) {
 				f.kind = n.kinds[k]
@@ -879,5 +891,45 @@ func TestLinkDoubtLeavesFrozen(t *testing.T) {
 	}
 	if r := got.received(t, 0); r < 0.99 {
 		t.Errorf("alice got %.1f%% of bob's packets, want 99%%", 100*r)
+	}
+}
+
+// TestLinkPingsLessOnSlowPath: a silent carrier is pinged every 100 ms
+// to tell a freeze quickly, but on a path whose round trip is 700 ms a
+// quarter of the wait for a freeze (three round trips, at most 2 s) is
+// soon enough, and ten pings a second would fill a 32 kbit/s link.
+func TestLinkPingsLessOnSlowPath(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	addr := parley.Address{User: "alice", Device: 1}
+	n.link(t, addr, tunnel.RoomID{23}) // alone: no media, only pongs
+	waitFor(t, "a spare", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(addr) >= 2
+	})
+	pings := func(over time.Duration) int {
+		count := func() (k int) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			for _, c := range n.carriers {
+				k += int(c.pings.Load())
+			}
+			return k
+		}
+		before := count()
+		time.Sleep(over)
+		return count() - before
+	}
+	fast := pings(3 * time.Second)
+	n.delay.Store(int64(700 * time.Millisecond))
+	time.Sleep(3 * time.Second) // the round trip is measured anew
+	slow := pings(3 * time.Second)
+	t.Logf("pings in 3 s: %d on a fast path, %d on a slow one", fast, slow)
+	if fast < 20 {
+		t.Errorf("%d pings in 3 s of silence on a fast path, want one every 100 ms", fast)
+	}
+	if slow > 12 {
+		t.Errorf("%d pings in 3 s on a path with a 700 ms round trip, want at most 12", slow)
 	}
 }
