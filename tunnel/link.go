@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +96,7 @@ type Link struct {
 	spare       *carrier
 	dialing     bool
 	nextDial    time.Time // after a failed dial, not before
+	dialFails   int       // spare dials failed in a row
 	ticket      *Ticket
 	switches    []Switch
 	n           int                  // carriers opened
@@ -344,10 +347,19 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 		c   *carrier
 		err error
 	}
+	// A kind left lately (for loss, or frozen after a doubt) is not
+	// dialled, unless it is all there is.
+	urls := t.URLs
+	l.mu.Lock()
+	now := time.Now()
+	if ok := slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return now.Before(l.bad[urlKind(u)]) }); len(ok) > 0 {
+		urls = ok
+	}
+	l.mu.Unlock()
 	// Not bounded by ctx: a carrier that joins after the choice may serve.
 	dctx, cancel := context.WithTimeout(l.ctx, dialTimeout)
-	results := make(chan result, len(t.URLs))
-	for i, u := range t.URLs {
+	results := make(chan result, len(urls))
+	for i, u := range urls {
 		go func() {
 			c, err := l.dialOne(dctx, u, t)
 			results <- result{i, c, err}
@@ -360,22 +372,22 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 	rank := func(r result) int { // lower is better
 		k := r.i
 		if prefer != "" && r.c.Kind() != prefer {
-			k += len(t.URLs)
+			k += len(urls)
 		}
 		if avoid != "" && r.c.Kind() == avoid {
-			k += 2 * len(t.URLs)
+			k += 2 * len(urls)
 		}
 		return k
 	}
 	// enough says that no carrier still dialling would be ranked better
 	// in a way that matters: the first URL, or any of the preferred kind.
-	enough := func(r result) bool { return rank(r) == 0 || prefer != "" && rank(r) < len(t.URLs) }
+	enough := func(r result) bool { return rank(r) == 0 || prefer != "" && rank(r) < len(urls) }
 	var best *result
 	var errs []error
 	var grace <-chan time.Time
 	n := 0
 wait:
-	for n < len(t.URLs) && (best == nil || !enough(*best)) {
+	for n < len(urls) && (best == nil || !enough(*best)) {
 		select {
 		case r := <-results:
 			n++
@@ -399,7 +411,7 @@ wait:
 	}
 	go func() { // the carriers that join after the choice
 		defer cancel()
-		for ; n < len(t.URLs); n++ {
+		for ; n < len(urls); n++ {
 			if r := <-results; r.c != nil && !l.offerSpare(r.c) {
 				r.c.close()
 			}
@@ -447,12 +459,36 @@ func (l *Link) kindRank(kind string) int {
 	return 1
 }
 
-// Dialling: how long a carrier may take to join, and how long a better
-// one may join after the first.
+// Dialling: how long a carrier may take to join, how long a better one
+// may join after the first, and the waits before a spare is dialled
+// again after failures in a row.
 const (
-	dialTimeout = 5 * time.Second
-	preferWait  = 300 * time.Millisecond
+	dialTimeout   = 5 * time.Second
+	preferWait    = 300 * time.Millisecond
+	minRedialWait = 500 * time.Millisecond
+	maxRedialWait = 15 * time.Second
 )
+
+// redialWait is the wait before the next spare dial after fails failures
+// in a row: it doubles from minRedialWait up to maxRedialWait. Each dial
+// costs handshakes (a QUIC dial whose Initials go unanswered sends 13 KB),
+// and on a slow path that the call fills, dials fail because the path is
+// full: under rate-32k a dial every 5.5 s, both kinds, took a third of
+// the link.
+func redialWait(fails int) time.Duration {
+	if fails >= 5 {
+		return maxRedialWait
+	}
+	return min(minRedialWait<<fails, maxRedialWait)
+}
+
+// urlKind is the carrier kind that a ticket's URL dials.
+func urlKind(u string) string {
+	if strings.HasPrefix(u, "https://") {
+		return "webtransport"
+	}
+	return "websocket"
+}
 
 func (l *Link) freshTicket(ctx context.Context) (*Ticket, error) {
 	l.mu.Lock()
@@ -814,12 +850,14 @@ func (l *Link) openSpare(avoid string) {
 	defer l.mu.Unlock()
 	l.dialing = false
 	if err != nil {
-		l.nextDial = time.Now().Add(500 * time.Millisecond)
+		l.nextDial = time.Now().Add(redialWait(l.dialFails))
+		l.dialFails++
 		if l.ctx.Err() == nil {
-			l.log.Debug("tunnel spare carrier", "err", err)
+			l.log.Debug("tunnel spare carrier", "err", err, "failures", l.dialFails)
 		}
 		return
 	}
+	l.dialFails = 0
 	if l.closed {
 		go c.close()
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -88,6 +89,8 @@ type testNet struct {
 	carriers []*freezable
 	kinds    []string     // if set, what the Kind of each device's k-th carrier says ("" leaves it)
 	delay    atomic.Int64 // if set, how long what the devices send takes to leave (a slow path)
+	noDial   atomic.Bool  // dials fail
+	dials    atomic.Int32 // dials tried
 }
 
 func newTestNet(t *testing.T) *testNet {
@@ -115,6 +118,10 @@ func (n *testNet) linkWith(t *testing.T, addr parley.Address, room tunnel.RoomID
 			return &tunnel.Ticket{Ticket: tk, URLs: []string{u}, Expires: time.Now().Add(ttl)}, err
 		},
 		Dial: func(ctx context.Context, u string, tk *tunnel.Ticket, room tunnel.RoomID) (tunnel.Carrier, error) {
+			n.dials.Add(1)
+			if n.noDial.Load() {
+				return nil, errors.New("the path is full")
+			}
 			c, err := tunnel.DialWebSocket(ctx, u, nil, room, tk.Ticket)
 			if err != nil {
 				return nil, err
@@ -931,5 +938,39 @@ func TestLinkPingsLessOnSlowPath(t *testing.T) {
 	}
 	if slow > 12 {
 		t.Errorf("%d pings in 3 s on a path with a 700 ms round trip, want at most 12", slow)
+	}
+}
+
+// TestLinkRedialsLessAfterFailures: when spare dials keep failing (on a
+// path the call fills, handshakes do not get through), the Link waits
+// longer before each next one instead of dialling twice a second.
+func TestLinkRedialsLessAfterFailures(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	addr := parley.Address{User: "alice", Device: 1}
+	l := n.link(t, addr, tunnel.RoomID{24})
+	waitFor(t, "a spare", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(addr) >= 2
+	})
+	n.noDial.Store(true)
+	before := n.dials.Load()
+	n.carrierOf(t, "alice", 1).Close() // the spare fails
+	time.Sleep(10 * time.Second)
+	tried := n.dials.Load() - before
+	t.Logf("%d dials in 10 s", tried)
+	// 0.5, 1, 2, 4 and 8 s after failures: 5 or 6; a dial a second, 10.
+	if tried < 3 || tried > 6 {
+		t.Errorf("%d spare dials in 10 s of failures, want 3 to 6", tried)
+	}
+	n.noDial.Store(false)
+	waitFor(t, "a spare once dials work again", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(addr) >= 3
+	})
+	if l.Path() == "" {
+		t.Error("no active carrier")
 	}
 }
