@@ -66,6 +66,14 @@ func (f *freezable) Kind() string {
 	return f.Carrier.Kind()
 }
 
+// delay is how long what the device sends takes to leave (testNet.delay).
+func (f *freezable) delay() time.Duration {
+	if f.net == nil { // a carrier made by the test itself
+		return 0
+	}
+	return time.Duration(f.net.delay.Load())
+}
+
 func (f *freezable) Send(ctx context.Context, m []byte) error {
 	if f.frozen.Load() {
 		return nil
@@ -73,7 +81,7 @@ func (f *freezable) Send(ctx context.Context, m []byte) error {
 	if len(m) > 0 && tunnel.MsgType(m[0]) == tunnel.MsgPing {
 		f.pings.Add(1)
 	}
-	if d := time.Duration(f.net.delay.Load()); d > 0 {
+	if d := f.delay(); d > 0 {
 		m = slices.Clone(m)
 		time.AfterFunc(d, func() { f.Carrier.Send(context.Background(), m) })
 		return nil
