@@ -854,19 +854,28 @@ func (tk *talked) received(t *testing.T, i int) float64 {
 	return float64(len(tk.got[i])) / float64(max(tk.sent[1-i], 1))
 }
 
+// doubted starts a call between alice and bob, each with a WebTransport
+// carrier and a WebSocket spare, and once their trials have ended freezes
+// alice's WebTransport carrier and waits for her Link to doubt it.
+func doubted(t *testing.T, room tunnel.RoomID) (alice *tunnel.Link, wt *freezable, stop func() *talked) {
+	t.Helper()
+	n, a, b := pair(t, room, "webtransport", "")
+	stop = talk(t, a, b)
+	endOfTrial(t, a)
+	waitFor(t, "the end of bob's trial", func() bool { return !b.InTrial() })
+	wt = n.carrierOf(t, "alice", 0)
+	wt.frozen.Store(true)
+	waitFor(t, "a doubt", a.InTrial)
+	return a, wt, stop
+}
+
 // TestLinkDoubtsSilentDatagrams: a WebTransport carrier silent for half a
 // second (a burst of loss) is doubted, not left: the media goes on both
 // carriers until it speaks again, and the call stays on it, losing only
 // what went into it before the doubt.
 func TestLinkDoubtsSilentDatagrams(t *testing.T) {
 	t.Parallel()
-	n, a, b := pair(t, tunnel.RoomID{21}, "webtransport", "")
-	stop := talk(t, a, b)
-	endOfTrial(t, a)
-	waitFor(t, "the end of bob's trial", func() bool { return !b.InTrial() })
-	wt := n.carrierOf(t, "alice", 0)
-	wt.frozen.Store(true)
-	waitFor(t, "a doubt", a.InTrial)
+	a, wt, stop := doubted(t, tunnel.RoomID{21})
 	time.Sleep(300 * time.Millisecond)
 	wt.frozen.Store(false)
 	waitFor(t, "the end of the doubt", func() bool { return !a.InTrial() })
@@ -891,12 +900,7 @@ func TestLinkDoubtsSilentDatagrams(t *testing.T) {
 // reason, and the media it would have lost comes on the spare.
 func TestLinkDoubtLeavesFrozen(t *testing.T) {
 	t.Parallel()
-	n, a, b := pair(t, tunnel.RoomID{22}, "webtransport", "")
-	stop := talk(t, a, b)
-	endOfTrial(t, a)
-	waitFor(t, "the end of bob's trial", func() bool { return !b.InTrial() })
-	n.carrierOf(t, "alice", 0).frozen.Store(true)
-	waitFor(t, "a doubt", a.InTrial)
+	a, _, stop := doubted(t, tunnel.RoomID{22})
 	waitFor(t, "the switch", func() bool { return len(a.Switches()) > 0 })
 	time.Sleep(500 * time.Millisecond)
 	got := stop()
