@@ -37,13 +37,13 @@ type LinkConfig struct {
 	// from the server (media or a pong to the pings sent every
 	// PingEvery) before it is taken for frozen and replaced by the spare,
 	// if the spare still hears the server: 250 ms, or three round trips
-	// on a slow path (at most 2 s). It grows by half, up to a second, each time a
-	// carrier taken for frozen turns out only slow.
+	// on a slow path (at most 2 s). It grows by half, up to a second,
+	// each time a carrier taken for frozen turns out only slow.
 	FreezeAfter time.Duration
 	// PingEvery is the ping interval on the active carrier while it has
 	// heard nothing for PingEvery: 100 ms (on a slow path a quarter of
-	// the wait for a freeze, if that is longer). While media comes in, which
-	// shows the carrier alive, it is pinged ten times less often, for the
+	// the wait for a freeze, if that is longer). While media comes in,
+	// which shows the carrier alive, it is pinged ten times less often, for the
 	// round trip only: on a 32 kbit/s link ten pings and pongs a second
 	// (with their QUIC acknowledgements) take a fifth of it. The spare is
 	// pinged ten times less often too.
