@@ -95,8 +95,9 @@ type Link struct {
 	active      *carrier
 	spare       *carrier
 	dialing     bool
-	nextDial    time.Time // after a failed dial, not before
-	dialFails   int       // spare dials failed in a row
+	nextDial    time.Time     // after a failed dial, not before
+	dialFails   int           // spare dials failed in a row
+	closedRTT   time.Duration // the active carrier's round trip when the Link closed
 	ticket      *Ticket
 	switches    []Switch
 	n           int                  // carriers opened
@@ -238,12 +239,13 @@ func (l *Link) Path() string {
 }
 
 // RTT returns the round trip to the server on the active carrier, from
-// its last pong.
+// its last pong (after Close, the last one measured: what a call's
+// summary reports).
 func (l *Link) RTT() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.active == nil {
-		return 0
+		return l.closedRTT
 	}
 	return time.Duration(l.active.rtt.Load())
 }
@@ -317,6 +319,9 @@ func (l *Link) Close() {
 	l.mu.Lock()
 	l.closed = true
 	cs := []*carrier{l.active, l.spare}
+	if l.active != nil {
+		l.closedRTT = time.Duration(l.active.rtt.Load())
+	}
 	l.active, l.spare = nil, nil
 	l.mu.Unlock()
 	l.stop()

@@ -986,3 +986,17 @@ func TestLinkRedialsLessAfterFailures(t *testing.T) {
 		t.Error("no active carrier")
 	}
 }
+
+// TestLinkRTTAfterClose: the round trip measured by the pings is still
+// there once the Link has closed, for the call's summary (it said "RTT
+// 0s" after every call).
+func TestLinkRTTAfterClose(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	l := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{25})
+	waitFor(t, "a round trip", func() bool { return l.RTT() > 0 })
+	l.Close()
+	if rtt := l.RTT(); rtt <= 0 {
+		t.Errorf("RTT after Close = %v, want the last one measured", rtt)
+	}
+}
