@@ -495,7 +495,9 @@ func (c *Call) handle(sig client.CallSignal) {
 		c.addCandidate(sig)
 	case client.CallHangup:
 		c.mu.Lock()
-		connected := !c.connectedAt.IsZero()
+		// Audio that came proves the path up too: the first packets may
+		// come before the connection state says so.
+		connected := !c.connectedAt.IsZero() || !c.firstAudioAt.IsZero()
 		c.mu.Unlock()
 		if !connected { // it timed out first, or could not take the call
 			c.end(fmt.Errorf("%w: %s gave up before the media path came up", ErrConnectionFailed, c.peer), true, false)
