@@ -99,16 +99,27 @@ type Dialer struct {
 	TLS *tls.Config
 }
 
-// Dial implements DialFunc.
-func (d Dialer) Dial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
+// urlKind is the kind of carrier that URL u dials ("" for none).
+func urlKind(u string) string {
 	switch {
 	case strings.HasPrefix(u, "ws://") || strings.HasPrefix(u, "wss://"):
+		return "websocket"
+	case strings.HasPrefix(u, "https://"):
+		return "webtransport"
+	}
+	return ""
+}
+
+// Dial implements DialFunc.
+func (d Dialer) Dial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
+	switch urlKind(u) {
+	case "websocket":
 		var c *tls.Config
 		if strings.HasPrefix(u, "wss://") {
 			c = d.TLS
 		}
 		return DialWebSocket(ctx, u, dialOptions(c), room, t.Ticket)
-	case strings.HasPrefix(u, "https://"):
+	case "webtransport":
 		return dialWebTransport(ctx, u, d.TLS, t.CertHashes, room, t.Ticket)
 	}
 	return nil, fmt.Errorf("tunnel: no carrier for %q", u)

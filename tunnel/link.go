@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -485,14 +484,6 @@ func redialWait(fails int) time.Duration {
 		return maxRedialWait
 	}
 	return min(minRedialWait<<fails, maxRedialWait)
-}
-
-// urlKind is the carrier kind that a ticket's URL dials.
-func urlKind(u string) string {
-	if strings.HasPrefix(u, "https://") {
-		return "webtransport"
-	}
-	return "websocket"
 }
 
 func (l *Link) freshTicket(ctx context.Context) (*Ticket, error) {

@@ -151,6 +151,16 @@ func (n *testNet) linkWith(t *testing.T, addr parley.Address, room tunnel.RoomID
 	return l
 }
 
+// waitOpened waits, saying what for, until addr has opened k carriers.
+func (n *testNet) waitOpened(t *testing.T, what string, addr parley.Address, k int) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.opened(addr) >= k
+	})
+}
+
 // opened counts the carriers addr has opened. Called with n.mu held.
 func (n *testNet) opened(addr parley.Address) int {
 	k := 0
@@ -234,15 +244,7 @@ func TestLinkSurvivesFreeze(t *testing.T) {
 		}
 	}()
 	recvWithin(t, b, 5*time.Second)
-	n.mu.Lock()
-	var bobActive *freezable
-	for _, c := range n.carriers { // the first carrier bob opened is his active one
-		if c.owner.User == "bob" {
-			bobActive = c
-			break
-		}
-	}
-	n.mu.Unlock()
+	bobActive := n.carrierOf(t, "bob", 0) // the first carrier bob opened is his active one
 	bobActive.frozen.Store(true)
 	frozenAt := time.Now()
 	// Drain what was in flight, then measure the gap.
@@ -444,11 +446,7 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 		t.Fatalf("path %q", a.Path())
 	}
 	a.ReportLoss(0.05) // repairable: stays
-	waitFor(t, "a spare", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
-	})
+	n.waitOpened(t, "a spare", parley.Address{User: "alice", Device: 1}, 2)
 	endOfTrial(t, a)
 	a.ReportLoss(0.05)
 	a.ReportLoss(0.2) // one bad half second: a burst, not a lossy path
@@ -479,11 +477,7 @@ func TestLinkLeavesSustainedLoss(t *testing.T) {
 	n := newTestNet(t)
 	n.kinds = []string{"webtransport", "", "webtransport", "webtransport"}
 	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{8})
-	waitFor(t, "a spare", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(parley.Address{User: "alice", Device: 1}) >= 2
-	})
+	n.waitOpened(t, "a spare", parley.Address{User: "alice", Device: 1}, 2)
 	endOfTrial(t, a)
 	start := time.Now()
 	for a.Path() == "webtransport" && time.Since(start) < 3*time.Second {
@@ -541,15 +535,9 @@ func TestLinkTrialKeepsWebTransport(t *testing.T) {
 func TestLinkTrialLeavesThrottled(t *testing.T) {
 	t.Parallel()
 	n, a, b := pair(t, tunnel.RoomID{12}, "webtransport", "")
-	n.mu.Lock()
-	n.carriers[0].keepOneIn.Store(3) // alice's first
-	n.mu.Unlock()
+	n.carrierOf(t, "alice", 0).keepOneIn.Store(3)
 	alice := parley.Address{User: "alice", Device: 1}
-	waitFor(t, "a spare", func() bool { // before it, the media has one way only
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(alice) >= 2
-	})
+	n.waitOpened(t, "a spare", alice, 2) // before it, the media has one way only
 	stop := talk(t, a, b)
 	waitFor(t, "the move off the throttled carrier", func() bool { return a.Path() == "websocket" })
 	time.Sleep(500 * time.Millisecond)
@@ -701,14 +689,8 @@ func TestLinkSlowNotFrozen(t *testing.T) {
 	var logs syncLog
 	addr := parley.Address{User: "alice", Device: 1}
 	l := n.linkWith(t, addr, tunnel.RoomID{8}, slog.New(slog.NewTextHandler(&logs, nil)))
-	waitFor(t, "a spare", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(addr) >= 2
-	})
-	n.mu.Lock()
-	first := n.carriers[0]
-	n.mu.Unlock()
+	n.waitOpened(t, "a spare", addr, 2)
+	first := n.carrierOf(t, "alice", 0)
 	first.slow.Store(true)
 	waitFor(t, "the switch", func() bool { return len(l.Switches()) > 0 })
 	first.slow.Store(false)
@@ -922,11 +904,7 @@ func TestLinkPingsLessOnSlowPath(t *testing.T) {
 	n := newTestNet(t)
 	addr := parley.Address{User: "alice", Device: 1}
 	n.link(t, addr, tunnel.RoomID{23}) // alone: no media, only pongs
-	waitFor(t, "a spare", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(addr) >= 2
-	})
+	n.waitOpened(t, "a spare", addr, 2)
 	pings := func(over time.Duration) int {
 		count := func() (k int) {
 			n.mu.Lock()
@@ -961,11 +939,7 @@ func TestLinkRedialsLessAfterFailures(t *testing.T) {
 	n := newTestNet(t)
 	addr := parley.Address{User: "alice", Device: 1}
 	l := n.link(t, addr, tunnel.RoomID{24})
-	waitFor(t, "a spare", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(addr) >= 2
-	})
+	n.waitOpened(t, "a spare", addr, 2)
 	n.noDial.Store(true)
 	before := n.dials.Load()
 	n.carrierOf(t, "alice", 1).Close() // the spare fails
@@ -977,11 +951,7 @@ func TestLinkRedialsLessAfterFailures(t *testing.T) {
 		t.Errorf("%d spare dials in 10 s of failures, want 3 to 6", tried)
 	}
 	n.noDial.Store(false)
-	waitFor(t, "a spare once dials work again", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.opened(addr) >= 3
-	})
+	n.waitOpened(t, "a spare once dials work again", addr, 3)
 	if l.Path() == "" {
 		t.Error("no active carrier")
 	}

@@ -112,12 +112,20 @@ func (l *Link) startTrial(now time.Time, a, s *carrier) {
 	if l.kindRank(s.Kind()) < l.kindRank(a.Kind()) {
 		cand, other = s, a
 	}
-	l.trial = &trial{cand: cand, other: other, start: now}
+	l.begin(&trial{cand: cand, other: other, start: now}, a, false)
+	l.log.Debug("tunnel carrier trial", "candidate", cand.name, "beside", other.name)
+}
+
+// begin starts trial t: second copies of the media are dropped from now
+// on, and a Select with all, sent on sel, asks the server to send the
+// media on every carrier (and, with replay, the last half second again on
+// sel). Called with l.mu held.
+func (l *Link) begin(t *trial, sel *carrier, replay bool) {
+	l.trial = t
 	l.dmu.Lock()
 	l.dedup = true
 	l.dmu.Unlock()
-	a.out.Offer(AppendSelectAll(nil, false))
-	l.log.Debug("tunnel carrier trial", "candidate", cand.name, "beside", other.name)
+	sel.out.Offer(AppendSelectAll(nil, replay))
 }
 
 // mayDoubt says whether the active carrier a, silent long enough to be
@@ -138,11 +146,7 @@ func (l *Link) mayDoubt(a *carrier) bool {
 // of a gap than a move, and the trial's verdict keeps a or leaves it as
 // frozen. Called with l.mu held.
 func (l *Link) doubt(now time.Time, a, s *carrier, silent time.Duration) {
-	l.trial = &trial{cand: a, other: s, start: now, silent: silent}
-	l.dmu.Lock()
-	l.dedup = true
-	l.dmu.Unlock()
-	s.out.Offer(AppendSelectAll(nil, true))
+	l.begin(&trial{cand: a, other: s, start: now, silent: silent}, s, true)
 	l.log.Info("tunnel carrier doubted", "carrier", a.name, "silent", silent, "beside", s.name)
 }
 
