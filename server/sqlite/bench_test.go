@@ -3,7 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,7 +28,7 @@ func BenchmarkEnqueueAck(b *testing.B) {
 	defer s.Close()
 	content := make([]byte, 1024)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, io0 := cpuTime(), writtenBytes()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range pairs {
@@ -54,10 +57,33 @@ func BenchmarkEnqueueAck(b *testing.B) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu, written := cpuTime()-cpu0, writtenBytes()-io0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+	if written >= 0 {
+		b.ReportMetric(float64(written)/float64(b.N), "disk-B/msg")
+	}
+}
+
+// writtenBytes is what the process has written to storage so far (the
+// WAL, and the database by checkpoints), from /proc/self/io; -1 where that
+// is not available.
+func writtenBytes() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 func cpuTime() time.Duration {
