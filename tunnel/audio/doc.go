@@ -57,10 +57,10 @@
 // # Sender
 //
 // Push is called once per frame and returns a packet once FramesPerPacket
-// frames are pending (1, or 2–3 on a slow path, up to 5 once the bitrate is
+// frames are pending (1, or 2–3 on a slow path, up to 8 once the bitrate is
 // at its lowest). Each packet repeats the
-// Depth frames before its fresh ones (0..MaxDepth, 11), fewer if they
-// would not fit MaxPacket. From each report of the peer the Sender tells
+// Depth frames before its fresh ones (0..MaxDepth, 12), fewer if they
+// would not fit MaxPacket or the 16 frames a packet holds. From each report of the peer the Sender tells
 // two causes of trouble apart:
 //   - Loss without queueing (a censor's random or bursty drops): the depth
 //     rises at once to the larger of the longest burst reported and the

@@ -157,13 +157,13 @@ func TestSenderPackets(t *testing.T) {
 
 // TestSenderBundlesMoreAtTheBottom: packets bundle 3 frames while the
 // bitrate steps down; a queue that stays long once it is at its lowest
-// makes packets of up to 5 frames; once
-// the path clears, packets go back to 3 frames before the bitrate rises.
+// makes packets of up to 8 frames; once the path clears, packets shrink,
+// a frame a step, before the bitrate rises.
 func TestSenderBundlesMoreAtTheBottom(t *testing.T) {
 	s := NewSender(SenderConfig{})
 	s.Push([]byte{0}, at(0), nil)
 	var fpps []int
-	for i, ms := range []int{1000, 2000, 3000, 4000} {
+	for i, ms := range []int{1000, 2000, 3000, 4000, 5000} {
 		// The echo says the round trip was 50 ms: the base RTT stays low.
 		s.Feedback(&Feedback{QueueMs: 300, EchoMs: uint32(ms - 50), HeldMs: 0}, at(ms))
 		st := s.Stats()
@@ -172,16 +172,16 @@ func TestSenderBundlesMoreAtTheBottom(t *testing.T) {
 		}
 		fpps = append(fpps, st.FramesPerPacket)
 	}
-	if !slices.Equal(fpps, []int{3, 3, 5, 5}) {
-		t.Errorf("frames a packet after each report of a long queue: %v, want [3 3 5 5]", fpps)
+	if !slices.Equal(fpps, []int{3, 3, 5, 7, 8}) {
+		t.Errorf("frames a packet after each report of a long queue: %v, want [3 3 5 7 8]", fpps)
 	}
-	// A clear path: the first step back up is to 60 ms packets, at the
-	// same bitrate.
-	for ms := 5000; ms <= 11000; ms += 500 {
+	// A clear path: the first step back up is one frame less a packet, at
+	// the same bitrate.
+	for ms := 6000; ms <= 12000; ms += 500 {
 		s.Feedback(&Feedback{QueueMs: 0, EchoMs: uint32(ms - 50)}, at(ms))
-		if st := s.Stats(); st.FramesPerPacket < 5 {
-			if st.FramesPerPacket != 4 || st.Bitrate != 6000 {
-				t.Fatalf("first step up: %d frames a packet at %d bit/s, want 4 at 6000", st.FramesPerPacket, st.Bitrate)
+		if st := s.Stats(); st.FramesPerPacket < 8 {
+			if st.FramesPerPacket != 7 || st.Bitrate != 6000 {
+				t.Fatalf("first step up: %d frames a packet at %d bit/s, want 7 at 6000", st.FramesPerPacket, st.Bitrate)
 			}
 			return
 		}
