@@ -124,8 +124,10 @@ other side reports calls for; the receiver plays them through a jitter
 buffer that adapts its delay and conceals what is still missing. When the
 connection freezes (some networks stall a flow after a few kilobytes) the
 call moves to a spare connection opened ahead, and prints "path: A → B
-(reason)". The one answering follows the caller's choice. At the end the
-call prints what its jitter buffer did and what its sender chose.
+(reason)". The one answering follows the caller's choice. As the sender
+adapts to the path it prints "sender at 12.3s: bitrate 24000→12000 ...:
+slow path: ..."; at the end the call prints what its jitter buffer did
+and what its sender chose.
 --carrier picks the tunnel's connection: any (the default) races a
 WebSocket and WebTransport (QUIC datagrams, where UDP gets through) and
 prefers WebTransport; websocket or webtransport use that one only.
@@ -633,7 +635,7 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 	interrupted := ctx.Done()
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
-	switches := 0
+	switches, changes := 0, 0
 	for {
 		select {
 		case <-poll.C:
@@ -642,6 +644,12 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 					fmt.Fprintf(s.e.stdout, "path: %s → %s (%s)\n", sw.From, orNone(sw.To), sw.Reason)
 				}
 				switches = len(t.Switches)
+				// The sender's adaptations as they come (the last of
+				// those since the previous look), with the call's time.
+				if snd := t.Sender; snd.Changes > changes {
+					fmt.Fprintf(s.e.stdout, "sender at %.1fs: %s\n", cl.Stats().Duration.Seconds(), snd.Reason)
+					changes = snd.Changes
+				}
 			}
 		case <-connected:
 			connected = nil
