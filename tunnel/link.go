@@ -142,6 +142,9 @@ type carrier struct {
 	bytesIn atomic.Int64 // downstream bytes
 	pings   pingLog
 	stop    context.CancelFunc
+	// slowDial: dialled as a spare on a constrained path, when no other
+	// kind could be (guarded by Link.mu): noDatagramSpare keeps it.
+	slowDial bool
 }
 
 // writeStuck is how long a carrier's write may wait before the carrier is
@@ -352,12 +355,18 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 		err error
 	}
 	// A kind left lately (for loss, or frozen after a doubt) is not
-	// dialled, unless it is all there is.
+	// dialled, unless it is all there is; nor, for a spare on a
+	// constrained path, a datagram kind (see noDatagramSpare).
 	urls := t.URLs
 	l.mu.Lock()
 	now := time.Now()
 	if ok := slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return now.Before(l.bad[urlKind(u)]) }); len(ok) > 0 {
 		urls = ok
+	}
+	if l.constrained && l.active != nil {
+		if ok := slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return datagrams(urlKind(u)) }); len(ok) > 0 {
+			urls = ok
+		}
 	}
 	l.mu.Unlock()
 	// Not bounded by ctx: a carrier that joins after the choice may serve.
@@ -767,6 +776,7 @@ func (l *Link) watch() {
 		case a != nil && s != nil && !datagrams(s.Kind()) && l.kindRank(s.Kind()) < l.kindRank(a.Kind()) && l.mayMoveUp(now, s):
 			l.promote(CauseUp, fmt.Sprintf("up to %s: the preferred kind", s.name), false)
 		}
+		l.noDatagramSpare()
 		a, s = l.active, l.spare
 		needSpare := s == nil && !l.dialing && now.After(l.nextDial)
 		avoid := ""
@@ -793,6 +803,27 @@ func (l *Link) watch() {
 			go l.openSpare(avoid)
 		}
 	}
+}
+
+// noDatagramSpare closes a datagram (WebTransport) spare while the path
+// is constrained; the spare dialled next is of another kind (see open).
+// On a slow path an idle QUIC connection is not idle: whenever one of its
+// packets or acknowledgements is lost, quic-go's probe timer (about a
+// round trip) sends two PINGs, which the server acknowledges, and their
+// own losses start the next pair. qlogs of the lab's 32 kbit/s profile
+// show ~10 PINGs and ~10 acknowledgements a second each way on a spare
+// that carried one ping a second: ~8 kbit/s each way of a 32 kbit/s link,
+// taken from the media. A WebSocket spare costs its pings only. A spare
+// dialled on the constrained path is kept whatever its kind: no other
+// could be had. Called with l.mu held.
+func (l *Link) noDatagramSpare() {
+	s := l.spare
+	if !l.constrained || l.active == nil || s == nil || !datagrams(s.Kind()) || s.slowDial || l.trial != nil {
+		return
+	}
+	l.spare = nil
+	l.log.Debug("tunnel: a datagram spare on a constrained path closed", "spare", s.name)
+	go s.close()
 }
 
 func (l *Link) ping(c *carrier) {
@@ -841,6 +872,9 @@ func (p *pingLog) pong(n uint64, now time.Time) (time.Duration, bool) {
 }
 
 func (l *Link) openSpare(avoid string) {
+	l.mu.Lock()
+	slow := l.constrained
+	l.mu.Unlock()
 	c, err := l.open(l.ctx, avoid)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -858,6 +892,7 @@ func (l *Link) openSpare(avoid string) {
 		go c.close()
 		return
 	}
+	c.slowDial = slow
 	l.spare = c
 	if l.active == nil {
 		l.promote(CauseFailed, "a carrier opened", true)

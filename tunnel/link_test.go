@@ -36,6 +36,12 @@ type freezable struct {
 	media     int
 	net       *testNet
 	pings     atomic.Int32 // pings sent
+	closed    atomic.Bool
+}
+
+func (f *freezable) Close() error {
+	f.closed.Store(true)
+	return f.Carrier.Close()
 }
 
 func (f *freezable) Recv(ctx context.Context) ([]byte, error) {
@@ -969,4 +975,57 @@ func TestLinkRTTAfterClose(t *testing.T) {
 	if rtt := l.RTT(); rtt <= 0 {
 		t.Errorf("RTT after Close = %v, want the last one measured", rtt)
 	}
+}
+
+// TestLinkNoDatagramSpareWhenConstrained: on a constrained path a
+// WebTransport spare is closed (an idle QUIC connection on a slow link
+// trades probe PINGs and acknowledgements) and the next spare is of
+// another kind, which is kept; media goes on on the active carrier.
+func TestLinkNoDatagramSpareWhenConstrained(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", "webtransport", ""}
+	room := tunnel.RoomID{31}
+	alice := parley.Address{User: "alice", Device: 1}
+	a, b := n.link(t, alice, room), n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	stop := talk(t, a, b)
+	n.waitOpened(t, "alice's spare", alice, 2)
+	spare := n.carrierOf(t, "alice", 1)
+	time.Sleep(300 * time.Millisecond)
+	if spare.closed.Load() {
+		t.Fatal("the WebTransport spare closed on an unconstrained path")
+	}
+	a.SetConstrained(true)
+	waitFor(t, "the WebTransport spare closed", spare.closed.Load)
+	n.waitOpened(t, "a spare of another kind", alice, 3)
+	next := n.carrierOf(t, "alice", 2)
+	time.Sleep(500 * time.Millisecond)
+	if next.closed.Load() || a.Path() != "webtransport" || len(a.Switches()) != 0 {
+		t.Errorf("the WebSocket spare closed (%v), or the path moved: %s, %+v", next.closed.Load(), a.Path(), a.Switches())
+	}
+	stop().check(t, 0.99)
+}
+
+// TestLinkKeepsOnlySpareKind: a WebTransport spare dialled on a
+// constrained path, when no other kind could be, stays.
+func TestLinkKeepsOnlySpareKind(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.kinds = []string{"webtransport", "webtransport", "webtransport", "webtransport"}
+	room := tunnel.RoomID{32}
+	alice := parley.Address{User: "alice", Device: 1}
+	a, b := n.link(t, alice, room), n.link(t, parley.Address{User: "bob", Device: 1}, room)
+	stop := talk(t, a, b)
+	n.waitOpened(t, "alice's spare", alice, 2)
+	a.SetConstrained(true)
+	waitFor(t, "the WebTransport spare closed", n.carrierOf(t, "alice", 1).closed.Load)
+	n.waitOpened(t, "the next spare", alice, 3)
+	time.Sleep(time.Second)
+	n.mu.Lock()
+	opened := n.opened(alice)
+	n.mu.Unlock()
+	if next := n.carrierOf(t, "alice", 2); next.closed.Load() || opened != 3 {
+		t.Errorf("the spare dialled on the constrained path closed (%v), %d carriers opened; want it kept, 3", next.closed.Load(), opened)
+	}
+	stop().check(t, 0.99)
 }
