@@ -357,16 +357,11 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 	// A kind left lately (for loss, or frozen after a doubt) is not
 	// dialled, unless it is all there is; nor, for a spare on a
 	// constrained path, a datagram kind (see noDatagramSpare).
-	urls := t.URLs
 	l.mu.Lock()
 	now := time.Now()
-	if ok := slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return now.Before(l.bad[urlKind(u)]) }); len(ok) > 0 {
-		urls = ok
-	}
+	urls := unlessAll(t.URLs, func(u string) bool { return now.Before(l.bad[urlKind(u)]) })
 	if l.constrained && l.active != nil {
-		if ok := slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return datagrams(urlKind(u)) }); len(ok) > 0 {
-			urls = ok
-		}
+		urls = unlessAll(urls, func(u string) bool { return datagrams(urlKind(u)) })
 	}
 	l.mu.Unlock()
 	// Not bounded by ctx: a carrier that joins after the choice may serve.
@@ -470,6 +465,15 @@ func (l *Link) kindRank(kind string) int {
 		return 0
 	}
 	return 1
+}
+
+// unlessAll returns urls without those drop says, or all of them when
+// that would leave none.
+func unlessAll(urls []string, drop func(string) bool) []string {
+	if ok := slices.DeleteFunc(slices.Clone(urls), drop); len(ok) > 0 {
+		return ok
+	}
+	return urls
 }
 
 // Dialling: how long a carrier may take to join, how long a better one
