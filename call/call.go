@@ -185,13 +185,19 @@ func (c *Call) Stats() Stats {
 	if !c.firstAudioAt.IsZero() {
 		s.Setup = c.firstAudioAt.Sub(c.start)
 	}
-	if !c.connectedAt.IsZero() {
-		s.Connect = c.connectedAt.Sub(c.start)
+	if up := c.connectedAt; !up.IsZero() {
+		// The first audio can come a moment before the connection state
+		// says the path is up (see the hang-up in handle): then the path
+		// was up by the time it came.
+		if !c.firstAudioAt.IsZero() && c.firstAudioAt.Before(up) {
+			up = c.firstAudioAt
+		}
+		s.Connect = up.Sub(c.start)
 		end := c.endedAt
 		if end.IsZero() {
 			end = c.p.cfg.Now()
 		}
-		s.Duration = end.Sub(c.connectedAt)
+		s.Duration = end.Sub(up)
 	}
 	s.Remote = c.remoteHangup
 	if leg == nil {
