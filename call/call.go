@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/parleychat/parley"
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/tunnel"
 )
 
 // Media is what a call sends and where it records what it receives.
@@ -53,6 +55,24 @@ type Stats struct {
 	Relay    string        // with a local relay candidate, how it reaches the TURN server: "udp", "tcp", "tls"
 	Remote   bool          // the other side hung up
 	Tunnel   *TunnelStats  // a call through the server's tunnel: what its jitter buffer and sender did
+	Moves    []Move        // the call's moves between tiers
+}
+
+// Move is a call's move from one tier to another without hanging up: so
+// far from WebRTC, when it does not connect in time or breaks, to the
+// server's tunnel.
+type Move struct {
+	At     time.Duration // since dialling or answering
+	From   string        // PathWebRTC
+	To     string        // PathTunnel
+	Reason string
+	// Up is when the call was heard of on To (since dialling or answering:
+	// the other device joined the tunnel); 0 if not (yet).
+	Up time.Duration
+	// FromConnect is when From had come up (0: it never did), FromPath and
+	// FromRelay what Stats.Path and Stats.Relay said of it then.
+	FromConnect         time.Duration
+	FromPath, FromRelay string
 }
 
 // Call is one call, placed by Phone.Dial or accepted with Incoming.Accept.
@@ -66,8 +86,9 @@ type Call struct {
 	pc       *webrtc.PeerConnection
 	track    *webrtc.TrackLocalStaticSample
 	rec      *recorder
-	tunnel   bool   // the media goes through the server's tunnel, not WebRTC
-	share    []byte // with tunnel: our share of the tunnel secret
+	tunnel   bool        // the media goes through the server's tunnel, not WebRTC
+	share    []byte      // with tunnel, or a call that may move to it: our share of the tunnel secret
+	moved    atomic.Bool // the call has moved from WebRTC to the tunnel (set under mu)
 	sent     atomic.Int64
 	sendDone atomic.Bool
 
@@ -87,7 +108,13 @@ type Call struct {
 	hangupErr    error  // sending our hang-up failed
 	tornDown     bool   // no more media goroutines may start
 	timer        *time.Timer
-	leg          *tunnelLeg // with tunnel, once both shares are known
+	leg          *tunnelLeg   // with tunnel, once both shares are known; after a move, once it is open
+	keys         *tunnel.Keys // a WebRTC call that may move to the tunnel, once both shares are known
+	moveTimer    *time.Timer  // moves such a call that has not connected in time
+	moves        []Move
+	lastRTP      time.Time // when the last WebRTC audio packet came
+
+	recMu sync.Mutex // serializes the recording: WebRTC's packets, then after a move the tunnel's frames
 
 	wg        sync.WaitGroup // media goroutines
 	endOnce   sync.Once
@@ -203,6 +230,7 @@ func (c *Call) Stats() Stats {
 	if leg == nil {
 		s.Path, s.Relay = c.pathUsed, c.relayUsed
 	}
+	s.Moves = slices.Clone(c.moves)
 	return s
 }
 
@@ -250,7 +278,11 @@ func (c *Call) newPeerConnection() error {
 	if c.p.cfg.RelayOnly {
 		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
-	pc, err := c.p.api.NewPeerConnection(cfg)
+	api := c.p.api
+	if c.share != nil { // it may move to the tunnel
+		api = c.p.mapi
+	}
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		return fmt.Errorf("creating the peer connection: %w", err)
 	}
@@ -283,11 +315,21 @@ func (c *Call) newPeerConnection() error {
 	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.p.log.Debug("call connection state", "call", c.id, "state", s)
+		if c.moved.Load() {
+			return // WebRTC no longer carries the call
+		}
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
 			c.onConnected()
+		case webrtc.PeerConnectionStateDisconnected:
+			if connected(c) {
+				c.move(fmt.Sprintf("nothing came over WebRTC for %v", movableDisconnected), true)
+			}
 		case webrtc.PeerConnectionStateFailed:
-			c.end(fmt.Errorf("%w: %s", ErrConnectionFailed, c.failure()), false, true)
+			reason := c.failure()
+			if !c.move("WebRTC failed: "+reason, true) {
+				c.end(fmt.Errorf("%w: %s", ErrConnectionFailed, reason), false, true)
+			}
 		}
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -328,14 +370,21 @@ func (c *Call) startMedia() bool {
 	return true
 }
 
+// onConnected notes that the media path is up: WebRTC's, or the tunnel's
+// (the other device joined the room).
 func (c *Call) onConnected() {
 	now := c.p.cfg.Now()
 	var types, relay string
-	if c.pc != nil {
+	if c.pc != nil && !c.moved.Load() {
 		types, relay = c.path()
 	}
 	c.mu.Lock()
-	leg := c.leg
+	if c.moved.Load() && c.timer != nil {
+		c.timer.Stop() // the tunnel is up after a move (see move)
+	}
+	if n := len(c.moves); n > 0 && c.moves[n-1].Up == 0 && c.leg != nil {
+		c.moves[n-1].Up = now.Sub(c.start)
+	}
 	if !c.connectedAt.IsZero() {
 		c.mu.Unlock()
 		return
@@ -345,21 +394,86 @@ func (c *Call) onConnected() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if c.moveTimer != nil {
+		c.moveTimer.Stop()
+	}
+	send := c.tunnel || c.keys != nil || c.media.Send != nil
 	c.mu.Unlock()
 	close(c.connected)
-	if leg != nil && c.startMedia() {
-		go c.send(leg.write, true, leg.s.Bitrate)
-	} else if c.media.Send != nil && c.startMedia() {
-		go c.send(c.writeRTP, false, nil)
+	if send && c.startMedia() {
+		go c.send()
 	}
+}
+
+// moveAfter is how long a WebRTC call that can move to the tunnel waits for
+// ICE to connect before it moves: where UDP is blocked, TURN over TCP or
+// TLS connects within about 2 s in the lab (udp-blocked).
+const moveAfter = 4 * time.Second
+
+// move takes the call's media from WebRTC to the server's tunnel, if it
+// can (both shares of the tunnel secret are known) and has not already:
+// our audio goes there from the next frame, what still comes over WebRTC
+// is ignored from now on, and with tell the other side is asked to move
+// too. The PeerConnection stays open until the call ends. It reports
+// whether the call moves (now or before).
+func (c *Call) move(reason string, tell bool) bool {
+	now := c.p.cfg.Now()
+	c.mu.Lock()
+	if c.keys == nil || !c.endedAt.IsZero() {
+		c.mu.Unlock()
+		return false
+	}
+	if c.moved.Load() {
+		c.mu.Unlock()
+		return true
+	}
+	c.moved.Store(true)
+	m := Move{At: now.Sub(c.start), From: PathWebRTC, To: PathTunnel, Reason: reason, FromPath: c.pathUsed, FromRelay: c.relayUsed}
+	if !c.connectedAt.IsZero() {
+		m.FromConnect = c.connectedAt.Sub(c.start)
+	}
+	c.moves = append(c.moves, m)
+	if c.moveTimer != nil {
+		c.moveTimer.Stop()
+	}
+	// The tunnel gets the time a new call gets to come up; the connect
+	// timer of a call that never connected is still running.
+	if !c.connectedAt.IsZero() {
+		d := c.p.cfg.ConnectTimeout
+		c.timer = time.AfterFunc(d, func() {
+			c.end(fmt.Errorf("%w: WebRTC broke and the server's tunnel did not connect within %v", ErrConnectionFailed, d), false, true)
+		})
+	}
+	keys := *c.keys
+	c.mu.Unlock()
+	c.p.log.Info("the call moves to the server's tunnel", "call", c.id, "reason", reason)
+	if tell {
+		c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: client.CallMove}, nil)
+	}
+	go c.openTunnel(keys)
+	return true
+}
+
+// startMoveTimer moves a call that can move if WebRTC has not connected
+// within moveAfter.
+func (c *Call) startMoveTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil || !c.connectedAt.IsZero() || !c.endedAt.IsZero() {
+		return
+	}
+	c.moveTimer = time.AfterFunc(moveAfter, func() {
+		c.move(fmt.Sprintf("WebRTC did not connect within %v", moveAfter), true)
+	})
 }
 
 // dial creates the offer and sends it; it returns once the offer is sent.
 func (c *Call) dial(ctx context.Context) error {
 	var sdp string
-	if c.tunnel {
+	if c.tunnel || c.p.cfg.Fallback {
 		c.share = newShare()
-	} else {
+	}
+	if !c.tunnel {
 		if err := c.newPeerConnection(); err != nil {
 			return err
 		}
@@ -398,6 +512,14 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	if c.tunnel {
 		return c.acceptTunnel(ctx, offer)
 	}
+	if offer.TunnelKey != nil && c.p.cfg.Tunnel != nil { // the call may move to the tunnel
+		c.share = newShare()
+		keys, err := tunnel.DeriveKeys(offer.TunnelKey, c.share, c.id)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConnectionFailed, err)
+		}
+		c.keys = &keys
+	}
 	if err := c.newPeerConnection(); err != nil {
 		return err
 	}
@@ -419,6 +541,7 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	}
 	sent := c.describe(client.CallAnswer, answer.SDP)
 	c.startConnectTimer()
+	c.startMoveTimer()
 	return c.waitSent(ctx, sent)
 }
 
@@ -499,6 +622,8 @@ func (c *Call) handle(sig client.CallSignal) {
 	switch sig.Type {
 	case client.CallICE:
 		c.addCandidate(sig)
+	case client.CallMove:
+		go c.move(sig.From.User.String()+" moved the call to the tunnel", false)
 	case client.CallHangup:
 		c.mu.Lock()
 		// Audio that came proves the path up too: the first packets may
@@ -528,6 +653,11 @@ func (c *Call) answered(sig client.CallSignal) {
 	c.remote, c.haveRemote = sig.From, true
 	queued := c.pendingICE
 	c.pendingICE = nil
+	if c.share != nil && sig.TunnelKey != nil { // the call may move to the tunnel
+		if keys, err := tunnel.DeriveKeys(c.share, sig.TunnelKey, c.id); err == nil {
+			c.keys = &keys
+		}
+	}
 	c.mu.Unlock()
 	for _, q := range queued {
 		if q.From == sig.From { // not those of devices that did not answer
@@ -535,6 +665,7 @@ func (c *Call) answered(sig client.CallSignal) {
 		}
 	}
 	c.startConnectTimer()
+	c.startMoveTimer()
 }
 
 // addCandidate adds a remote candidate, or queues it until the remote
@@ -570,6 +701,9 @@ func (c *Call) end(err error, remote, notify bool) {
 		c.err, c.remoteHangup, c.endedAt = err, remote, c.p.cfg.Now()
 		if c.timer != nil {
 			c.timer.Stop()
+		}
+		if c.moveTimer != nil {
+			c.moveTimer.Stop()
 		}
 		c.mu.Unlock()
 		var sent chan error
@@ -624,16 +758,21 @@ func (c *Call) teardown(sent <-chan error) {
 }
 
 // send paces the packets of the file to send in real time, writing each
-// with write. With keepAlive, it goes on after the file (or without one)
-// with empty frames, as a microphone's silence would: the tunnel's
-// receiver then plays silence rather than concealing a loss.
-func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, keepAlive bool, bitrate func() int) {
+// on the WebRTC track or, in a call through the tunnel (from the start or
+// since a move), to the tunnel. A call that has or may have the tunnel
+// goes on after the file (or without one) with empty frames, as a
+// microphone's silence would: the tunnel's receiver then plays silence
+// rather than concealing a loss.
+func (c *Call) send() {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
+	c.mu.Lock()
+	keepAlive := c.tunnel || c.keys != nil
+	c.mu.Unlock()
 	var lower *ladder
-	if bitrate != nil && len(c.media.SendLower) > 0 {
+	if keepAlive && len(c.media.SendLower) > 0 {
 		var err error
 		if lower, err = loadLadder(c.media.SendLower); err != nil {
 			c.p.log.Warn("the lower-bitrate audio is broken; sending the file as it is", "call", c.id, "err", err)
@@ -642,6 +781,7 @@ func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, 
 	next := time.Now()
 	src := c.media.Send
 	for n := 0; ; n++ {
+		leg, tunnelled := c.sendLeg()
 		var pkt []byte
 		d := frameDuration
 		version := 0 // Media.Send, or 1 + an index in Media.SendLower
@@ -657,8 +797,8 @@ func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, 
 			default:
 				pkt = p
 				d, _ = PacketDuration(pkt) // ReadPacket checked it
-				if lower != nil && d == frameDuration {
-					if alt, i, ok := lower.pick(n, bitrate()); ok {
+				if lower != nil && leg != nil && d == frameDuration {
+					if alt, i, ok := lower.pick(n, leg.s.Bitrate()); ok {
 						pkt, version = alt, i+1
 					}
 				}
@@ -667,7 +807,16 @@ func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, 
 		if pkt == nil && !keepAlive {
 			return
 		}
-		if err := write(pkt, d, version); err != nil {
+		var err error
+		switch {
+		case leg != nil:
+			err = leg.write(pkt, d, version)
+		case tunnelled: // moved, and the tunnel is still opening: the frame is lost
+			pkt = nil
+		case pkt != nil:
+			err = c.writeRTP(pkt, d)
+		}
+		if err != nil {
 			if !errors.Is(err, io.ErrClosedPipe) {
 				c.p.log.Debug("sending audio", "call", c.id, "err", err)
 			}
@@ -686,8 +835,19 @@ func (c *Call) send(write func(pkt []byte, d time.Duration, version int) error, 
 	}
 }
 
+// sendLeg says where the next frame goes: the tunnel (tunnelled), through
+// leg once it is open, or WebRTC.
+func (c *Call) sendLeg() (leg *tunnelLeg, tunnelled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tunnel || c.moved.Load() {
+		return c.leg, true
+	}
+	return nil, false
+}
+
 // writeRTP sends one packet on the WebRTC track.
-func (c *Call) writeRTP(pkt []byte, d time.Duration, _ int) error {
+func (c *Call) writeRTP(pkt []byte, d time.Duration) error {
 	return c.track.WriteSample(media.Sample{Data: pkt, Duration: d})
 }
 
@@ -702,6 +862,9 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 			select {
 			case <-c.ended:
 			default:
+				if c.moved.Load() {
+					return // the tunnel carries the call
+				}
 				c.p.log.Debug("the media ended without a hang-up", "call", c.id, "err", err)
 				c.end(nil, true, false)
 			}
@@ -716,6 +879,13 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 		if tr := c.media.Trace; tr != nil {
 			tr(TracePacket{Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Size: len(pkt.Payload), At: time.Now()})
 		}
-		c.rec.push(pkt)
+		c.recMu.Lock()
+		if !c.moved.Load() { // after a move the recording is the tunnel's
+			c.rec.push(pkt)
+			c.mu.Lock()
+			c.lastRTP = time.Now()
+			c.mu.Unlock()
+		}
+		c.recMu.Unlock()
 	}
 }

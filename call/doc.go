@@ -40,8 +40,17 @@
 // agent's TCP connections to TURN servers itself (SetICEProxyDialer) and
 // does the TLS handshake with that configuration.
 //
-// What is not here yet: tier 2 (the tunnel) and moving a call between
-// tiers, fresh TURN credentials for a call that outlives them, and
-// "answered on another device" for a callee with several devices (the
-// other devices ring until the caller hangs up).
+// Tier 2, the server's tunnel, is in tunnel.go. A WebRTC call can move to
+// it without hanging up (Config.Fallback): the offer and the answer then
+// carry both shares of the tunnel secret beside the SDP, and either side
+// moves when ICE has not connected within moveAfter (4 s), fails, or hears
+// nothing for 1.5 s mid-call (ICE consent checks every half second), and
+// tells the other with a "move" signal. The tunnel's recording goes on
+// where WebRTC's stopped, with silence for the time between, so that it
+// keeps time.
+//
+// What is not here yet: moving back from the tunnel to WebRTC, racing the
+// tiers from the start, fresh TURN credentials for a call that outlives
+// them, and "answered on another device" for a callee with several devices
+// (the other devices ring until the caller hangs up).
 package call

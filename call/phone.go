@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parleychat/parley"
@@ -55,6 +56,13 @@ type Config struct {
 	// (the default) or PathTunnel, which needs Tunnel. Incoming calls take
 	// the caller's choice.
 	Path string
+	// Fallback lets this Phone's WebRTC calls move to the tunnel, without
+	// hanging up, when WebRTC does not connect within a few seconds or
+	// breaks mid-call (see Call.Stats().Moves); it needs Tunnel. The offer
+	// then carries a share of the tunnel secret too, and a callee whose
+	// Phone has a Tunnel answers with its own: the call may move if both
+	// did. Incoming calls follow the caller's offer.
+	Fallback bool
 	// Loopback gathers ICE candidates on the loopback interface only, over
 	// UDP/IPv4, without mDNS: for tests on one machine.
 	Loopback bool
@@ -62,6 +70,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+
+	net transport.Net // tests: the network WebRTC uses instead of the host's
 }
 
 const (
@@ -86,6 +96,7 @@ type Phone struct {
 	cfg   Config
 	log   *slog.Logger
 	api   *webrtc.API
+	mapi  *webrtc.API // with a Tunnel: for the calls that can move to it
 	out   chan outgoing
 	rings chan *Incoming
 
@@ -137,16 +148,24 @@ func NewPhone(sig Signaller, cfg Config) (*Phone, error) {
 	default:
 		return nil, fmt.Errorf("call: unknown path %q (want %s or %s)", cfg.Path, PathWebRTC, PathTunnel)
 	}
+	if cfg.Fallback && cfg.Tunnel == nil {
+		return nil, ErrNoTunnel
+	}
 	p := &Phone{
 		sig: sig, cfg: cfg, log: log,
 		out:   make(chan outgoing, signalQueue),
 		rings: make(chan *Incoming, ringQueue),
 	}
-	api, err := newAPI(cfg, log, p.trace)
+	api, err := newAPI(cfg, log, p.trace, false)
 	if err != nil {
 		return nil, err
 	}
 	p.api = api
+	if cfg.Tunnel != nil {
+		if p.mapi, err = newAPI(cfg, log, p.trace, true); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -161,9 +180,21 @@ func hasTURN(servers []webrtc.ICEServer) bool {
 	return false
 }
 
+// ICE's timers for a call that can move to the tunnel: a binding request
+// every half second when nothing else was sent, and the path counted as
+// lost (PeerConnectionStateDisconnected, which moves the call) after 1.5 s
+// without a packet from the other side. pion's defaults, 2 s and 5 s,
+// would leave a call that a censor cut silent for 5 s.
+const (
+	movableKeepalive    = 500 * time.Millisecond
+	movableDisconnected = 1500 * time.Millisecond
+	iceFailed           = 25 * time.Second // pion's default, which SetICETimeouts needs restated
+)
+
 // newAPI builds the WebRTC stack: Opus 48 kHz stereo as the only codec, no
 // video, no interceptors but the packet trace (Media.Trace of trace()).
-func newAPI(cfg Config, log *slog.Logger, trace func() func(TracePacket)) (*webrtc.API, error) {
+// movable sets ICE's timers for calls that can move to the tunnel.
+func newAPI(cfg Config, log *slog.Logger, trace func() func(TracePacket), movable bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: opusCodec,
@@ -185,7 +216,14 @@ func newAPI(cfg Config, log *slog.Logger, trace func() func(TracePacket)) (*webr
 		}
 		s.SetICEProxyDialer(d)
 	}
-	if cfg.Loopback {
+	if movable {
+		s.SetICETimeouts(movableDisconnected, iceFailed, movableKeepalive)
+	}
+	if cfg.net != nil { // tests: a virtual network (pion's vnet) the test can cut
+		s.SetNet(cfg.net)
+		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	} else if cfg.Loopback {
 		s.SetIncludeLoopbackCandidate(true)
 		s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})

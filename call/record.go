@@ -17,7 +17,7 @@ const maxGapSamples = 60 * opusRate
 // recorder puts received RTP packets in sequence order, counts them, and
 // writes their Opus payloads to an OggWriter (if any), with concealment
 // frames where packets are missing. Only the receiving goroutine calls push
-// and finish; counts may be read by any.
+// and finish (or others, one at a time); counts may be read by any.
 type recorder struct {
 	w *OggWriter // nil: count only
 
@@ -61,12 +61,17 @@ func (r *recorder) push(p *rtp.Packet) {
 	}
 }
 
-// finish records what is still waiting and ends the Ogg stream.
-func (r *recorder) finish() error {
+// flush records what is still waiting: no more packets will come.
+func (r *recorder) flush() {
 	for len(r.pending) > 0 {
 		r.skip()
 		r.drain()
 	}
+}
+
+// finish records what is still waiting and ends the Ogg stream.
+func (r *recorder) finish() error {
+	r.flush()
 	if r.w != nil && r.err == nil {
 		r.err = r.w.Close()
 	}

@@ -64,6 +64,7 @@ type tunnelLeg struct {
 	s      *tunnel.Session
 	cancel context.CancelFunc
 	left   *time.Timer // the peer left the room: end the call unless it comes back (run's goroutine only)
+	played bool        // a frame has been recorded (run's goroutine only)
 }
 
 // acceptTunnel answers a tunnel-only offer: it derives the keys, opens the
@@ -150,8 +151,8 @@ func (c *Call) openTunnel(keys tunnel.Keys) {
 
 // Tunnel reports whether the call carries its audio through the server's
 // tunnel (tier 2) rather than WebRTC: the caller's choice, which the one
-// answering follows.
-func (c *Call) Tunnel() bool { return c.tunnel }
+// answering follows, or since a move (Stats.Moves).
+func (c *Call) Tunnel() bool { return c.tunnel || c.moved.Load() }
 
 // peer follows the other device in and out of the room.
 func (l *tunnelLeg) peer(present bool) {
@@ -201,18 +202,38 @@ func (l *tunnelLeg) arrived(f audio.Frame, now time.Time) {
 }
 
 // play takes the frame due now from the jitter buffer into the recording:
-// the frame, or a concealment frame for one that did not come.
+// the frame, or a concealment frame for one that did not come. After a
+// move, the first one records first what WebRTC left waiting and then
+// silence for the time between WebRTC's last audio and now, so that the
+// recording keeps time.
 func (l *tunnelLeg) play(seq uint64, frame []byte, st audio.FrameStatus, now time.Time) {
+	c := l.c
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	if !l.played {
+		l.played = true
+		c.mu.Lock()
+		last := c.lastRTP
+		c.mu.Unlock()
+		if !last.IsZero() {
+			c.rec.flush()
+			if gap := now.Sub(last) - frameDuration; gap > 0 {
+				for _, p := range concealment(min(int(gap*opusRate/time.Second), maxGapSamples)) {
+					c.rec.write(p)
+				}
+			}
+		}
+	}
 	if st == audio.Concealed || len(frame) == 0 { // concealed, or the sender's silence
 		for _, p := range concealment(int(frameDuration * opusRate / time.Second)) {
-			l.c.rec.write(p)
+			c.rec.write(p)
 		}
 		return
 	}
-	if tr := l.c.media.Trace; tr != nil {
+	if tr := c.media.Trace; tr != nil {
 		tr(TracePacket{Played: true, Seq: uint16(seq), Timestamp: frameTS(seq), Size: len(frame), At: now})
 	}
-	l.c.rec.write(frame)
+	c.rec.write(frame)
 }
 
 func (l *tunnelLeg) close() {
@@ -226,7 +247,10 @@ func (l *tunnelLeg) close() {
 func (l *tunnelLeg) stats(s *Stats) {
 	ts := l.s.Stats()
 	s.Path = "tunnel/" + ts.Path
-	s.Received, s.Lost, s.Late = ts.Jitter.Received, ts.Jitter.Concealed, ts.Jitter.Late
+	// After a move, what WebRTC carried before counts too.
+	s.Received += ts.Jitter.Received
+	s.Lost += ts.Jitter.Concealed
+	s.Late += ts.Jitter.Late
 	s.Tunnel = &ts
 }
 

@@ -28,6 +28,10 @@ const (
 	CallHangup  CallSignalType = "hangup"  // either side ends the call (or the caller gives up ringing)
 	CallBusy    CallSignalType = "busy"    // the callee is in another call
 	CallDecline CallSignalType = "decline" // the callee refused
+	// CallMove: the sender's WebRTC path failed and its media now goes
+	// through the server's tunnel; the other side moves too. Only in a
+	// call whose offer and answer both carried a TunnelKey.
+	CallMove CallSignalType = "move"
 )
 
 // callEventWait is how long a call signal waits for room in a full events
@@ -77,7 +81,7 @@ func (s *CallSignal) valid() error {
 		if s.Candidate == "" {
 			return parley.Errorf(parley.KindInvalid, "ICE signal without a candidate")
 		}
-	case CallHangup, CallBusy, CallDecline:
+	case CallHangup, CallBusy, CallDecline, CallMove:
 	default:
 		return parley.Errorf(parley.KindInvalid, "unknown call signal %q", s.Type)
 	}

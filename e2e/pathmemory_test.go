@@ -14,10 +14,11 @@ func startServerRefusingRelay(t *testing.T) string {
 	return "http://" + serveWithRelay(t, nil, nil)
 }
 
-// TestPathMemory: alice's first call, relay-only, takes WebRTC (nothing
-// is remembered) and does not connect; her call through the tunnel does;
-// her next call, with no --path, goes through the tunnel and says why,
-// and 'parley paths' lists both.
+// TestPathMemory: alice's first call, relay-only, takes WebRTC as she
+// asks (--path webrtc) and does not connect; her next call, relay-only
+// with no --path, takes WebRTC (the tunnel is untried) and moves to the
+// tunnel when WebRTC does not connect within seconds; her next call goes
+// through the tunnel and says why, and 'parley paths' lists them all.
 func TestPathMemory(t *testing.T) {
 	t.Parallel()
 	url := startServerRefusingRelay(t)
@@ -33,17 +34,30 @@ func TestPathMemory(t *testing.T) {
 		t.Logf("bob:\n%s", bobSaid)
 		return code, aliceOut.String()
 	}
+	moved := regexp.MustCompile(`(?m)^path: webrtc → tunnel \((WebRTC did not connect within 4s|bob moved the call to the tunnel)\)$`)
 
 	start := time.Now()
-	code, out := call("--relay-only")
-	if code != 1 || !regexp.MustCompile(`(?m)^path: webrtc \(nothing remembered for this network\)$`).MatchString(out) ||
-		!regexp.MustCompile(`connection failed`).MatchString(out) {
-		t.Fatalf("the relay-only call: exit %d; want 1, the path chosen and a failed connection", code)
+	code, out := call("--relay-only", "--path", "webrtc")
+	if code != 1 || !regexp.MustCompile(`connection failed`).MatchString(out) || moved.MatchString(out) {
+		t.Fatalf("the relay-only call with --path webrtc: exit %d; want 1 and a failed connection, not a move", code)
 	}
 	t.Logf("the WebRTC call failed after %v", time.Since(start).Round(100*time.Millisecond))
 
-	if code, out = call("--path", "tunnel"); code != 0 || !regexp.MustCompile(`(?m)^connected in \S+ \(tunnel over websocket\)$`).MatchString(out) {
-		t.Fatalf("the tunnelled call: exit %d", code)
+	code, out = call("--relay-only")
+	if code != 0 {
+		t.Fatalf("the relay-only call with --path auto: exit %d", code)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^path: webrtc \(remembered: on this network WebRTC did not connect on .*, and the tunnel has not been tried here \(the call moves to it if WebRTC fails again\)\)$`),
+		moved,
+		regexp.MustCompile(`(?m)^connected in \S+ \(tunnel over websocket\)$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("the call that moved printed no line like %s", want)
+		}
+	}
+	if !moved.MatchString(bobSaid) && !regexp.MustCompile(`(?m)^path: webrtc → tunnel \(alice moved the call to the tunnel\)$`).MatchString(bobSaid) {
+		t.Errorf("bob's answer did not say that the call moved")
 	}
 
 	code, out = call()
@@ -76,8 +90,13 @@ func TestPathMemory(t *testing.T) {
 			t.Errorf("parley paths printed no line like %s", want)
 		}
 	}
+	// The call that moved counts as a WebRTC call that did not connect
+	// and a tunnelled one that did.
 	if n := len(regexp.MustCompile(`(?m)^  \S+ \S+  tunnel  made, connected`).FindAllString(paths, -1)); n != 2 {
 		t.Errorf("parley paths lists %d tunnelled calls, want 2", n)
+	}
+	if n := len(regexp.MustCompile(`(?m)^  \S+ \S+  webrtc  made, did not connect, relay only$`).FindAllString(paths, -1)); n != 2 {
+		t.Errorf("parley paths lists %d WebRTC calls that did not connect, want 2", n)
 	}
 	alice.must("paths", "--forget")
 	if paths := alice.must("paths"); paths != "this network: nothing remembered\n" {

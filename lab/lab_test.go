@@ -21,12 +21,7 @@ import (
 // CI=true, where the lab must run, it fails), and the clean profile alone
 // runs on loopback in TestLabHost.
 func TestLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the lab needs root for its network namespaces, and CI runs as root")
-		}
-		t.Skip("skipping the hostile-network lab: it needs root for its network namespaces (run the tests as root, or see TestLabHost)")
-	}
+	needRoot(t, "the hostile-network lab", " (run the tests as root, or see TestLabHost)")
 	needTools(t)
 	bin := buildBinaries(t)
 	browsers := chromium() != ""
@@ -175,6 +170,18 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// needRoot skips the test of what (failing it under CI=true, where the lab
+// must run) unless it runs as root, which the lab's namespaces need.
+func needRoot(t *testing.T, what, hint string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the lab needs root for its network namespaces, and CI runs as root")
+		}
+		t.Skip("skipping " + what + ": it needs root for its network namespaces" + hint)
+	}
 }
 
 func needTools(t *testing.T) {

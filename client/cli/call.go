@@ -115,6 +115,12 @@ flags --path webrtc or tunnel, --carrier and --turn-transport still
 decide when given. 'parley paths' shows what is remembered, and
 'parley paths --forget' clears it.
 
+When auto chooses WebRTC, the call moves to the tunnel without hanging
+up if WebRTC does not connect within 4s, fails, or carries nothing for
+1.5s mid-call (a network that starts blocking UDP), provided the other
+side can reach the tunnel too; it prints "path: webrtc → tunnel (reason)"
+and "moved in D (tunnel over ...)". --path webrtc never moves.
+
 --path tunnel carries the audio through the server's own connections
 instead of WebRTC (for networks that block or throttle UDP, STUN or
 DTLS): end-to-end encrypted frames (SFrame, with keys agreed inside your
@@ -285,6 +291,7 @@ type callOpts struct {
 	relayOnly    bool
 	transport    string // --turn-transport
 	path         string // --path; planPath settles auto
+	fallback     bool   // --path auto chose WebRTC: the call may move to the tunnel
 	carrier      string // --carrier
 	prefer       string // with carrier "any", the carrier kind to try first (from the path memory)
 }
@@ -498,7 +505,7 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 	if path == pathAuto {
 		path = "" // answering: the caller chooses
 	}
-	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: path,
+	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: path, Fallback: o.fallback,
 		Tunnel: &call.TunnelConfig{Ticket: tunnelTickets(c, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial, Prefer: o.prefer}}
 	if e.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -635,11 +642,29 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 	interrupted := ctx.Done()
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
-	switches, changes := 0, 0
+	switches, changes, moves, moved := 0, 0, 0, 0
+	// newMoves prints the call's moves between tiers not yet printed.
+	newMoves := func(st call.Stats) {
+		for _, m := range st.Moves[min(moves, len(st.Moves)):] {
+			fmt.Fprintf(s.e.stdout, "path: %s → %s (%s)\n", m.From, m.To, m.Reason)
+		}
+		moves = len(st.Moves)
+	}
 	for {
 		select {
 		case <-poll.C:
-			if t := cl.Stats().Tunnel; t != nil {
+			st := cl.Stats()
+			newMoves(st)
+			for _, m := range st.Moves[min(moved, len(st.Moves)):] {
+				if m.Up == 0 {
+					break
+				}
+				if m.FromConnect > 0 { // else the "connected in" line says it
+					fmt.Fprintf(s.e.stdout, "moved in %v (%s)\n", (m.Up - m.At).Round(time.Millisecond), pathName(st))
+				}
+				moved++
+			}
+			if t := st.Tunnel; t != nil {
 				for _, sw := range t.Switches[min(switches, len(t.Switches)):] {
 					fmt.Fprintf(s.e.stdout, "path: %s → %s (%s)\n", sw.From, orNone(sw.To), sw.Reason)
 				}
@@ -654,6 +679,7 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 		case <-connected:
 			connected = nil
 			st := cl.Stats()
+			newMoves(st) // a move before the call connected comes first
 			s.path = st.Path
 			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st))
 			if duration > 0 {

@@ -151,7 +151,7 @@ func planAnswer(ctx context.Context, e *env, o callOpts, mem *client.PathMemory,
 // applyChoice applies ch to what o leaves open, saying so on w.
 func applyChoice(w io.Writer, o callOpts, ch client.PathChoice) callOpts {
 	if o.path == pathAuto {
-		o.path = ch.Tier
+		o.path, o.fallback = ch.Tier, ch.Tier == call.PathWebRTC
 		fmt.Fprintf(w, "path: %s (%s)\n", o.path, ch.Why)
 	}
 	if o.path == call.PathTunnel && o.carrier == "any" && ch.Carrier != "" {
@@ -174,10 +174,28 @@ func rememberPath(ctx context.Context, e *env, mem *client.PathMemory, network s
 	if network == "" || st.Connect == 0 && !errors.Is(err, call.ErrConnectionFailed) {
 		return
 	}
+	var outs []client.PathOutcome
+	// A call that moved between tiers counts as a call on each: the tier
+	// it left (whether it had connected), then the one it ended on.
+	for _, m := range st.Moves {
+		from := client.PathOutcome{Tier: m.From, Connected: m.FromConnect > 0, Connect: m.FromConnect}
+		from.ICE, from.Relay = iceWay(m.FromPath, m.FromRelay)
+		outs = append(outs, from)
+		tier = m.To
+	}
 	out := outcomeOf(st, atConnect)
-	out.At, out.Tier, out.Outgoing, out.RelayOnly = time.Now(), tier, outgoing, o.relayOnly && tier == client.TierWebRTC
-	if merr := mem.Remember(context.WithoutCancel(ctx), network, out); merr != nil {
-		fmt.Fprintf(e.stderr, "! the call's path could not be remembered: %v\n", merr)
+	out.Tier = tier
+	if n := len(st.Moves); n > 0 { // connected on the tier it moved to once it was up there
+		m := st.Moves[n-1]
+		out.Connected, out.Connect = m.Up > 0, max(m.Up-m.At, 0)
+	}
+	outs = append(outs, out)
+	for _, out := range outs {
+		out.At, out.Outgoing, out.RelayOnly = time.Now(), outgoing, o.relayOnly && out.Tier == client.TierWebRTC
+		if merr := mem.Remember(context.WithoutCancel(ctx), network, out); merr != nil {
+			fmt.Fprintf(e.stderr, "! the call's path could not be remembered: %v\n", merr)
+			return
+		}
 	}
 }
 
@@ -205,16 +223,23 @@ func outcomeOf(st call.Stats, atConnect string) client.PathOutcome {
 		}
 		return o
 	}
-	local, remote, _ := strings.Cut(st.Path, "/")
+	o.ICE, o.Relay = iceWay(st.Path, st.Relay)
+	return o
+}
+
+// iceWay is what the path memory keeps of a WebRTC call's path (its
+// Stats.Path and Stats.Relay): the ICE way and the relay's transport.
+func iceWay(path, relay string) (way, transport string) {
+	local, remote, _ := strings.Cut(path, "/")
 	switch {
 	case local == "relay":
-		o.ICE, o.Relay = "relay", st.Relay
+		return "relay", relay
 	case remote == "relay":
-		o.ICE = "peer relay"
-	case st.Path != "":
-		o.ICE = "direct"
+		return "peer relay", ""
+	case path != "":
+		return "direct", ""
 	}
-	return o
+	return "", ""
 }
 
 // carrierKind is the kind of a carrier named "websocket#2".

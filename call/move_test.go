@@ -1,0 +1,229 @@
+package call
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/transport/v5/vnet"
+
+	"github.com/parleychat/parley"
+	hub "github.com/parleychat/parley/server/tunnel"
+	"github.com/parleychat/parley/tunnel"
+)
+
+// testTunnel starts a tunnel hub (as parleyd runs it, over WebSockets) and
+// returns the TunnelConfig of a device that reaches it.
+func testTunnel(t *testing.T) func(addr parley.Address) *TunnelConfig {
+	t.Helper()
+	h := hub.NewHub(hub.Config{})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return func(addr parley.Address) *TunnelConfig {
+		return &TunnelConfig{Ticket: func(context.Context) (*tunnel.Ticket, error) {
+			tk, ttl := h.Ticket(addr)
+			u, err := tunnel.ResolveURL(srv.URL, tunnel.Path)
+			return &tunnel.Ticket{Ticket: tk, URLs: []string{u}, Expires: time.Now().Add(ttl)}, err
+		}}
+	}
+}
+
+// movingCall is a call from alice, who may move it to the tunnel, to bob,
+// each sending frames of synthetic audio and recording what comes.
+type movingCall struct {
+	ac, bc       *Call
+	aSent, bSent [][]byte
+	aRec, bRec   bytes.Buffer
+}
+
+func startMovingCall(t *testing.T, n *fakeNet, frames int, alice, bob Config) *movingCall {
+	t.Helper()
+	tun := testTunnel(t)
+	alice.Fallback, alice.Tunnel = true, tun(parley.Address{User: "alice", Device: 1})
+	bob.Tunnel = tun(parley.Address{User: "bob", Device: 1})
+	ap, bp := n.phone(t, "alice", 1, alice), n.phone(t, "bob", 1, bob)
+	mc := &movingCall{}
+	var aFile, bFile []byte
+	aFile, mc.aSent = synthOgg(t, frames)
+	bFile, mc.bSent = synthOgg(t, frames)
+	var err error
+	if mc.ac, err = ap.Dial(context.Background(), "bob", oggMedia(t, aFile, &mc.aRec)); err != nil {
+		t.Fatal(err)
+	}
+	if mc.bc, err = ring(t, bp).Accept(context.Background(), oggMedia(t, bFile, &mc.bRec)); err != nil {
+		t.Fatal(err)
+	}
+	return mc
+}
+
+// finish waits until both files are sent and (nearly) arrived, hangs up
+// and returns both sides' stats.
+func (mc *movingCall) finish(t *testing.T, frames int) (as, bs Stats) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		as, bs := mc.ac.Stats(), mc.bc.Stats()
+		if as.SendDone && bs.SendDone && as.Tunnel != nil && bs.Tunnel != nil &&
+			as.Tunnel.Jitter.Played+as.Tunnel.Jitter.Concealed > 0 && bs.Tunnel.Jitter.Played+bs.Tunnel.Jitter.Concealed > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the jitter buffers play out what they hold
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := mc.ac.Hangup(ctx); err != nil {
+		t.Fatalf("hang-up: %v", err)
+	}
+	as, aErr := wait(t, mc.ac)
+	bs, bErr := wait(t, mc.bc)
+	t.Logf("alice: %+v", as)
+	t.Logf("bob:   %+v", bs)
+	if aErr != nil || bErr != nil {
+		t.Fatalf("the calls ended with %v and %v", aErr, bErr)
+	}
+	if as.Remote || !bs.Remote {
+		t.Errorf("who hung up: alice sees remote=%v, bob %v", as.Remote, bs.Remote)
+	}
+	return as, bs
+}
+
+// checkMoved checks that s records one move from WebRTC to the tunnel,
+// made for a reason that contains one of reasons, and that the call ended
+// there.
+func checkMoved(t *testing.T, who string, s Stats, reasons ...string) Move {
+	t.Helper()
+	if len(s.Moves) != 1 {
+		t.Fatalf("%s's call moved %d times, want once: %+v", who, len(s.Moves), s.Moves)
+	}
+	m := s.Moves[0]
+	if m.From != PathWebRTC || m.To != PathTunnel || m.Up <= m.At {
+		t.Errorf("%s's move: %+v", who, m)
+	}
+	if !strings.HasPrefix(s.Path, "tunnel/") || s.Tunnel == nil {
+		t.Errorf("%s's call ended on %q, not the tunnel", who, s.Path)
+	}
+	for _, r := range reasons {
+		if strings.Contains(m.Reason, r) {
+			return m
+		}
+	}
+	t.Errorf("%s's call moved because %q, want one of %q", who, m.Reason, reasons)
+	return m
+}
+
+// TestMoveWhenWebRTCDoesNotConnect: a call whose ICE candidates are all
+// lost moves to the tunnel after moveAfter instead of failing, and each
+// side hears the other's whole file.
+func TestMoveWhenWebRTCDoesNotConnect(t *testing.T) {
+	t.Parallel()
+	const frames = 100
+	mc := startMovingCall(t, &fakeNet{dropICE: true}, frames, Config{}, Config{})
+	as, bs := mc.finish(t, frames)
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		m := checkMoved(t, who, s, "did not connect", "moved the call")
+		if m.FromConnect != 0 || m.FromPath != "" {
+			t.Errorf("%s's move says WebRTC had connected: %+v", who, m)
+		}
+		if s.Connect < moveAfter/2 || s.Connect != m.Up {
+			t.Errorf("%s's call connected after %v, its move's tunnel was up at %v", who, s.Connect, m.Up)
+		}
+		if s.Sent != frames {
+			t.Errorf("%s sent %d frames of %d", who, s.Sent, frames)
+		}
+	}
+	checkRecording(t, "alice", mc.aRec.Bytes(), mc.bSent)
+	checkRecording(t, "bob", mc.bRec.Bytes(), mc.aSent)
+}
+
+// TestMoveWhenWebRTCBreaks: WebRTC runs over a virtual network that the
+// test cuts a second into the call; both sides move to the tunnel within
+// a few seconds without hanging up, what they record goes on from there
+// and keeps time.
+func TestMoveWhenWebRTCBreaks(t *testing.T) {
+	t.Parallel()
+	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nets [2]*vnet.Net
+	for i := range nets {
+		if nets[i], err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0." + string(rune('1'+i))}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := router.AddNet(nets[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cut atomic.Bool
+	router.AddChunkFilter(func(vnet.Chunk) bool { return !cut.Load() })
+	if err := router.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { router.Stop() })
+
+	const frames = 300 // 6 s
+	mc := startMovingCall(t, &fakeNet{}, frames, Config{net: nets[0]}, Config{net: nets[1]})
+	deadline := time.Now().Add(10 * time.Second)
+	for mc.bc.Stats().Received < 50 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := mc.bc.Stats().Received; got < 50 {
+		t.Fatalf("bob received %d frames over WebRTC in 10 s", got)
+	}
+	cut.Store(true)
+	cutAt := mc.bc.Stats().Duration
+	as, bs := mc.finish(t, frames)
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		m := checkMoved(t, who, s, "nothing came over WebRTC", "moved the call")
+		if m.FromConnect == 0 || !strings.HasPrefix(m.FromPath, "host/") {
+			t.Errorf("%s's move does not say that WebRTC had connected: %+v", who, m)
+		}
+		// The cut is noticed after movableDisconnected, at the next check
+		// (every movableKeepalive); a busy machine may add a little.
+		if since := m.At - s.Connect; since > cutAt+movableDisconnected+movableKeepalive+1500*time.Millisecond {
+			t.Errorf("%s moved %v into the call, %v after the cut", who, since, since-cutAt)
+		}
+		if m.Up-m.At > 3*time.Second {
+			t.Errorf("%s's tunnel took %v to come up", who, m.Up-m.At)
+		}
+	}
+	for who, r := range map[string]struct {
+		rec  []byte
+		sent [][]byte
+	}{"alice": {mc.aRec.Bytes(), mc.bSent}, "bob": {mc.bRec.Bytes(), mc.aSent}} {
+		// At most some 3 s lost around the cut, the rest heard once, in
+		// order, each frame where it was in time: the recording runs in
+		// real time through the move.
+		audio, samples, i := 0, 0, 0
+		for _, p := range readAll(t, r.rec) {
+			n, _ := packetSamples(p)
+			at := time.Duration(samples) * time.Second / opusRate
+			samples += n
+			if len(p) <= 1 {
+				continue
+			}
+			audio++
+			for i < len(r.sent) && !bytes.Equal(r.sent[i], p) {
+				i++
+			}
+			if i == len(r.sent) {
+				t.Errorf("%s recorded a frame out of order, twice or never sent", who)
+				break
+			}
+			if late := at - time.Duration(i)*frameDuration; late < -100*time.Millisecond || late > 500*time.Millisecond {
+				t.Errorf("%s recorded frame %d at %v, %v after it was sent", who, i, at, late)
+				break
+			}
+			i++
+		}
+		if audio < frames/2 {
+			t.Errorf("%s recorded %d frames of audio of %d sent", who, audio, frames)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package lab
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	moveLine  = regexp.MustCompile(`(?m)^path: webrtc → tunnel \(([^)]*)\)$`)
+	movedLine = regexp.MustCompile(`(?m)^moved in (\S+) \(tunnel over websocket\)$`)
+)
+
+// TestLabMove: a call that --path auto puts on WebRTC, on the lab's clean
+// network, which starts dropping all UDP (the udp-blocked profile) a few
+// seconds in, as a censor that turns on mid-call would: both sides move
+// the call to the server's tunnel without hanging up, within seconds, and
+// hear each other through it for the rest of the call.
+func TestLabMove(t *testing.T) {
+	needRoot(t, "the mid-call move", "")
+	needTools(t)
+	bin := buildBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	const callFor, blockAfter = 12 * time.Second, 3 * time.Second
+	sp, err := makeSpeech(ctx, dir, callFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := openNetwork(ctx, "clean", 2, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	cfg := Config{Bin: bin}
+	srv, err := startServer(ctx, cfg, net, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	alice := &user{name: "alice", client: 0, home: filepath.Join(dir, "alice"), cfg: cfg, net: net, srv: srv}
+	bob := &user{name: "bob", client: 1, home: filepath.Join(dir, "bob"), cfg: cfg, net: net, srv: srv}
+	for _, u := range []*user{alice, bob} {
+		if err := u.register(ctx); err != nil {
+			t.Fatalf("registering %s: %v", u.name, err)
+		}
+	}
+
+	var bobOut, aliceOut lockedBuffer
+	bobDone := start(t, bob.command("answer", "--send", sp.bob, "--wait", "60s"), &bobOut)
+	waitFor(t, &bobOut, "waiting for a call", 20*time.Second)
+	aliceDone := start(t, alice.command("call", "bob", "--send", sp.alice, "--duration", callFor.String()), &aliceOut)
+	waitFor(t, &aliceOut, "connected in", 30*time.Second)
+	if !strings.Contains(aliceOut.String(), "(direct") {
+		t.Fatalf("the call did not start on WebRTC, direct:\n%s", aliceOut.String())
+	}
+	time.Sleep(blockAfter)
+	if err := net.SetProfile(ctx, "udp-blocked"); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("UDP is blocked")
+	for who, done := range map[string]<-chan error{"alice": aliceDone, "bob": bobDone} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s's parley: %v", who, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s's call did not end", who)
+		}
+	}
+	for who, out := range map[string]string{"alice": aliceOut.String(), "bob": bobOut.String()} {
+		t.Logf("%s:\n%s", who, out)
+		m := moveLine.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("%s's call did not say it moved to the tunnel", who)
+			continue
+		}
+		if !regexp.MustCompile(`^(nothing came over WebRTC for 1\.5s|WebRTC failed: .*|(alice|bob) moved the call to the tunnel)$`).MatchString(m[1]) {
+			t.Errorf("%s's call moved because %q", who, m[1])
+		}
+		if m := movedLine.FindStringSubmatch(out); m == nil {
+			t.Errorf("%s's call did not say that the tunnel took over", who)
+		} else if d, err := time.ParseDuration(m[1]); err != nil || d > 3*time.Second {
+			t.Errorf("%s's tunnel took %s to come up", who, m[1])
+		}
+		// The rest of the call, some 7 s once the cut is seen, through
+		// the tunnel's jitter buffer: at least 4 s of it played.
+		if m := regexp.MustCompile(`(?m)^jitter buffer: played (\d+),`).FindStringSubmatch(out); m == nil {
+			t.Errorf("%s's call printed no jitter buffer report", who)
+		} else if n, _ := strconv.Atoi(m[1]); n < 200 {
+			t.Errorf("%s's jitter buffer played %d frames after the move, want ≥ 200", who, n)
+		}
+	}
+}
+
+// start starts cmd, its output going to out, and returns the channel of
+// its end; it is killed at the end of the test.
+func start(t *testing.T, cmd *exec.Cmd, out *lockedBuffer) <-chan error {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return done
+}
+
+// waitFor waits until out holds s.
+func waitFor(t *testing.T, out *lockedBuffer, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within %v:\n%s", s, d, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
