@@ -108,8 +108,9 @@ How to read it:
   for the tunnel, the carrier it ended on (webtransport: QUIC datagrams; websocket: TCP).
 - **set-up**: from dialling to the first audio packet received by the caller.
 - **frames played**: the share of the frames sent that a listener would have played, with a playout delay set to the
-  95th percentile of the call's one-way delays (20 ms to 1 s); the rest never came (lost) or came too late. The
-  figures are those of the direction that heard worse.
+  95th percentile of the call's one-way delays (20 ms to 1 s); the rest never came (lost) or came too late. Frames
+  sent less than the playout delay before the listener hung up are not counted (they were still waiting to be played).
+  The figures are those of the direction that heard worse.
 - **playout delay**: from the sender handing a frame to the network to the listener playing it (the added one-way
   delay of the JSON's ` + "`added_delay_ms`" + `).
 - **MOS**: the ITU-T G.107 E-model's, from the playout delay plus 40 ms, the frames not played, and how bursty their

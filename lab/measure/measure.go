@@ -121,7 +121,10 @@ type Options struct {
 	// (default 95).
 	Percentile float64
 	// Until, if set, is when the receiver stopped listening (the call
-	// ended there): packets sent after it are not counted.
+	// ended there): packets sent after it are not counted, nor those sent
+	// less than the playout delay before it, which were still waiting to
+	// be played when the call ended: the hang-up, not the path, kept them
+	// from the listener.
 	Until time.Time
 }
 
@@ -162,6 +165,12 @@ func Analyze(sent, received []Packet, o Options) Playout {
 	if len(delays) > 0 {
 		p.Delay = min(max(percentile(delays, o.Percentile), o.MinDelay), o.MaxDelay)
 	}
+	if !o.Until.IsZero() {
+		if kept := cutAt(sent, o.Until.Add(-p.Delay)); len(kept) < len(sent) {
+			o.Until = time.Time{}
+			return Analyze(kept, received, o)
+		}
+	}
 	for i, s := range sent {
 		switch {
 		case arrival[i].IsZero():
@@ -184,6 +193,9 @@ func Analyze(sent, received []Packet, o Options) Playout {
 func Observe(sent, received, played []Packet, o Options) Playout {
 	o.defaults()
 	sent = o.cut(sent)
+	if d, ok := endDelay(sent, played); ok && !o.Until.IsZero() {
+		sent = cutAt(sent, o.Until.Add(-d))
+	}
 	p := Playout{Sent: len(sent), Heard: make([]bool, len(sent))}
 	if len(sent) == 0 {
 		return p
@@ -230,11 +242,30 @@ func (o *Options) cut(sent []Packet) []Packet {
 	if o.Until.IsZero() {
 		return sent
 	}
+	return cutAt(sent, o.Until)
+}
+
+// cutAt leaves out the packets sent after t.
+func cutAt(sent []Packet, t time.Time) []Packet {
 	n := len(sent)
-	for n > 0 && sent[n-1].At.After(o.Until) {
+	for n > 0 && sent[n-1].At.After(t) {
 		n--
 	}
 	return sent[:n]
+}
+
+// endDelay is the playout delay at the end of the call: from sending to
+// playing the last frame played.
+func endDelay(sent, played []Packet) (time.Duration, bool) {
+	index := seqIndex(sent)
+	var last Packet
+	var d time.Duration
+	for _, r := range played {
+		if i, ok := index[r.Seq]; ok && r.Timestamp == sent[i].Timestamp && !r.At.Before(last.At) {
+			last, d = r, r.At.Sub(sent[i].At)
+		}
+	}
+	return d, !last.At.IsZero()
 }
 
 // seqIndex maps the sequence numbers of sent to their positions.

@@ -62,7 +62,9 @@ func TestAnalyze(t *testing.T) {
 				return -1 // the receiver had hung up
 			}
 			return ms
-		}, Options{Until: t0.Add(89*20*ms + 5*ms)}, Playout{Sent: 90, Arrived: 90, Played: 90, PlayedPct: 100, Delay: 20 * ms, MedianDelay: ms}},
+		}, Options{Until: t0.Add(89*20*ms + 5*ms)}, Playout{Sent: 89, Arrived: 89, Played: 89, PlayedPct: 100, Delay: 20 * ms, MedianDelay: ms}},
+		// The last packet before the hang-up arrived, but its playout (20
+		// ms after sending) would have come after it: not counted either.
 		{"nothing arrives", 0, func(int) time.Duration { return -1 }, Options{},
 			Playout{Sent: 100, Lost: 100, LongestGap: 2 * time.Second}},
 	} {
@@ -244,6 +246,34 @@ func TestObserve(t *testing.T) {
 	if p.Sent != 50 || p.Arrived != 45 || p.Lost != 5 || p.Played != 44 || p.Late != 1 ||
 		p.LongestGap != 100*ms || p.Delay != 60*ms || p.MedianDelay != 5*ms || p.Heard[30] || !p.Heard[31] {
 		t.Errorf("Observe: %+v", p)
+	}
+}
+
+// TestObserveUntil: frames sent less than the playout delay before the
+// listener hung up were still in its jitter buffer: they are not counted,
+// and make no gap at the end.
+func TestObserveUntil(t *testing.T) {
+	ms := time.Millisecond
+	sent, received := stream(50, 0, func(i int) time.Duration {
+		if i >= 10 && i < 15 {
+			return -1
+		}
+		return 5 * ms
+	})
+	until := sent[49].At.Add(5 * ms)
+	var played []Packet
+	for i, s := range sent {
+		p := s
+		p.At = s.At.Add(250 * ms)
+		if i >= 10 && i < 15 || i == 30 || p.At.After(until) {
+			continue
+		}
+		played = append(played, p)
+	}
+	p := Observe(sent, received, played, Options{Until: until})
+	// Frames 37 on would have played after the hang-up (at 740 ms + 250).
+	if p.Sent != 37 || p.Played != 31 || p.Lost != 5 || p.LongestGap != 100*ms || p.Delay != 250*ms {
+		t.Errorf("Observe: %+v", brief(p))
 	}
 }
 
