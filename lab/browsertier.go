@@ -130,7 +130,7 @@ func (br *browserRun) stop() {
 
 // call has alice call bob and measures the call.
 func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
-	res := Result{Tier: "webrtc-browser", Runs: 1}
+	res := Result{Tier: tierBrowser, Runs: 1}
 	ctx, cancel := context.WithTimeout(ctx, cfg.CallDuration+4*time.Minute)
 	defer cancel()
 	if _, err := io.WriteString(br.hold, "go\n"); err != nil {

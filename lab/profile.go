@@ -101,7 +101,10 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 	if br != nil {
 		web, err := br.call(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("browser call: %w", err)
+			// The browsers' trouble is their tier's failed run; the CLI
+			// tiers' figures of this run stand.
+			fmt.Fprintf(cfg.Progress, "lab: %s: browser call: %v\n", profile, err)
+			web = Result{Tier: tierBrowser, Runs: 1, Error: "browser call: " + firstLine(err.Error())}
 		}
 		web.Profile, web.Network = profile, net.Kind()
 		// Messaging is the same client library in both tiers: measured once.
