@@ -221,26 +221,33 @@ func TestPlayedOgg(t *testing.T) {
 	}
 }
 
+// observed is a call of 50 frames from sequence number first whose frames
+// 10–14 never came and 30 came too late; the others came 5 ms after they
+// were sent and were played delay after, if before until (when set).
+func observed(first uint16, delay time.Duration, until time.Time) (sent, received, played []Packet) {
+	sent, received = stream(50, first, func(i int) time.Duration {
+		if i >= 10 && i < 15 {
+			return -1
+		}
+		return 5 * time.Millisecond
+	})
+	for i, s := range sent {
+		p := s
+		p.At = s.At.Add(delay)
+		if i >= 10 && i < 15 || i == 30 || !until.IsZero() && p.At.After(until) {
+			continue
+		}
+		played = append(played, p)
+	}
+	return sent, received, played
+}
+
 // TestObserve: a receiver whose playout is known. Frames 10–14 never came
 // and 30 came but was not played (too late for the jitter buffer); the
 // buffer played the others 60 ms after they were sent.
 func TestObserve(t *testing.T) {
 	ms := time.Millisecond
-	sent, received := stream(50, 65520, func(i int) time.Duration {
-		if i >= 10 && i < 15 {
-			return -1
-		}
-		return 5 * ms
-	})
-	var played []Packet
-	for i, s := range sent {
-		if i >= 10 && i < 15 || i == 30 {
-			continue
-		}
-		p := s
-		p.At = s.At.Add(60 * ms)
-		played = append(played, p)
-	}
+	sent, received, played := observed(65520, 60*ms, time.Time{})
 	played = append(played, Packet{Seq: 3, Timestamp: 1}) // not one of ours
 	p := Observe(sent, received, played, Options{})
 	if p.Sent != 50 || p.Arrived != 45 || p.Lost != 5 || p.Played != 44 || p.Late != 1 ||
@@ -254,22 +261,8 @@ func TestObserve(t *testing.T) {
 // and make no gap at the end.
 func TestObserveUntil(t *testing.T) {
 	ms := time.Millisecond
-	sent, received := stream(50, 0, func(i int) time.Duration {
-		if i >= 10 && i < 15 {
-			return -1
-		}
-		return 5 * ms
-	})
-	until := sent[49].At.Add(5 * ms)
-	var played []Packet
-	for i, s := range sent {
-		p := s
-		p.At = s.At.Add(250 * ms)
-		if i >= 10 && i < 15 || i == 30 || p.At.After(until) {
-			continue
-		}
-		played = append(played, p)
-	}
+	until := t0.Add(49*20*ms + 5*ms) // 5 ms after the last frame was sent
+	sent, received, played := observed(0, 250*ms, until)
 	p := Observe(sent, received, played, Options{Until: until})
 	// Frames 37 on would have played after the hang-up (at 740 ms + 250).
 	if p.Sent != 37 || p.Played != 31 || p.Lost != 5 || p.LongestGap != 100*ms || p.Delay != 250*ms {
