@@ -13,6 +13,7 @@ import (
 	"github.com/pion/transport/v5/vnet"
 
 	"github.com/parleychat/parley"
+	"github.com/parleychat/parley/client"
 	hub "github.com/parleychat/parley/server/tunnel"
 	"github.com/parleychat/parley/tunnel"
 )
@@ -226,4 +227,59 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 			t.Errorf("%s recorded %d frames of audio of %d sent", who, audio, frames)
 		}
 	}
+}
+
+// TestMoveSignalIgnored: a "move" signal in a call that cannot move (the
+// caller offered no share of the tunnel secret) changes nothing: the call
+// goes on over WebRTC and each side hears the other's whole file.
+func TestMoveSignalIgnored(t *testing.T) {
+	t.Parallel()
+	n := &fakeNet{}
+	tun := testTunnel(t)
+	alice := n.phone(t, "alice", 1, Config{Tunnel: tun(parley.Address{User: "alice", Device: 1})})
+	bob := n.phone(t, "bob", 1, Config{Tunnel: tun(parley.Address{User: "bob", Device: 1})})
+	const frames = 100
+	aFile, aSent := synthOgg(t, frames)
+	bFile, bSent := synthOgg(t, frames)
+	var aRec, bRec bytes.Buffer
+	ac, err := alice.Dial(context.Background(), "bob", oggMedia(t, aFile, &aRec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := ring(t, bob).Accept(context.Background(), oggMedia(t, bFile, &bRec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-bc.Audio()
+	n.mu.Lock()
+	aliceDev := n.devices["alice"][0]
+	n.mu.Unlock()
+	if err := aliceDev.SendCallSignal(context.Background(), "bob", client.CallSignal{CallID: ac.ID(), Type: client.CallMove}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		if as, bs := ac.Stats(), bc.Stats(); as.SendDone && bs.SendDone && as.Received >= frames-1 && bs.Received >= frames-1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ac.Hangup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	as, aErr := wait(t, ac)
+	bs, bErr := wait(t, bc)
+	if aErr != nil || bErr != nil {
+		t.Fatalf("the calls ended with %v and %v", aErr, bErr)
+	}
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		if len(s.Moves) != 0 || s.Tunnel != nil || !strings.HasPrefix(s.Path, "host/") {
+			t.Errorf("%s's call: moves %+v, path %q", who, s.Moves, s.Path)
+		}
+	}
+	if bc.Tunnel() || ac.Tunnel() {
+		t.Errorf("a call that cannot move says it went through the tunnel")
+	}
+	checkRecording(t, "alice", aRec.Bytes(), bSent)
+	checkRecording(t, "bob", bRec.Bytes(), aSent)
 }
