@@ -157,6 +157,19 @@ func checkRecording(t *testing.T, who string, rec []byte, sent [][]byte) {
 	}
 }
 
+// waitHeard waits (8 s at most) until both sides have sent their files of
+// frames and (nearly) all of them have arrived.
+func waitHeard(ac, bc *Call, frames int) {
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		as, bs := ac.Stats(), bc.Stats()
+		if as.SendDone && bs.SendDone && as.Received >= frames-1 && bs.Received >= frames-1 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestCall makes a 2 s call each way over loopback and checks what each
 // side recorded; the caller hangs up, which ends the call on both sides.
 func TestCall(t *testing.T) {
@@ -187,15 +200,7 @@ func TestCall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Wait until both files are sent and have (nearly) arrived.
-			deadline := time.Now().Add(8 * time.Second)
-			for time.Now().Before(deadline) {
-				as, bs := ac.Stats(), bc.Stats()
-				if as.SendDone && bs.SendDone && as.Received >= frames-1 && bs.Received >= frames-1 {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			waitHeard(ac, bc, frames)
 			time.Sleep(50 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -34,8 +34,9 @@ func testTunnel(t *testing.T) func(addr parley.Address) *TunnelConfig {
 	}
 }
 
-// movingCall is a call from alice, who may move it to the tunnel, to bob,
-// each sending frames of synthetic audio and recording what comes.
+// movingCall is a call from alice to bob, both able to reach the tunnel
+// (alice may move the call there if her Config has Fallback), each sending
+// frames of synthetic audio and recording what comes.
 type movingCall struct {
 	ac, bc       *Call
 	aSent, bSent [][]byte
@@ -45,7 +46,7 @@ type movingCall struct {
 func startMovingCall(t *testing.T, n *fakeNet, frames int, alice, bob Config) *movingCall {
 	t.Helper()
 	tun := testTunnel(t)
-	alice.Fallback, alice.Tunnel = true, tun(parley.Address{User: "alice", Device: 1})
+	alice.Tunnel = tun(parley.Address{User: "alice", Device: 1})
 	bob.Tunnel = tun(parley.Address{User: "bob", Device: 1})
 	ap, bp := n.phone(t, "alice", 1, alice), n.phone(t, "bob", 1, bob)
 	mc := &movingCall{}
@@ -124,7 +125,7 @@ func checkMoved(t *testing.T, who string, s Stats, reasons ...string) Move {
 func TestMoveWhenWebRTCDoesNotConnect(t *testing.T) {
 	t.Parallel()
 	const frames = 100
-	mc := startMovingCall(t, &fakeNet{dropICE: true}, frames, Config{}, Config{})
+	mc := startMovingCall(t, &fakeNet{dropICE: true}, frames, Config{Fallback: true}, Config{})
 	as, bs := mc.finish(t, frames)
 	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
 		m := checkMoved(t, who, s, "did not connect", "moved the call")
@@ -169,7 +170,7 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 	t.Cleanup(func() { router.Stop() })
 
 	const frames = 300 // 6 s
-	mc := startMovingCall(t, &fakeNet{}, frames, Config{net: nets[0]}, Config{net: nets[1]})
+	mc := startMovingCall(t, &fakeNet{}, frames, Config{Fallback: true, net: nets[0]}, Config{net: nets[1]})
 	deadline := time.Now().Add(10 * time.Second)
 	for mc.bc.Stats().Received < 50 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -235,21 +236,9 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 func TestMoveSignalIgnored(t *testing.T) {
 	t.Parallel()
 	n := &fakeNet{}
-	tun := testTunnel(t)
-	alice := n.phone(t, "alice", 1, Config{Tunnel: tun(parley.Address{User: "alice", Device: 1})})
-	bob := n.phone(t, "bob", 1, Config{Tunnel: tun(parley.Address{User: "bob", Device: 1})})
 	const frames = 100
-	aFile, aSent := synthOgg(t, frames)
-	bFile, bSent := synthOgg(t, frames)
-	var aRec, bRec bytes.Buffer
-	ac, err := alice.Dial(context.Background(), "bob", oggMedia(t, aFile, &aRec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := ring(t, bob).Accept(context.Background(), oggMedia(t, bFile, &bRec))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mc := startMovingCall(t, n, frames, Config{}, Config{})
+	ac, bc := mc.ac, mc.bc
 	<-bc.Audio()
 	n.mu.Lock()
 	aliceDev := n.devices["alice"][0]
@@ -257,13 +246,7 @@ func TestMoveSignalIgnored(t *testing.T) {
 	if err := aliceDev.SendCallSignal(context.Background(), "bob", client.CallSignal{CallID: ac.ID(), Type: client.CallMove}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(8 * time.Second)
-	for time.Now().Before(deadline) {
-		if as, bs := ac.Stats(), bc.Stats(); as.SendDone && bs.SendDone && as.Received >= frames-1 && bs.Received >= frames-1 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHeard(ac, bc, frames)
 	if err := ac.Hangup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +263,6 @@ func TestMoveSignalIgnored(t *testing.T) {
 	if bc.Tunnel() || ac.Tunnel() {
 		t.Errorf("a call that cannot move says it went through the tunnel")
 	}
-	checkRecording(t, "alice", aRec.Bytes(), bSent)
-	checkRecording(t, "bob", bRec.Bytes(), aSent)
+	checkRecording(t, "alice", mc.aRec.Bytes(), mc.bSent)
+	checkRecording(t, "bob", mc.bRec.Bytes(), mc.aSent)
 }
