@@ -56,23 +56,34 @@ type Stats struct {
 	Remote   bool          // the other side hung up
 	Tunnel   *TunnelStats  // a call through the server's tunnel: what its jitter buffer and sender did
 	Moves    []Move        // the call's moves between tiers
+	Race     *Race         // a call that raced the tiers: how each did
 }
 
-// Move is a call's move from one tier to another without hanging up: so
-// far from WebRTC, when it does not connect in time or breaks, to the
-// server's tunnel.
+// Move is a call's move from one tier to another without hanging up: from
+// the tunnel up to WebRTC when WebRTC comes up over UDP after the call
+// started in the tunnel, or from WebRTC to the tunnel when WebRTC breaks.
 type Move struct {
 	At     time.Duration // since dialling or answering
-	From   string        // PathWebRTC
-	To     string        // PathTunnel
+	From   string        // PathWebRTC or PathTunnel
+	To     string        // the other one
 	Reason string
-	// Up is when the call was heard of on To (since dialling or answering:
-	// the other device joined the tunnel); 0 if not (yet).
+	// Up is when the call could be heard on To (since dialling or
+	// answering: WebRTC was up, or the other device was in the tunnel's
+	// room); 0 if not (yet).
 	Up time.Duration
 	// FromConnect is when From had come up (0: it never did), FromPath and
 	// FromRelay what Stats.Path and Stats.Relay said of it then.
 	FromConnect         time.Duration
 	FromPath, FromRelay string
+}
+
+// Race is what a call that raced WebRTC and the tunnel (Config.Fallback)
+// saw of each, whichever carried it: when each came up, since dialling or
+// answering (0: it did not).
+type Race struct {
+	WebRTC                  time.Duration
+	WebRTCPath, WebRTCRelay string        // Stats.Path and Stats.Relay of WebRTC when it came up
+	Tunnel                  time.Duration // the other device was in the tunnel's room
 }
 
 // Call is one call, placed by Phone.Dial or accepted with Incoming.Accept.
@@ -87,8 +98,9 @@ type Call struct {
 	track    *webrtc.TrackLocalStaticSample
 	rec      *recorder
 	tunnel   bool        // the media goes through the server's tunnel, not WebRTC
-	share    []byte      // with tunnel, or a call that may move to it: our share of the tunnel secret
-	moved    atomic.Bool // the call has moved from WebRTC to the tunnel (set under mu)
+	share    []byte      // with tunnel, or a call that may race it: our share of the tunnel secret
+	moved    atomic.Bool // the call has moved from WebRTC to the tunnel, for good (set under mu)
+	onTunnel atomic.Bool // a call that races the tiers sends through the tunnel: it started there, or moved (set under mu)
 	sent     atomic.Int64
 	sendDone atomic.Bool
 
@@ -108,13 +120,26 @@ type Call struct {
 	hangupErr    error  // sending our hang-up failed
 	tornDown     bool   // no more media goroutines may start
 	timer        *time.Timer
-	leg          *tunnelLeg   // with tunnel, once both shares are known; after a move, once it is open
-	keys         *tunnel.Keys // a WebRTC call that may move to the tunnel, once both shares are known
-	moveTimer    *time.Timer  // moves such a call that has not connected in time
+	leg          *tunnelLeg // once the tunnel is open
 	moves        []Move
-	lastRTP      time.Time // when the last WebRTC audio packet came
+	// A call that races WebRTC and the tunnel (Config.Fallback):
+	keys       *tunnel.Keys // once both shares are known
+	graceTimer *time.Timer  // starts it in the tunnel when WebRTC has not come up within RaceGrace
+	graceOver  bool
+	rtcFailed  bool      // ICE failed before WebRTC came up
+	rtcUp      time.Time // when WebRTC came up, carrying the call or not
+	rtcPath    string    // pathUsed and relayUsed then
+	rtcRelay   string
+	tunnelUp   time.Time // when the other device was first in the tunnel's room
+	peerIn     bool      // it is there now
+	opening    bool      // the tunnel is being opened
+	tunnelErr  error     // opening it failed
 
-	recMu sync.Mutex // serializes the recording: WebRTC's packets, then after a move the tunnel's frames
+	recMu     sync.Mutex // serializes the recording, which takes WebRTC's packets or the tunnel's frames; guards the fields below
+	recTunnel bool       // the recording takes the tunnel's frames
+	lastRTP   time.Time  // when the last WebRTC audio packet came
+	lastRec   time.Time  // when the recording last took audio, from either
+	fillFrom  time.Time  // set when the recording switched to the tunnel: its first frame follows silence since then
 
 	wg        sync.WaitGroup // media goroutines
 	endOnce   sync.Once
@@ -227,10 +252,20 @@ func (c *Call) Stats() Stats {
 		s.Duration = end.Sub(up)
 	}
 	s.Remote = c.remoteHangup
-	if leg == nil {
+	if !c.tunnel && !c.onTunnel.Load() {
 		s.Path, s.Relay = c.pathUsed, c.relayUsed
 	}
 	s.Moves = slices.Clone(c.moves)
+	if c.keys != nil {
+		r := &Race{WebRTCPath: c.rtcPath, WebRTCRelay: c.rtcRelay}
+		if !c.rtcUp.IsZero() {
+			r.WebRTC = c.rtcUp.Sub(c.start)
+		}
+		if !c.tunnelUp.IsZero() {
+			r.Tunnel = c.tunnelUp.Sub(c.start)
+		}
+		s.Race = r
+	}
 	return s
 }
 
@@ -318,16 +353,22 @@ func (c *Call) newPeerConnection() error {
 		if c.moved.Load() {
 			return // WebRTC no longer carries the call
 		}
+		onTunnel := c.onTunnel.Load() // it raced, and the tunnel carries it
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
-			c.onConnected()
+			c.webrtcUp()
 		case webrtc.PeerConnectionStateDisconnected:
-			if connected(c) {
+			if connected(c) && !onTunnel {
 				c.move(fmt.Sprintf("nothing came over WebRTC for %v", movableDisconnected), true)
 			}
 		case webrtc.PeerConnectionStateFailed:
 			reason := c.failure()
-			if !c.move("WebRTC failed: "+reason, true) {
+			switch {
+			case onTunnel:
+				c.p.log.Info("WebRTC failed; the call stays in the tunnel", "call", c.id, "reason", reason)
+			case connected(c) && c.move("WebRTC failed: "+reason, true):
+			case !connected(c) && c.raced() && c.rtcFailedBeforeUp():
+			default:
 				c.end(fmt.Errorf("%w: %s", ErrConnectionFailed, reason), false, true)
 			}
 		}
@@ -358,6 +399,13 @@ func (c *Call) failure() string {
 	}
 }
 
+// raced says whether the call races WebRTC and the tunnel.
+func (c *Call) raced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys != nil
+}
+
 // startMedia counts one media goroutine in, unless the call is being torn
 // down.
 func (c *Call) startMedia() bool {
@@ -370,33 +418,28 @@ func (c *Call) startMedia() bool {
 	return true
 }
 
-// onConnected notes that the media path is up: WebRTC's, or the tunnel's
-// (the other device joined the room).
-func (c *Call) onConnected() {
-	now := c.p.cfg.Now()
-	var types, relay string
-	if c.pc != nil && !c.moved.Load() {
-		types, relay = c.path()
-	}
-	c.mu.Lock()
-	if c.moved.Load() && c.timer != nil {
-		c.timer.Stop() // the tunnel is up after a move (see move)
-	}
-	if n := len(c.moves); n > 0 && c.moves[n-1].Up == 0 && c.leg != nil {
-		c.moves[n-1].Up = now.Sub(c.start)
-	}
-	if !c.connectedAt.IsZero() {
-		c.mu.Unlock()
-		return
+// connectLocked notes that the media path is up, the first time: WebRTC's
+// (tunnel false) or the tunnel's. Called with c.mu held; if it reports
+// true, the caller calls started once c.mu is released.
+func (c *Call) connectLocked(now time.Time, tunnel bool) bool {
+	if !c.connectedAt.IsZero() || !c.endedAt.IsZero() {
+		return false
 	}
 	c.connectedAt = now
-	c.pathUsed, c.relayUsed = types, relay
-	if c.timer != nil {
-		c.timer.Stop()
+	if tunnel && !c.tunnel {
+		c.onTunnel.Store(true) // it raced, and the tunnel came first
 	}
-	if c.moveTimer != nil {
-		c.moveTimer.Stop()
+	for _, t := range []*time.Timer{c.timer, c.graceTimer} {
+		if t != nil {
+			t.Stop()
+		}
 	}
+	return true
+}
+
+// started announces that the call is connected and starts sending.
+func (c *Call) started() {
+	c.mu.Lock()
 	send := c.tunnel || c.keys != nil || c.media.Send != nil
 	c.mu.Unlock()
 	close(c.connected)
@@ -405,17 +448,134 @@ func (c *Call) onConnected() {
 	}
 }
 
-// moveAfter is how long a WebRTC call that can move to the tunnel waits for
-// ICE to connect before it moves: where UDP is blocked, TURN over TCP or
-// TLS connects within about 2 s in the lab (udp-blocked).
-const moveAfter = 4 * time.Second
+// RaceGrace is how long a call that races the tiers gives WebRTC to come
+// up, from the answer, before it starts in the tunnel: ICE connects within
+// a second on a network that lets UDP through, directly or through the
+// TURN relay, and a call that starts on WebRTC need not move.
+const RaceGrace = time.Second
 
-// move takes the call's media from WebRTC to the server's tunnel, if it
-// can (both shares of the tunnel secret are known) and has not already:
-// our audio goes there from the next frame, what still comes over WebRTC
-// is ignored from now on, and with tell the other side is asked to move
-// too. The PeerConnection stays open until the call ends. It reports
-// whether the call moves (now or before).
+// webrtcUp takes WebRTC's coming up: the call connects on it, or, when
+// it started in the tunnel, moves up to it if it runs over UDP. Over TCP
+// (TURN over TCP or TLS) it is no better than the tunnel, and the call
+// stays there.
+func (c *Call) webrtcUp() {
+	now := c.p.cfg.Now()
+	types, relay := c.path()
+	c.mu.Lock()
+	if c.rtcUp.IsZero() {
+		c.rtcUp, c.rtcPath, c.rtcRelay = now, types, relay
+	}
+	switch {
+	case c.moved.Load():
+	case c.connectedAt.IsZero():
+		c.pathUsed, c.relayUsed = types, relay
+		if c.connectLocked(now, false) {
+			c.mu.Unlock()
+			c.started()
+			return
+		}
+	case !c.onTunnel.Load():
+	case relay == "" || relay == "udp":
+		var from string
+		if l := c.leg; l != nil {
+			from = "tunnel/" + l.s.Path()
+		}
+		c.moves = append(c.moves, Move{
+			At: now.Sub(c.start), From: PathTunnel, To: PathWebRTC, Up: now.Sub(c.start),
+			Reason:      "WebRTC came up over UDP",
+			FromConnect: c.connectedAt.Sub(c.start), FromPath: from,
+		})
+		c.pathUsed, c.relayUsed = types, relay
+		c.onTunnel.Store(false)
+		c.p.log.Info("the call moves up to WebRTC", "call", c.id, "path", types)
+	default:
+		c.p.log.Info("WebRTC came up through the relay over "+relay+"; the call stays in the tunnel", "call", c.id)
+	}
+	c.mu.Unlock()
+}
+
+// tunnelPeer follows the other device in and out of the tunnel's room: a
+// call that connects there connects when it comes in, one that moved
+// there is up.
+func (c *Call) tunnelPeer(present bool) {
+	now := c.p.cfg.Now()
+	c.mu.Lock()
+	c.peerIn = present
+	if !present {
+		c.mu.Unlock()
+		return
+	}
+	if c.tunnelUp.IsZero() {
+		c.tunnelUp = now
+	}
+	if n := len(c.moves); n > 0 && c.moves[n-1].To == PathTunnel && c.moves[n-1].Up == 0 {
+		c.moves[n-1].Up = now.Sub(c.start)
+		if c.timer != nil {
+			c.timer.Stop() // see move
+		}
+	}
+	start := (c.tunnel || c.graceOver || c.rtcFailed || c.moved.Load()) && c.connectLocked(now, true)
+	c.mu.Unlock()
+	if start {
+		c.started()
+	}
+}
+
+// startRace opens the tunnel beside WebRTC, once both shares of its secret
+// are known, and gives WebRTC RaceGrace to come up before the call may
+// start in the tunnel.
+func (c *Call) startRace(keys tunnel.Keys) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.endedAt.IsZero() {
+		return
+	}
+	c.keys = &keys
+	c.graceTimer = time.AfterFunc(RaceGrace, func() {
+		c.mu.Lock()
+		c.graceOver = true
+		start := c.peerIn && c.connectLocked(c.p.cfg.Now(), true)
+		c.mu.Unlock()
+		if start {
+			c.started()
+		}
+	})
+	c.openTunnelLocked()
+}
+
+// openTunnelLocked opens the tunnel, unless it is open or opening. Called
+// with c.mu held.
+func (c *Call) openTunnelLocked() {
+	if c.leg != nil || c.opening || c.keys == nil {
+		return
+	}
+	c.opening = true
+	go c.openTunnel(*c.keys)
+}
+
+// rtcFailedBeforeUp takes ICE's failure in a call that races the tiers
+// and had not connected: the tunnel carries it when it comes, at once.
+// It reports false if the tunnel failed too.
+func (c *Call) rtcFailedBeforeUp() bool {
+	c.mu.Lock()
+	c.rtcFailed = true
+	failed := c.tunnelErr != nil && c.leg == nil && !c.opening
+	start := c.peerIn && c.connectLocked(c.p.cfg.Now(), true)
+	c.mu.Unlock()
+	if start {
+		c.started()
+	}
+	return !failed
+}
+
+// move takes the call's media from WebRTC to the server's tunnel, for
+// good, if it can (both shares of the tunnel secret are known) and has not
+// already: our audio goes there from the next frame (at once if the
+// tunnel is open and the other device in it, as it is when the race left
+// it standing by), what still comes over WebRTC is ignored from now on,
+// and with tell the other side is asked to move too. The PeerConnection
+// stays open until the call ends. It reports whether the call moves (now
+// or before).
 func (c *Call) move(reason string, tell bool) bool {
 	now := c.p.cfg.Now()
 	c.mu.Lock()
@@ -428,43 +588,37 @@ func (c *Call) move(reason string, tell bool) bool {
 		return true
 	}
 	c.moved.Store(true)
+	if c.onTunnel.Load() { // it is there already: it stays
+		c.mu.Unlock()
+		return true
+	}
+	c.onTunnel.Store(true)
 	m := Move{At: now.Sub(c.start), From: PathWebRTC, To: PathTunnel, Reason: reason, FromPath: c.pathUsed, FromRelay: c.relayUsed}
-	if !c.connectedAt.IsZero() {
-		m.FromConnect = c.connectedAt.Sub(c.start)
+	if !c.rtcUp.IsZero() {
+		m.FromConnect = c.rtcUp.Sub(c.start)
+	}
+	if c.leg != nil && c.peerIn {
+		m.Up = m.At
 	}
 	c.moves = append(c.moves, m)
-	if c.moveTimer != nil {
-		c.moveTimer.Stop()
-	}
-	// The tunnel gets the time a new call gets to come up; the connect
-	// timer of a call that never connected is still running.
-	if !c.connectedAt.IsZero() {
+	start := m.Up > 0 && c.connectLocked(now, true) // the other side moved before we connected
+	// The tunnel gets the time a new call gets to come up.
+	if m.Up == 0 && !c.connectedAt.IsZero() {
 		d := c.p.cfg.ConnectTimeout
 		c.timer = time.AfterFunc(d, func() {
 			c.end(fmt.Errorf("%w: WebRTC broke and the server's tunnel did not connect within %v", ErrConnectionFailed, d), false, true)
 		})
 	}
-	keys := *c.keys
+	c.openTunnelLocked()
 	c.mu.Unlock()
+	if start {
+		c.started()
+	}
 	c.p.log.Info("the call moves to the server's tunnel", "call", c.id, "reason", reason)
 	if tell {
 		c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: client.CallMove}, nil)
 	}
-	go c.openTunnel(keys)
 	return true
-}
-
-// startMoveTimer moves a call that can move if WebRTC has not connected
-// within moveAfter.
-func (c *Call) startMoveTimer() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.keys == nil || !c.connectedAt.IsZero() || !c.endedAt.IsZero() {
-		return
-	}
-	c.moveTimer = time.AfterFunc(moveAfter, func() {
-		c.move(fmt.Sprintf("WebRTC did not connect within %v", moveAfter), true)
-	})
 }
 
 // dial creates the offer and sends it; it returns once the offer is sent.
@@ -512,13 +666,14 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	if c.tunnel {
 		return c.acceptTunnel(ctx, offer)
 	}
-	if offer.TunnelKey != nil && c.p.cfg.Tunnel != nil { // the call may move to the tunnel
+	var keys *tunnel.Keys
+	if offer.TunnelKey != nil && c.p.cfg.Tunnel != nil { // the call races the tunnel
 		c.share = newShare()
-		keys, err := tunnel.DeriveKeys(offer.TunnelKey, c.share, c.id)
+		k, err := tunnel.DeriveKeys(offer.TunnelKey, c.share, c.id)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConnectionFailed, err)
 		}
-		c.keys = &keys
+		keys = &k
 	}
 	if err := c.newPeerConnection(); err != nil {
 		return err
@@ -541,7 +696,9 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	}
 	sent := c.describe(client.CallAnswer, answer.SDP)
 	c.startConnectTimer()
-	c.startMoveTimer()
+	if keys != nil {
+		c.startRace(*keys)
+	}
 	return c.waitSent(ctx, sent)
 }
 
@@ -653,11 +810,6 @@ func (c *Call) answered(sig client.CallSignal) {
 	c.remote, c.haveRemote = sig.From, true
 	queued := c.pendingICE
 	c.pendingICE = nil
-	if c.share != nil && sig.TunnelKey != nil { // the call may move to the tunnel
-		if keys, err := tunnel.DeriveKeys(c.share, sig.TunnelKey, c.id); err == nil {
-			c.keys = &keys
-		}
-	}
 	c.mu.Unlock()
 	for _, q := range queued {
 		if q.From == sig.From { // not those of devices that did not answer
@@ -665,7 +817,11 @@ func (c *Call) answered(sig client.CallSignal) {
 		}
 	}
 	c.startConnectTimer()
-	c.startMoveTimer()
+	if c.share != nil && sig.TunnelKey != nil { // the call races the tunnel
+		if keys, err := tunnel.DeriveKeys(c.share, sig.TunnelKey, c.id); err == nil {
+			c.startRace(keys)
+		}
+	}
 }
 
 // addCandidate adds a remote candidate, or queues it until the remote
@@ -702,8 +858,8 @@ func (c *Call) end(err error, remote, notify bool) {
 		if c.timer != nil {
 			c.timer.Stop()
 		}
-		if c.moveTimer != nil {
-			c.moveTimer.Stop()
+		if c.graceTimer != nil {
+			c.graceTimer.Stop()
 		}
 		c.mu.Unlock()
 		var sent chan error
@@ -840,7 +996,7 @@ func (c *Call) send() {
 func (c *Call) sendLeg() (leg *tunnelLeg, tunnelled bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.tunnel || c.moved.Load() {
+	if c.tunnel || c.onTunnel.Load() {
 		return c.leg, true
 	}
 	return nil, false
@@ -862,7 +1018,7 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 			select {
 			case <-c.ended:
 			default:
-				if c.moved.Load() {
+				if c.Tunnel() {
 					return // the tunnel carries the call
 				}
 				c.p.log.Debug("the media ended without a hang-up", "call", c.id, "err", err)
@@ -880,11 +1036,13 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 			tr(TracePacket{Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Size: len(pkt.Payload), At: time.Now()})
 		}
 		c.recMu.Lock()
-		if !c.moved.Load() { // after a move the recording is the tunnel's
+		if !c.moved.Load() { // after a move down the recording is the tunnel's
+			now := time.Now()
+			if c.recTunnel { // the other side moved up
+				c.recordWebRTC(now)
+			}
 			c.rec.push(pkt)
-			c.mu.Lock()
-			c.lastRTP = time.Now()
-			c.mu.Unlock()
+			c.lastRTP, c.lastRec = now, now
 		}
 		c.recMu.Unlock()
 	}

@@ -26,6 +26,9 @@ type fakeNet struct {
 	sdpDelay time.Duration
 	// dropICE loses every candidate, so that no media path can be found.
 	dropICE bool
+	// iceDelay, if set, holds every candidate back that long, so that
+	// WebRTC comes up late.
+	iceDelay time.Duration
 	// dropHangup loses every hang-up.
 	dropHangup bool
 }
@@ -51,6 +54,10 @@ func (d *fakeDevice) SendCallSignal(ctx context.Context, peer parley.UserID, sig
 	for _, r := range to {
 		if d.net.sdpDelay > 0 && (sig.Type == client.CallOffer || sig.Type == client.CallAnswer) {
 			time.AfterFunc(d.net.sdpDelay, func() { r.inbox <- sig })
+			continue
+		}
+		if d.net.iceDelay > 0 && sig.Type == client.CallICE {
+			time.AfterFunc(d.net.iceDelay, func() { r.inbox <- sig })
 			continue
 		}
 		r.inbox <- sig

@@ -40,17 +40,19 @@
 // agent's TCP connections to TURN servers itself (SetICEProxyDialer) and
 // does the TLS handshake with that configuration.
 //
-// Tier 2, the server's tunnel, is in tunnel.go. A WebRTC call can move to
-// it without hanging up (Config.Fallback): the offer and the answer then
-// carry both shares of the tunnel secret beside the SDP, and either side
-// moves when ICE has not connected within moveAfter (4 s), fails, or hears
-// nothing for 1.5 s mid-call (ICE consent checks every half second), and
-// tells the other with a "move" signal. The tunnel's recording goes on
-// where WebRTC's stopped, with silence for the time between, so that it
-// keeps time.
+// Tier 2, the server's tunnel, is in tunnel.go. A WebRTC call can race it
+// and move between the two without hanging up (Config.Fallback): the offer
+// and the answer then carry both shares of the tunnel secret beside the
+// SDP, and both sides open the tunnel beside ICE. The call starts on
+// WebRTC if it comes up within RaceGrace (1 s) of the answer, else on
+// whichever comes first; one that started in the tunnel moves up to WebRTC
+// when that comes up over UDP; one on WebRTC moves down to the tunnel, for
+// good, when ICE fails or nothing comes for 1.5 s (ICE consent checks
+// every half second), and tells the other side with a "move" signal. Each
+// side records the audio of the way the other sends on, with silence for
+// the time between, so that the recording keeps time.
 //
-// What is not here yet: moving back from the tunnel to WebRTC, racing the
-// tiers from the start, fresh TURN credentials for a call that outlives
+// What is not here yet: fresh TURN credentials for a call that outlives
 // them, and "answered on another device" for a callee with several devices
 // (the other devices ring until the caller hangs up).
 package call

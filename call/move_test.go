@@ -95,20 +95,19 @@ func (mc *movingCall) finish(t *testing.T, frames int) (as, bs Stats) {
 	return as, bs
 }
 
-// checkMoved checks that s records one move from WebRTC to the tunnel,
-// made for a reason that contains one of reasons, and that the call ended
-// there.
-func checkMoved(t *testing.T, who string, s Stats, reasons ...string) Move {
+// checkMoved checks that s records one move, from → to, made for a
+// reason that contains one of reasons, and that the call ended on to.
+func checkMoved(t *testing.T, who string, s Stats, from, to string, reasons ...string) Move {
 	t.Helper()
 	if len(s.Moves) != 1 {
 		t.Fatalf("%s's call moved %d times, want once: %+v", who, len(s.Moves), s.Moves)
 	}
 	m := s.Moves[0]
-	if m.From != PathWebRTC || m.To != PathTunnel || m.Up <= m.At {
+	if m.From != from || m.To != to || m.Up == 0 || m.Up < m.At {
 		t.Errorf("%s's move: %+v", who, m)
 	}
-	if !strings.HasPrefix(s.Path, "tunnel/") || s.Tunnel == nil {
-		t.Errorf("%s's call ended on %q, not the tunnel", who, s.Path)
+	if tunnelled := strings.HasPrefix(s.Path, "tunnel/"); tunnelled != (to == PathTunnel) || s.Tunnel == nil {
+		t.Errorf("%s's call ended on %q, not %s", who, s.Path, to)
 	}
 	for _, r := range reasons {
 		if strings.Contains(m.Reason, r) {
@@ -119,21 +118,24 @@ func checkMoved(t *testing.T, who string, s Stats, reasons ...string) Move {
 	return m
 }
 
-// TestMoveWhenWebRTCDoesNotConnect: a call whose ICE candidates are all
-// lost moves to the tunnel after moveAfter instead of failing, and each
-// side hears the other's whole file.
-func TestMoveWhenWebRTCDoesNotConnect(t *testing.T) {
+// TestRaceStartsInTunnel: a call that races the tiers, and whose ICE
+// candidates are all lost, starts in the tunnel once WebRTC has had
+// RaceGrace to come up, without a move, and each side hears the other's
+// whole file.
+func TestRaceStartsInTunnel(t *testing.T) {
 	t.Parallel()
 	const frames = 100
 	mc := startMovingCall(t, &fakeNet{dropICE: true}, frames, Config{Fallback: true}, Config{})
 	as, bs := mc.finish(t, frames)
 	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
-		m := checkMoved(t, who, s, "did not connect", "moved the call")
-		if m.FromConnect != 0 || m.FromPath != "" {
-			t.Errorf("%s's move says WebRTC had connected: %+v", who, m)
+		if len(s.Moves) != 0 || !strings.HasPrefix(s.Path, "tunnel/") {
+			t.Errorf("%s's call: moves %+v, path %q", who, s.Moves, s.Path)
 		}
-		if s.Connect < moveAfter/2 || s.Connect != m.Up {
-			t.Errorf("%s's call connected after %v, its move's tunnel was up at %v", who, s.Connect, m.Up)
+		if r := s.Race; r == nil || r.WebRTC != 0 || r.Tunnel == 0 || r.Tunnel > s.Connect {
+			t.Errorf("%s's race: %+v, connected at %v", who, r, s.Connect)
+		}
+		if s.Connect < RaceGrace || s.Connect > RaceGrace+3*time.Second {
+			t.Errorf("%s's call connected after %v, want soon after %v", who, s.Connect, RaceGrace)
 		}
 		if s.Sent != frames {
 			t.Errorf("%s sent %d frames of %d", who, s.Sent, frames)
@@ -141,6 +143,61 @@ func TestMoveWhenWebRTCDoesNotConnect(t *testing.T) {
 	}
 	checkRecording(t, "alice", mc.aRec.Bytes(), mc.bSent)
 	checkRecording(t, "bob", mc.bRec.Bytes(), mc.aSent)
+}
+
+// TestMoveUp: a call whose WebRTC comes up late (its ICE candidates held
+// back 2 s) starts in the tunnel and moves up to WebRTC when it comes,
+// without hanging up; each side records the other's whole file, keeping
+// time through the move.
+func TestMoveUp(t *testing.T) {
+	t.Parallel()
+	const frames = 250 // 5 s
+	const iceDelay = 2 * time.Second
+	mc := startMovingCall(t, &fakeNet{iceDelay: iceDelay}, frames, Config{Fallback: true}, Config{})
+	as, bs := mc.finish(t, frames)
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		m := checkMoved(t, who, s, PathTunnel, PathWebRTC, "came up over UDP")
+		if m.FromConnect < RaceGrace || m.FromConnect >= m.At || !strings.HasPrefix(m.FromPath, "tunnel/") || m.At < iceDelay {
+			t.Errorf("%s's move does not say that the call started in the tunnel, then moved: %+v (connected at %v)", who, m, s.Connect)
+		}
+		if r := s.Race; r == nil || r.WebRTC != m.Up || r.Tunnel == 0 || !strings.HasPrefix(r.WebRTCPath, "host/") {
+			t.Errorf("%s's race: %+v, move %+v", who, r, m)
+		}
+	}
+	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames*95/100)
+	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames*95/100)
+}
+
+// checkTimed checks that rec holds at least want frames of sent, in
+// order, once each, each where it was in time (the recording runs in real
+// time through a move), and nothing else but concealment.
+func checkTimed(t *testing.T, who string, rec []byte, sent [][]byte, want int) {
+	t.Helper()
+	audio, samples, i := 0, 0, 0
+	for _, p := range readAll(t, rec) {
+		n, _ := packetSamples(p)
+		at := time.Duration(samples) * time.Second / opusRate
+		samples += n
+		if len(p) <= 1 {
+			continue
+		}
+		audio++
+		for i < len(sent) && !bytes.Equal(sent[i], p) {
+			i++
+		}
+		if i == len(sent) {
+			t.Errorf("%s recorded a frame out of order, twice or never sent", who)
+			return
+		}
+		if late := at - time.Duration(i)*frameDuration; late < -100*time.Millisecond || late > 500*time.Millisecond {
+			t.Errorf("%s recorded frame %d at %v, %v after it was sent", who, i, at, late)
+			return
+		}
+		i++
+	}
+	if audio < want {
+		t.Errorf("%s recorded %d frames of audio of %d sent, want %d", who, audio, len(sent), want)
+	}
 }
 
 // TestMoveWhenWebRTCBreaks: WebRTC runs over a virtual network that the
@@ -182,7 +239,7 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 	cutAt := mc.bc.Stats().Duration
 	as, bs := mc.finish(t, frames)
 	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
-		m := checkMoved(t, who, s, "nothing came over WebRTC", "moved the call")
+		m := checkMoved(t, who, s, PathWebRTC, PathTunnel, "nothing came over WebRTC", "moved the call")
 		if m.FromConnect == 0 || !strings.HasPrefix(m.FromPath, "host/") {
 			t.Errorf("%s's move does not say that WebRTC had connected: %+v", who, m)
 		}
@@ -191,43 +248,14 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 		if since := m.At - s.Connect; since > cutAt+movableDisconnected+movableKeepalive+1500*time.Millisecond {
 			t.Errorf("%s moved %v into the call, %v after the cut", who, since, since-cutAt)
 		}
-		if m.Up-m.At > 3*time.Second {
-			t.Errorf("%s's tunnel took %v to come up", who, m.Up-m.At)
+		// The race left the tunnel open and the other device in it.
+		if m.Up != m.At {
+			t.Errorf("%s's tunnel came up %v after the move, want at once", who, m.Up-m.At)
 		}
 	}
-	for who, r := range map[string]struct {
-		rec  []byte
-		sent [][]byte
-	}{"alice": {mc.aRec.Bytes(), mc.bSent}, "bob": {mc.bRec.Bytes(), mc.aSent}} {
-		// At most some 3 s lost around the cut, the rest heard once, in
-		// order, each frame where it was in time: the recording runs in
-		// real time through the move.
-		audio, samples, i := 0, 0, 0
-		for _, p := range readAll(t, r.rec) {
-			n, _ := packetSamples(p)
-			at := time.Duration(samples) * time.Second / opusRate
-			samples += n
-			if len(p) <= 1 {
-				continue
-			}
-			audio++
-			for i < len(r.sent) && !bytes.Equal(r.sent[i], p) {
-				i++
-			}
-			if i == len(r.sent) {
-				t.Errorf("%s recorded a frame out of order, twice or never sent", who)
-				break
-			}
-			if late := at - time.Duration(i)*frameDuration; late < -100*time.Millisecond || late > 500*time.Millisecond {
-				t.Errorf("%s recorded frame %d at %v, %v after it was sent", who, i, at, late)
-				break
-			}
-			i++
-		}
-		if audio < frames/2 {
-			t.Errorf("%s recorded %d frames of audio of %d sent", who, audio, frames)
-		}
-	}
+	// At most some 3 s lost around the cut.
+	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames/2)
+	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames/2)
 }
 
 // TestMoveSignalIgnored: a "move" signal in a call that cannot move (the

@@ -56,12 +56,12 @@ type Config struct {
 	// (the default) or PathTunnel, which needs Tunnel. Incoming calls take
 	// the caller's choice.
 	Path string
-	// Fallback lets this Phone's WebRTC calls move to the tunnel, without
-	// hanging up, when WebRTC does not connect within a few seconds or
-	// breaks mid-call (see Call.Stats().Moves); it needs Tunnel. The offer
-	// then carries a share of the tunnel secret too, and a callee whose
-	// Phone has a Tunnel answers with its own: the call may move if both
-	// did. Incoming calls follow the caller's offer.
+	// Fallback makes this Phone's WebRTC calls race the tunnel, and move
+	// between the two without hanging up (see Call.Stats().Race and
+	// Moves, and the package doc); it needs Tunnel. The offer then carries
+	// a share of the tunnel secret too, and a callee whose Phone has a
+	// Tunnel answers with its own: the call races if both did. Incoming
+	// calls follow the caller's offer.
 	Fallback bool
 	// Loopback gathers ICE candidates on the loopback interface only, over
 	// UDP/IPv4, without mDNS: for tests on one machine.
@@ -376,6 +376,7 @@ func (p *Phone) Dial(ctx context.Context, peer parley.UserID, m Media) (*Call, e
 	}
 	c := p.newCall(client.NewCallID(), peer, true, m, rec)
 	c.tunnel = p.cfg.Path == PathTunnel
+	c.recTunnel = c.tunnel
 	p.current = c
 	p.mu.Unlock()
 	if err := c.dial(ctx); err != nil {
@@ -449,6 +450,7 @@ func (in *Incoming) Accept(ctx context.Context, m Media) (*Call, error) {
 	c := p.newCall(in.offer.CallID, in.offer.From.User, false, m, rec)
 	c.remote = in.offer.From
 	c.tunnel = in.offer.SDP == "" && in.offer.TunnelKey != nil
+	c.recTunnel = c.tunnel
 	p.current = c
 	queued := in.ice
 	p.mu.Unlock()

@@ -64,7 +64,6 @@ type tunnelLeg struct {
 	s      *tunnel.Session
 	cancel context.CancelFunc
 	left   *time.Timer // the peer left the room: end the call unless it comes back (run's goroutine only)
-	played bool        // a frame has been recorded (run's goroutine only)
 }
 
 // acceptTunnel answers a tunnel-only offer: it derives the keys, opens the
@@ -125,17 +124,33 @@ func (c *Call) openTunnel(keys tunnel.Keys) {
 	s, err := tunnel.OpenSession(octx, tunnel.SessionConfig{
 		Keys: keys, Caller: c.outgoing, FrameDuration: frameDuration,
 		Link: tunnel.LinkConfig{Ticket: tc.Ticket, Dial: dial},
-		Play: leg.play, Arrived: leg.arrived, Peer: leg.peer,
+		Play: leg.play, Arrived: leg.arrived, Peer: leg.peer, Resume: leg.resume,
 		Logger: c.p.log.With("call", c.id),
 	})
 	ocancel()
 	if err != nil {
 		cancel()
-		c.end(fmt.Errorf("%w: the server's call tunnel: %w", ErrConnectionFailed, err), false, true)
+		err = fmt.Errorf("%w: the server's call tunnel: %w", ErrConnectionFailed, err)
+		c.mu.Lock()
+		c.opening, c.tunnelErr = false, err
+		// A call that races the tiers goes on while WebRTC may come up.
+		fatal := c.tunnel || c.onTunnel.Load() || c.rtcFailed
+		c.mu.Unlock()
+		if fatal {
+			c.end(err, false, true)
+		} else {
+			c.p.log.Info("the tunnel did not open; the call waits for WebRTC", "call", c.id, "err", err)
+		}
 		return
 	}
 	leg.s = s
+	if !c.tunnel {
+		// The recording takes WebRTC's audio until the other side's
+		// comes this way (resume).
+		s.Hold()
+	}
 	c.mu.Lock()
+	c.opening = false
 	if c.tornDown {
 		c.mu.Unlock()
 		leg.close()
@@ -150,21 +165,22 @@ func (c *Call) openTunnel(keys tunnel.Keys) {
 }
 
 // Tunnel reports whether the call carries its audio through the server's
-// tunnel (tier 2) rather than WebRTC: the caller's choice, which the one
-// answering follows, or since a move (Stats.Moves).
-func (c *Call) Tunnel() bool { return c.tunnel || c.moved.Load() }
+// tunnel (tier 2) rather than WebRTC now: the caller's choice, which the
+// one answering follows, or the race's outcome, or since a move
+// (Stats.Moves).
+func (c *Call) Tunnel() bool { return c.tunnel || c.onTunnel.Load() }
 
 // peer follows the other device in and out of the room.
 func (l *tunnelLeg) peer(present bool) {
 	c := l.c
+	c.tunnelPeer(present)
 	switch {
 	case present:
-		c.onConnected()
 		if l.left != nil {
 			l.left.Stop()
 			l.left = nil
 		}
-	case connected(c) && l.left == nil:
+	case connected(c) && c.Tunnel() && l.left == nil:
 		// It hung up and the hang-up is late, or lost: as with a DTLS
 		// session that closes, wait a moment for the signal.
 		l.left = time.AfterFunc(3*time.Second, func() { c.end(nil, true, false) })
@@ -201,39 +217,98 @@ func (l *tunnelLeg) arrived(f audio.Frame, now time.Time) {
 	})
 }
 
-// play takes the frame due now from the jitter buffer into the recording:
-// the frame, or a concealment frame for one that did not come. After a
-// move, the first one records first what WebRTC left waiting and then
-// silence for the time between WebRTC's last audio and now, so that the
-// recording keeps time.
-func (l *tunnelLeg) play(seq uint64, frame []byte, st audio.FrameStatus, now time.Time) {
+// resumeAfter is how long nothing must have come over WebRTC before the
+// tunnel's audio, while the recording takes WebRTC's, is taken for the
+// other side's going back to the tunnel rather than for the stragglers of
+// its move up to WebRTC.
+const resumeAfter = 200 * time.Millisecond
+
+// resume decides whether the tunnel's Session, held while the recording
+// takes WebRTC's audio, takes a packet that came: yes once the call has
+// moved down for good, or when nothing has come over WebRTC for
+// resumeAfter. Then the recording switches to the tunnel.
+func (l *tunnelLeg) resume(now time.Time) bool {
 	c := l.c
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	if !l.played {
-		l.played = true
-		c.mu.Lock()
-		last := c.lastRTP
-		c.mu.Unlock()
-		if !last.IsZero() {
-			c.rec.flush()
-			if gap := now.Sub(last) - frameDuration; gap > 0 {
-				for _, p := range concealment(min(int(gap*opusRate/time.Second), maxGapSamples)) {
-					c.rec.write(p)
-				}
-			}
+	if !c.moved.Load() && !c.lastRTP.IsZero() && now.Sub(c.lastRTP) < resumeAfter {
+		return false
+	}
+	c.recTunnel = true
+	c.rec.flush() // what WebRTC left waiting
+	c.fillFrom = c.lastRec
+	return true
+}
+
+// recordWebRTC switches the recording from the tunnel to WebRTC, whose
+// audio has come (the other side moved up): the tunnel is held, what its
+// jitter buffer still held is recorded at once, then silence for the rest
+// of the time since the tunnel's last frame. Called with c.recMu held.
+func (c *Call) recordWebRTC(now time.Time) {
+	c.recTunnel = false
+	c.mu.Lock()
+	leg := c.leg
+	c.mu.Unlock()
+	var rest [][]byte
+	if leg != nil {
+		rest = leg.s.Hold()
+	}
+	for _, f := range rest {
+		c.recordFrame(f)
+	}
+	c.recordSilence(c.lastRec, now, len(rest))
+}
+
+// recordSilence records silence for the time between the last audio
+// recorded, at last (if any), and the next, now, less the frames recorded
+// since, so that the recording keeps time across a switch between tiers.
+// Called with c.recMu held.
+func (c *Call) recordSilence(last, now time.Time, frames int) {
+	if last.IsZero() {
+		return
+	}
+	if gap := now.Sub(last) - time.Duration(frames+1)*frameDuration; gap > 0 {
+		for _, p := range concealment(min(int(gap*opusRate/time.Second), maxGapSamples)) {
+			c.rec.write(p)
 		}
 	}
-	if st == audio.Concealed || len(frame) == 0 { // concealed, or the sender's silence
+}
+
+// recordFrame records one frame of the tunnel: empty for a concealed one,
+// or the sender's silence.
+func (c *Call) recordFrame(f []byte) {
+	if len(f) == 0 {
 		for _, p := range concealment(int(frameDuration * opusRate / time.Second)) {
 			c.rec.write(p)
 		}
 		return
 	}
-	if tr := c.media.Trace; tr != nil {
+	c.rec.write(f)
+}
+
+// play takes the frame due now from the jitter buffer into the recording,
+// while it takes the tunnel's: the frame, or a concealment frame for one
+// that did not come. After a switch from WebRTC, the first one follows
+// silence for the time between WebRTC's last audio and now.
+func (l *tunnelLeg) play(seq uint64, frame []byte, st audio.FrameStatus, now time.Time) {
+	c := l.c
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	if !c.recTunnel {
+		return
+	}
+	c.lastRec = now
+	if !c.fillFrom.IsZero() {
+		c.recordSilence(c.fillFrom, now, 0)
+		c.fillFrom = time.Time{}
+	}
+	if st == audio.Concealed {
+		frame = nil
+	}
+	if tr := c.media.Trace; tr != nil && len(frame) > 0 {
 		tr(TracePacket{Played: true, Seq: uint16(seq), Timestamp: frameTS(seq), Size: len(frame), At: now})
 	}
-	c.rec.write(frame)
+	c.recordFrame(frame)
 }
 
 func (l *tunnelLeg) close() {

@@ -238,7 +238,7 @@ func ChoosePath(outcomes []PathOutcome, now time.Time) PathChoice {
 		ch.Why = fmt.Sprintf("remembered: on this network WebRTC took %v to connect, through the relay, on %s; the tunnel took %v on %s",
 			rtc.Connect.Round(100*time.Millisecond), when(rtc.At), tunOK.Connect.Round(100*time.Millisecond), when(tunOK.At))
 	case !rtc.Connected && tun == nil:
-		ch.Why = fmt.Sprintf("remembered: on this network WebRTC did not connect on %s, and the tunnel has not been tried here (the call moves to it if WebRTC fails again)", when(rtc.At))
+		ch.Why = fmt.Sprintf("remembered: on this network WebRTC did not connect on %s, and the tunnel has not been tried here (the call races it beside WebRTC)", when(rtc.At))
 	case !rtc.Connected:
 		ch.Why = fmt.Sprintf("remembered: on this network WebRTC did not connect on %s, nor the tunnel on %s", when(rtc.At), when(tun.At))
 	default:

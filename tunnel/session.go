@@ -45,7 +45,11 @@ type SessionConfig struct {
 	Arrived func(f audio.Frame, now time.Time)
 	// Peer, if set, is called from Run when the other device enters the
 	// room (true) or leaves it (false).
-	Peer   func(present bool)
+	Peer func(present bool)
+	// Resume, if set, is asked from Run when a packet comes while the
+	// Session is held (Hold): true plays it and what follows as a new
+	// stream, false drops it. Unset, held Sessions drop every packet.
+	Resume func(now time.Time) bool
 	Logger *slog.Logger
 }
 
@@ -67,8 +71,11 @@ type Session struct {
 	jb          *audio.JitterBuffer
 	ctr         uint64 // our SFrame counter
 	seq         uint64 // of the next frame we send
-	carrier     string // the link's carrier when the last frame was sent
-	constrained bool   // what the Link was last told (Link.SetConstrained)
+	lastSend    time.Time
+	held        bool              // see Hold
+	earlier     audio.JitterStats // the counts of the jitter buffers that Hold dropped
+	carrier     string            // the link's carrier when the last frame was sent
+	constrained bool              // what the Link was last told (Link.SetConstrained)
 	// the jitter buffer's counts at the last loss report
 	lastPlayed, lastConcealed int
 }
@@ -138,13 +145,27 @@ func (s *Session) Run(ctx context.Context) {
 	}
 }
 
+// pauseAfter is how long a Session may go without sending before the
+// next frame starts a new stream (Send): longer than any stall of a busy
+// sender, which catches up in a burst, and shorter than the time a call
+// spends on WebRTC between two stays in the tunnel.
+const pauseAfter = time.Second
+
 // Send sends one encoded frame (empty for silence) and returns its
 // sequence number. Frames are sent one FrameDuration apart, from one
-// goroutine.
+// goroutine. After a pause (the call's audio went over WebRTC meanwhile),
+// the sequence numbers skip the time it lasted and the frames before it
+// are not repeated.
 func (s *Session) Send(frame []byte) (uint64, error) {
 	now := time.Now()
 	carrier := s.link.Path()
 	s.mu.Lock()
+	if gap := now.Sub(s.lastSend); !s.lastSend.IsZero() && gap > pauseAfter {
+		n := int(gap/s.cfg.FrameDuration) - 1
+		s.snd.Skip(n)
+		s.seq += uint64(n)
+	}
+	s.lastSend = now
 	if carrier != s.carrier {
 		// Over TCP a packet arrives or the flow froze: repeating frames
 		// repairs nothing there (the Link replays what a frozen flow
@@ -193,10 +214,21 @@ func (s *Session) receive(b []byte) {
 		return
 	}
 	s.mu.Lock()
-	fresh := s.jb.Push(p, now)
 	if p.Feedback != nil {
 		s.snd.Feedback(p.Feedback, now)
 	}
+	held := s.held
+	s.mu.Unlock()
+	if held && (s.cfg.Resume == nil || !s.cfg.Resume(now)) {
+		return
+	}
+	s.mu.Lock()
+	if !held && s.held { // held meanwhile: a straggler
+		s.mu.Unlock()
+		return
+	}
+	s.held = false
+	fresh := s.jb.Push(p, now)
 	s.mu.Unlock()
 	if s.cfg.Arrived != nil {
 		for _, f := range fresh {
@@ -216,15 +248,54 @@ func (s *Session) playout(now time.Time) {
 	}
 }
 
+// Hold stops playing out: the call's audio from the other device goes
+// another way (WebRTC), and the frames that still come this way are
+// stragglers. It returns the frames the jitter buffer still held, to be
+// played at once (nil for those missing), and drops the buffer with its
+// timing; packets that come while held are dropped too, unless Resume
+// takes them, and then a fresh jitter buffer plays them as a new stream.
+func (s *Session) Hold() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		return nil
+	}
+	s.held = true
+	rest := s.jb.Rest()
+	s.earlier = addJitter(s.earlier, s.jb.Stats())
+	s.jb = audio.NewJitterBuffer(audio.JitterConfig{FrameDuration: s.cfg.FrameDuration})
+	s.lastPlayed, s.lastConcealed = 0, 0
+	return rest
+}
+
+// addJitter is the counts of a and b, and b's current state: the stats
+// of a jitter buffer that took over from another.
+func addJitter(a, b audio.JitterStats) audio.JitterStats {
+	b.Packets += a.Packets
+	b.Received += a.Received
+	b.Played += a.Played
+	b.Repaired += a.Repaired
+	b.Concealed += a.Concealed
+	b.Inserted += a.Inserted
+	b.Skipped += a.Skipped
+	b.Late += a.Late
+	b.Duplicates += a.Duplicates
+	b.Dropped += a.Dropped
+	b.Resyncs += a.Resyncs
+	b.LongestGap = max(a.LongestGap, b.LongestGap)
+	b.MaxTargetDelay = max(a.MaxTargetDelay, b.MaxTargetDelay)
+	return b
+}
+
 // reportLoss tells the Link what share of the frames due since the last
 // report the jitter buffer had to conceal: loss its repairs could not
 // make up for, a reason to try another carrier.
 func (s *Session) reportLoss() {
 	s.mu.Lock()
 	js := s.jb.Stats()
-	s.mu.Unlock()
 	played, concealed := js.Played-s.lastPlayed, js.Concealed-s.lastConcealed
 	s.lastPlayed, s.lastConcealed = js.Played, js.Concealed
+	s.mu.Unlock()
 	if due := played + concealed; due > lossEvery/2 {
 		s.link.ReportLoss(float64(concealed) / float64(due))
 	}
@@ -256,7 +327,7 @@ type SessionStats struct {
 // Stats reports what the Session has done so far.
 func (s *Session) Stats() SessionStats {
 	s.mu.Lock()
-	js, ss := s.jb.Stats(), s.snd.Stats()
+	js, ss := addJitter(s.earlier, s.jb.Stats()), s.snd.Stats()
 	s.mu.Unlock()
 	sent, dropped := s.link.Counts()
 	return SessionStats{

@@ -115,11 +115,17 @@ flags --path webrtc or tunnel, --carrier and --turn-transport still
 decide when given. 'parley paths' shows what is remembered, and
 'parley paths --forget' clears it.
 
-When auto chooses WebRTC, the call moves to the tunnel without hanging
-up if WebRTC does not connect within 4s, fails, or carries nothing for
-1.5s mid-call (a network that starts blocking UDP), provided the other
-side can reach the tunnel too; it prints "path: webrtc → tunnel (reason)"
-and "moved in D (tunnel over ...)". --path webrtc never moves.
+When auto chooses WebRTC, provided the other side can reach the tunnel
+too, the call races the two: it opens the tunnel beside WebRTC, and if
+WebRTC has not come up within 1s of the answer the call starts in the
+tunnel ("path: tunnel first (...)"), then moves up to WebRTC without
+hanging up if that comes up over UDP later ("path: tunnel → webrtc
+(WebRTC came up over UDP)"; through the relay over TCP or TLS it is no
+better, and the call stays). A call on WebRTC that fails or carries
+nothing for 1.5s (a network that starts blocking UDP) moves to the
+tunnel, which stands open: it prints "path: webrtc → tunnel (reason)" and
+"moved in D (tunnel over ...)". It does not move back up after that.
+--path webrtc never moves.
 
 --path tunnel carries the audio through the server's own connections
 instead of WebRTC (for networks that block or throttle UDP, STUN or
@@ -291,7 +297,7 @@ type callOpts struct {
 	relayOnly    bool
 	transport    string // --turn-transport
 	path         string // --path; planPath settles auto
-	fallback     bool   // --path auto chose WebRTC: the call may move to the tunnel
+	fallback     bool   // --path auto chose WebRTC: the call races the tunnel
 	carrier      string // --carrier
 	prefer       string // with carrier "any", the carrier kind to try first (from the path memory)
 }
@@ -681,6 +687,9 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 			st := cl.Stats()
 			newMoves(st) // a move before the call connected comes first
 			s.path = st.Path
+			if st.Race != nil && len(st.Moves) == 0 && strings.HasPrefix(st.Path, "tunnel/") {
+				fmt.Fprintf(s.e.stdout, "path: tunnel first (%s)\n", notYet(st.Race))
+			}
 			fmt.Fprintf(s.e.stdout, "connected in %v (%s)\n", st.Connect.Round(time.Millisecond), pathName(st))
 			if duration > 0 {
 				timeUp = time.After(duration)
@@ -709,6 +718,14 @@ func (s *phoneRun) talk(ctx context.Context, cl *call.Call, duration time.Durati
 	}
 }
 
+// notYet says why a call that raced the tiers started in the tunnel.
+func notYet(r *call.Race) string {
+	if r.WebRTC > 0 { // it came up at the same moment, through the relay over TCP
+		return "WebRTC came up through the relay over " + r.WebRTCRelay + ", no better"
+	}
+	return fmt.Sprintf("WebRTC was not up within %v of the answer; it may still come", call.RaceGrace)
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "none"
@@ -721,7 +738,7 @@ func orNone(s string) string {
 func pathName(st call.Stats) string {
 	local, remote, _ := strings.Cut(st.Path, "/")
 	switch {
-	case st.Tunnel != nil:
+	case strings.HasPrefix(st.Path, "tunnel/"):
 		return "tunnel over " + strings.TrimPrefix(st.Path, "tunnel/")
 	case st.Path == "":
 		return "path unknown"

@@ -175,21 +175,22 @@ func rememberPath(ctx context.Context, e *env, mem *client.PathMemory, network s
 		return
 	}
 	var outs []client.PathOutcome
-	// A call that moved between tiers counts as a call on each: the tier
-	// it left (whether it had connected), then the one it ended on.
-	for _, m := range st.Moves {
-		from := client.PathOutcome{Tier: m.From, Connected: m.FromConnect > 0, Connect: m.FromConnect}
-		from.ICE, from.Relay = iceWay(m.FromPath, m.FromRelay)
-		outs = append(outs, from)
-		tier = m.To
+	if r := st.Race; r != nil {
+		// A call that raced the tiers counts as a call on each, whichever
+		// carried it: whether each came up, and how fast.
+		rtc := client.PathOutcome{Tier: client.TierWebRTC, Connected: r.WebRTC > 0, Connect: r.WebRTC}
+		rtc.ICE, rtc.Relay = iceWay(r.WebRTCPath, r.WebRTCRelay)
+		tun := client.PathOutcome{}
+		if st.Tunnel != nil {
+			tun = outcomeOf(st, atConnect)
+		}
+		tun.Tier, tun.Connected, tun.Connect, tun.ICE, tun.Relay = client.TierTunnel, r.Tunnel > 0, r.Tunnel, "", ""
+		outs = append(outs, rtc, tun)
+	} else {
+		out := outcomeOf(st, atConnect)
+		out.Tier = tier
+		outs = append(outs, out)
 	}
-	out := outcomeOf(st, atConnect)
-	out.Tier = tier
-	if n := len(st.Moves); n > 0 { // connected on the tier it moved to once it was up there
-		m := st.Moves[n-1]
-		out.Connected, out.Connect = m.Up > 0, max(m.Up-m.At, 0)
-	}
-	outs = append(outs, out)
 	for _, out := range outs {
 		out.At, out.Outgoing, out.RelayOnly = time.Now(), outgoing, o.relayOnly && out.Tier == client.TierWebRTC
 		if merr := mem.Remember(context.WithoutCancel(ctx), network, out); merr != nil {
@@ -218,8 +219,8 @@ func outcomeOf(st call.Stats, atConnect string) client.PathOutcome {
 		if o.Carrier == "" { // no active carrier at the end: the last one it had
 			o.Carrier = last
 		}
-		if o.Carrier == "" { // and it never switched
-			o.Carrier = strings.TrimPrefix(atConnect, "tunnel/")
+		if c, ok := strings.CutPrefix(atConnect, "tunnel/"); o.Carrier == "" && ok { // and it never switched
+			o.Carrier = c
 		}
 		return o
 	}

@@ -2,6 +2,7 @@ package audio
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -373,6 +374,30 @@ func (jb *JitterBuffer) adapt() {
 // playout has started: after a Pop that played a frame, that frame's is
 // Next() − 1.
 func (jb *JitterBuffer) Next() uint64 { return jb.next }
+
+// Rest returns the frames still to be played, from the next slot to the
+// highest frame received (nil for those that did not come), and counts
+// them as played or concealed: for a receiver whose audio goes on another
+// way from now, which plays them at once rather than lose them. The
+// buffer is done with then.
+func (jb *JitterBuffer) Rest() [][]byte {
+	if !jb.any {
+		return nil
+	}
+	var rest [][]byte
+	for seq := jb.next; seq <= jb.highest && seq < jb.next+ringSize/2; seq++ {
+		s := jb.slot(seq)
+		if s == nil {
+			jb.st.Concealed++
+			rest = append(rest, nil)
+			continue
+		}
+		jb.st.Played++
+		rest = append(rest, slices.Clone(s.data))
+	}
+	jb.next = max(jb.next, jb.highest+1)
+	return rest
+}
 
 // Pop gives the frame to play in the slot at now. Call it once per
 // FrameDuration from the playout clock. The frame aliases the buffer

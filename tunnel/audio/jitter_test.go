@@ -348,3 +348,61 @@ func TestSenderConstrained(t *testing.T) {
 		t.Errorf("redundancy %d for loss on a path that had to slow down (%s)", st.Depth, st.Reason)
 	}
 }
+
+// TestSenderSkip: after a skip, the sequence numbers go on past it and
+// the frames before it are not repeated.
+func TestSenderSkip(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.SetMaxDepth(3, "test")
+	s.Feedback(&Feedback{Highest: 0, Loss: 26, Burst: 3}, at(0)) // redundancy up
+	var p Packet
+	for i := range 3 {
+		b, _ := s.Push([]byte{byte(i + 1)}, at(20*i), nil)
+		if err := p.Parse(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(p.Frames) < 2 {
+		t.Fatalf("before the skip, packets repeat nothing: %+v", p)
+	}
+	s.Skip(50)
+	b, _ := s.Push([]byte{9}, at(1100), nil)
+	if err := p.Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	if p.Seq != 53 || len(p.Frames) != 1 || p.Frames[0][0] != 9 {
+		t.Errorf("after a skip of 50: %+v", p)
+	}
+	b, _ = s.Push([]byte{10}, at(1120), nil)
+	if err := p.Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	if p.Seq != 54 || len(p.Frames) != 2 || p.Frames[1][0] != 9 {
+		t.Errorf("the frame after: %+v", p)
+	}
+}
+
+// TestJitterBufferRest: Rest gives the frames not yet played, nil for a
+// missing one, and counts them.
+func TestJitterBufferRest(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	if jb.Rest() != nil {
+		t.Fatal("an empty buffer has a rest")
+	}
+	jb.Push(packet(10, 1, []byte{10}), at(0))
+	jb.Push(packet(11, 1, []byte{11}), at(20))
+	jb.Push(packet(13, 1, []byte{13}), at(60))
+	if _, st := jb.Pop(at(60)); st != Played {
+		t.Fatalf("first pop: %v", st)
+	}
+	rest := jb.Rest()
+	if len(rest) != 3 || rest[0][0] != 11 || rest[1] != nil || rest[2][0] != 13 {
+		t.Fatalf("rest: %v", rest)
+	}
+	if st := jb.Stats(); st.Played != 3 || st.Concealed != 1 {
+		t.Errorf("counts after the rest: %+v", st)
+	}
+	if rest := jb.Rest(); len(rest) != 0 {
+		t.Errorf("a second rest: %v", rest)
+	}
+}

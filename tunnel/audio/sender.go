@@ -124,6 +124,7 @@ type Sender struct {
 	started bool
 	start   time.Time
 	seq     uint64 // of the next frame
+	floor   uint64 // the first frame that may be repeated (Skip)
 	frames  [MaxFrames][]byte
 	pending int // frames not sent yet
 	pkt     Packet
@@ -185,7 +186,7 @@ func (s *Sender) Push(frame []byte, now time.Time, fb *Feedback) ([]byte, bool) 
 	p.Seq = s.seq - 1
 	p.Clock = millis(now.Sub(s.start))
 	p.Fresh = s.pending
-	n := min(uint64(p.Fresh+s.depth), MaxFrames, s.seq)
+	n := min(uint64(p.Fresh+s.depth), MaxFrames, s.seq-s.floor)
 	p.Frames = p.Frames[:0]
 	for i := range n {
 		p.Frames = append(p.Frames, s.frames[(p.Seq-i)%MaxFrames])
@@ -359,6 +360,18 @@ func (s *Sender) change(rate, fpp, depth int, why string) {
 	s.rate, s.fpp, s.depth = rate, fpp, depth
 	s.st.Changes++
 	s.st.Reason = strings.Join(what, ", ") + ": " + why
+}
+
+// Skip leaves the next n sequence numbers unused, and the frames not yet
+// sent unsent: the audio went another way meanwhile (a call that moved to
+// WebRTC and back). Frames before the skip are not repeated after it, so
+// that the receiver does not play them again as if they were new.
+func (s *Sender) Skip(n int) {
+	if n <= 0 {
+		return
+	}
+	s.seq += uint64(n)
+	s.floor, s.pending = s.seq, 0
 }
 
 // SetMaxDepth bounds the redundancy from now on (why says what for, in
