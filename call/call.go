@@ -936,8 +936,13 @@ func (c *Call) send() {
 	}
 	next := time.Now()
 	src := c.media.Send
+	away := false // the last frame went over WebRTC
 	for n := 0; ; n++ {
 		leg, tunnelled := c.sendLeg()
+		if leg != nil && away {
+			leg.s.Resumed() // it moved up, then down again
+		}
+		away = !tunnelled
 		var pkt []byte
 		d := frameDuration
 		version := 0 // Media.Send, or 1 + an index in Media.SendLower

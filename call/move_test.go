@@ -206,26 +206,7 @@ func checkTimed(t *testing.T, who string, rec []byte, sent [][]byte, want int) {
 // and keeps time.
 func TestMoveWhenWebRTCBreaks(t *testing.T) {
 	t.Parallel()
-	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nets [2]*vnet.Net
-	for i := range nets {
-		if nets[i], err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0." + string(rune('1'+i))}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := router.AddNet(nets[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var cut atomic.Bool
-	router.AddChunkFilter(func(vnet.Chunk) bool { return !cut.Load() })
-	if err := router.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { router.Stop() })
-
+	nets, cut := cuttableNet(t)
 	const frames = 300 // 6 s
 	mc := startMovingCall(t, &fakeNet{}, frames, Config{Fallback: true, net: nets[0]}, Config{net: nets[1]})
 	deadline := time.Now().Add(10 * time.Second)
@@ -254,6 +235,57 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 		}
 	}
 	// At most some 3 s lost around the cut.
+	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames/2)
+	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames/2)
+}
+
+// cuttableNet returns a virtual network of two hosts for WebRTC, which
+// carries nothing once cut is set.
+func cuttableNet(t *testing.T) ([2]*vnet.Net, *atomic.Bool) {
+	t.Helper()
+	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nets [2]*vnet.Net
+	for i := range nets {
+		if nets[i], err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0." + string(rune('1'+i))}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := router.AddNet(nets[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := new(atomic.Bool)
+	router.AddChunkFilter(func(vnet.Chunk) bool { return !cut.Load() })
+	if err := router.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { router.Stop() })
+	return nets, cut
+}
+
+// TestMoveUpThenDown: a call that started in the tunnel and moved up to
+// WebRTC moves back down when WebRTC breaks, and what each side records
+// keeps time through both moves: the tunnel's audio after the pause plays
+// as a new stream.
+func TestMoveUpThenDown(t *testing.T) {
+	t.Parallel()
+	nets, cut := cuttableNet(t)
+	const frames = 350 // 7 s
+	mc := startMovingCall(t, &fakeNet{iceDelay: 1500 * time.Millisecond}, frames, Config{Fallback: true, net: nets[0]}, Config{net: nets[1]})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(mc.bc.Stats().Moves) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a second on WebRTC
+	cut.Store(true)
+	as, bs := mc.finish(t, frames)
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		if len(s.Moves) != 2 || s.Moves[0].To != PathWebRTC || s.Moves[1].To != PathTunnel || !strings.HasPrefix(s.Path, "tunnel/") {
+			t.Errorf("%s's call moved %+v, ended on %q; want up, then down to the tunnel", who, s.Moves, s.Path)
+		}
+	}
 	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames/2)
 	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames/2)
 }

@@ -72,6 +72,7 @@ type Session struct {
 	ctr         uint64 // our SFrame counter
 	seq         uint64 // of the next frame we send
 	lastSend    time.Time
+	resumed     bool              // see Resumed
 	held        bool              // see Hold
 	earlier     audio.JitterStats // the counts of the jitter buffers that Hold dropped
 	carrier     string            // the link's carrier when the last frame was sent
@@ -145,27 +146,31 @@ func (s *Session) Run(ctx context.Context) {
 	}
 }
 
-// pauseAfter is how long a Session may go without sending before the
-// next frame starts a new stream (Send): longer than any stall of a busy
-// sender, which catches up in a burst, and shorter than the time a call
-// spends on WebRTC between two stays in the tunnel.
-const pauseAfter = time.Second
+// Resumed tells the Session that the call's audio went another way
+// (WebRTC) since the last frame it sent: the next frame's sequence number
+// skips the time between, and the frames before it are not repeated, so
+// that the other side plays them as a new stream even if its jitter
+// buffer went on playing (concealing) meanwhile; one that was held starts
+// afresh anyway.
+func (s *Session) Resumed() {
+	s.mu.Lock()
+	s.resumed = true
+	s.mu.Unlock()
+}
 
 // Send sends one encoded frame (empty for silence) and returns its
 // sequence number. Frames are sent one FrameDuration apart, from one
-// goroutine. After a pause (the call's audio went over WebRTC meanwhile),
-// the sequence numbers skip the time it lasted and the frames before it
-// are not repeated.
+// goroutine.
 func (s *Session) Send(frame []byte) (uint64, error) {
 	now := time.Now()
 	carrier := s.link.Path()
 	s.mu.Lock()
-	if gap := now.Sub(s.lastSend); !s.lastSend.IsZero() && gap > pauseAfter {
-		n := int(gap/s.cfg.FrameDuration) - 1
+	if s.resumed && !s.lastSend.IsZero() {
+		n := max(int(now.Sub(s.lastSend)/s.cfg.FrameDuration)-1, 1)
 		s.snd.Skip(n)
 		s.seq += uint64(n)
 	}
-	s.lastSend = now
+	s.resumed, s.lastSend = false, now
 	if carrier != s.carrier {
 		// Over TCP a packet arrives or the flow froze: repeating frames
 		// repairs nothing there (the Link replays what a frozen flow
