@@ -74,15 +74,16 @@ func openCaller(t *testing.T, name, url, wav string) *browser {
 
 // callStats is what web/src/call.ts CallStats gives.
 type callStats struct {
-	ID              string  `json:"id"`
-	Phase           string  `json:"phase"`
-	Path            string  `json:"path"`
-	SetupMs         float64 `json:"setupMs"`
-	PacketsSent     float64 `json:"packetsSent"`
-	PacketsReceived float64 `json:"packetsReceived"`
-	PacketsLost     float64 `json:"packetsLost"`
-	AudioEnergy     float64 `json:"audioEnergy"`
-	AudioLevel      float64 `json:"audioLevel"`
+	ID              string   `json:"id"`
+	Phase           string   `json:"phase"`
+	Path            string   `json:"path"`
+	SetupMs         float64  `json:"setupMs"`
+	PacketsSent     float64  `json:"packetsSent"`
+	PacketsReceived float64  `json:"packetsReceived"`
+	PacketsLost     float64  `json:"packetsLost"`
+	AudioEnergy     float64  `json:"audioEnergy"`
+	AudioLevel      float64  `json:"audioLevel"`
+	Moves           []string `json:"moves"` // between WebRTC and the tunnel
 	// Tunnel is set for calls through the server's tunnel (api.ts TunnelStats).
 	Tunnel *struct {
 		Played    int `json:"played"`

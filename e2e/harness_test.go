@@ -55,7 +55,10 @@ type parleyd struct {
 	logs syncBuffer // everything the server logged, at debug level
 	web  fs.FS      // the web client's files, if any
 	turn bool       // run a TURN relay (on a new port at each start) that may relay to loopback
-	wt   bool       // serve the call tunnel's WebTransport (on a new UDP port at each start)
+	// refuseRelay: the TURN relay relays to no address of this machine, so
+	// that a relay-only call between two of its devices cannot connect.
+	refuseRelay bool
+	wt          bool // serve the call tunnel's WebTransport (on a new UDP port at each start)
 	// wtFront, if set (with wt), puts something in front of the
 	// WebTransport port, such as a UDP proxy, and returns the address
 	// clients are told to reach instead.
@@ -129,7 +132,11 @@ func (p *parleyd) start() {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		cfg.Relay, err = relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log, Allow: localPrefixes(p.t)})
+		allow := localPrefixes(p.t)
+		if p.refuseRelay {
+			allow = nil
+		}
+		cfg.Relay, err = relay.Listen(relay.Config{Listen: "127.0.0.1:0", Secret: secret, Logger: log, Allow: allow})
 		if err != nil {
 			p.t.Fatal(err)
 		}

@@ -16,9 +16,10 @@ func startServerRefusingRelay(t *testing.T) string {
 
 // TestPathMemory: alice's first call, relay-only, takes WebRTC as she
 // asks (--path webrtc) and does not connect; her next call, relay-only
-// with no --path, takes WebRTC (the tunnel is untried) and moves to the
-// tunnel when WebRTC does not connect within seconds; her next call goes
-// through the tunnel and says why, and 'parley paths' lists them all.
+// with no --path, races WebRTC (the tunnel is untried) and the tunnel, and
+// starts in the tunnel when WebRTC has not come up within a second; her
+// next call goes through the tunnel alone and says why, and 'parley paths'
+// lists them all.
 func TestPathMemory(t *testing.T) {
 	t.Parallel()
 	url := startServerRefusingRelay(t)

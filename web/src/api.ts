@@ -61,7 +61,7 @@ export type ParleyEvent =
 /** Call signalling (client/call.go): WebRTC offer/answer with trickle ICE,
  * carried end to end inside the Signal session, so the DTLS fingerprints in
  * the SDP are authenticated and the server cannot sit in the middle. */
-export type CallSignalKind = "offer" | "answer" | "ice" | "hangup" | "busy" | "decline";
+export type CallSignalKind = "offer" | "answer" | "ice" | "hangup" | "busy" | "decline" | "move";
 
 export interface CallSignal {
   id: string; // the call, 32 hex digits, chosen by the caller
@@ -93,6 +93,9 @@ export interface TunnelHandlers {
   peer(present: boolean): void;
   /** The first frame from the other device arrived. */
   audio?(): void;
+  /** A packet came while the call is held (TunnelCall.hold): true plays
+   * it and what follows as a new stream, false drops it. */
+  resume?(): boolean;
 }
 
 /** What a tunnel call has done so far (tunnel.SessionStats). */
@@ -123,6 +126,9 @@ export interface TunnelCall {
   /** The carrier now: "webtransport" or "websocket". */
   path(): string;
   stats(): TunnelStats;
+  /** Stops playing out: the other side's audio goes another way (WebRTC).
+   * Packets that come are dropped unless the resume handler takes them. */
+  hold(): void;
   /** Leaves the room; the handlers are not called after. */
   close(): void;
 }

@@ -18,6 +18,20 @@
 // parley.openTunnel with the codec of tunnel.ts; no RTCPeerConnection.
 // Such a call is active once the other device is in the server's room and
 // its audio arrives.
+//
+// A WebRTC call races the tunnel, as the CLI's --path auto does (package
+// call, Config.Fallback): the offer carries our share of the tunnel secret
+// beside the SDP, a callee that can answer with its own does, and both
+// then open the tunnel beside ICE. The call starts on WebRTC if it comes up
+// within raceGrace of the answer, else on whichever is up first; one that
+// started in the tunnel moves up to WebRTC when that comes up over UDP;
+// one on WebRTC moves to the tunnel, for good, when its connection fails
+// or goes quiet, and tells the other side with a "move" signal. We send on
+// one way at a time (the RTP sender's track is removed while the tunnel
+// carries the call) and hear the way the other side sends on: the tunnel
+// is held while WebRTC's audio comes, and resumes when the other side's
+// frames come and WebRTC has been quiet for resumeAfter (or the call moved
+// down).
 
 import type { CallOutcome, CallSignal, Parley, TunnelCall, TunnelStats } from "./api";
 import { errorKind, errorText } from "./format";
@@ -40,6 +54,12 @@ const hangupGrace = 3_000;
 const microphone: MediaStreamConstraints = { audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } };
 /** Bounds on what a misbehaving peer can make us queue. */
 const maxQueuedCandidates = 64;
+/** How long a call that races the tunnel gives WebRTC to come up, from
+ * the answer, before it may start in the tunnel (call.RaceGrace). */
+const raceGrace = 1_000;
+/** How long WebRTC's audio must have been quiet before the tunnel's is
+ * heard instead (the stragglers of a move up are not). */
+const resumeAfter = 200;
 
 export type CallPhase =
   | "calling" // outgoing, ringing at the peer
@@ -87,6 +107,9 @@ export interface CallStats {
    * buffer's delay is in tunnel). */
   tunnel?: TunnelStats;
   tunnelAudio?: TunnelAudioStats;
+  /** The call's moves between WebRTC and the tunnel: "tunnel → webrtc
+   * (WebRTC came up over UDP)". */
+  moves: string[];
 }
 
 export interface CallSettings {
@@ -94,6 +117,8 @@ export interface CallSettings {
   relayOnly(): boolean;
   /** Calls we make carry their audio through the server's tunnel (tier 2), not WebRTC. */
   tunnel(): boolean;
+  /** WebRTC calls race the tunnel and move between the two (on by default). */
+  race(): boolean;
 }
 
 type Listener = (v: CallView | null) => void;
@@ -115,13 +140,27 @@ interface Session {
   dialedAt: number; // when set-up started (dial, or accept)
   last?: { lost: number; received: number; at: number }; // for loss per interval
   closed: boolean;
-  // Tunnel calls only:
-  share?: string; // our share of the tunnel secret: set, the call goes through the tunnel
+  // Tunnel calls, and WebRTC calls that race the tunnel:
+  tunnelOnly: boolean; // the call goes through the tunnel alone
+  share?: string; // our share of the tunnel secret
+  theirs?: string; // the other side's
   tunnel: TunnelCall | null;
   tunnelAudio: TunnelAudio | null;
   peerIn: boolean; // the other device is in the server's room
   leftTimer: number; // it left: end the call unless it comes back
   switches: number; // moves between carriers logged so far
+  // A WebRTC call that races the tunnel:
+  race: boolean;
+  onTunnel: boolean; // our audio goes through the tunnel now
+  movedDown: boolean; // it moved from WebRTC to the tunnel, for good
+  graceOver: boolean; // WebRTC had raceGrace to come up
+  rtcFailed: boolean; // ICE failed before the call connected
+  opening: boolean; // the tunnel is being opened
+  hearTunnel: boolean; // we hear the tunnel's audio (it is not held)
+  lastRTP: number; // when WebRTC's audio last came (polled)
+  rtpMark: number; // the receiver's last packet time seen
+  rtpWatch: number;
+  moves: string[];
 }
 
 /** Calls is the calling side of one Parley client (one call at a time). */
@@ -169,6 +208,7 @@ export class Calls {
       const offer = await s.pc!.createOffer();
       await s.pc!.setLocalDescription(offer);
       if (s.closed) return;
+      if (this.settings.race()) s.share = this.parley.newTunnelKey(); // the call races the tunnel if the callee answers with its share
       // Before the offer leaves: an answer may come back at once.
       s.timers.push(window.setTimeout(() => s.view.phase === "calling" && this.end(s, "no_answer", "", true), ringTimeout));
       await this.describe(s, "offer", s.pc!.localDescription!.sdp);
@@ -195,8 +235,11 @@ export class Calls {
       const answer = await s.pc!.createAnswer();
       await s.pc!.setLocalDescription(answer);
       if (s.closed) return;
+      const theirs = this.settings.race() ? s.offer.tunnel_key : undefined;
+      if (theirs) s.share = this.parley.newTunnelKey(); // the caller races the tunnel: so do we
       await this.describe(s, "answer", s.pc!.localDescription!.sdp);
       this.startConnectTimer(s);
+      if (theirs) void this.startRace(s, theirs);
     } catch (e) {
       this.end(s, "failed", setupError(e), true);
     }
@@ -253,9 +296,11 @@ export class Calls {
   /** The current call's statistics, or null when there is none. */
   async stats(): Promise<CallStats | null> {
     const s = this.cur;
-    if (s?.tunnel) return tunnelStats(s);
+    if (s?.tunnel && (s.tunnelOnly || s.onTunnel)) return tunnelStats(s);
     if (!s?.pc) return null;
-    return readStats(s, await s.pc.getStats());
+    const st = readStats(s, await s.pc.getStats());
+    if (s.tunnel) st.tunnel = s.tunnel.stats(); // standing by
+    return st;
   }
 
   // --- signals from the peer ---
@@ -310,6 +355,8 @@ export class Calls {
         if (!s.haveRemote) return this.queueICE(s, sig);
         void this.addCandidate(s, sig);
         return;
+      case "move":
+        return this.moveDown(s, `${peer} moved the call to the tunnel`, false);
       case "hangup":
         if (s.view.phase === "ringing") return this.end(s, "missed", "", false);
         if (s.view.phase === "connecting") return this.end(s, "failed", `${peer} gave up before the call connected`, false);
@@ -322,7 +369,7 @@ export class Calls {
     s.remote = sig.from ?? "";
     this.update(s, { phase: "connecting" });
     this.clearTimers(s);
-    if (s.share) {
+    if (s.tunnelOnly) {
       if (!sig.tunnel_key) return this.end(s, "failed", "the answer has no tunnel key", true);
       this.startConnectTimer(s);
       return this.openTunnel(s, sig.tunnel_key);
@@ -331,6 +378,7 @@ export class Calls {
       await s.pc!.setRemoteDescription({ type: "answer", sdp: sig.sdp! });
       await this.flushRemoteICE(s);
       this.startConnectTimer(s);
+      if (s.share && sig.tunnel_key) void this.startRace(s, sig.tunnel_key);
     } catch (e) {
       this.end(s, "failed", `the answer could not be used: ${errorText(e)}`, true);
     }
@@ -369,6 +417,18 @@ export class Calls {
       peerIn: false,
       leftTimer: 0,
       switches: 0,
+      tunnelOnly: false,
+      race: false,
+      onTunnel: false,
+      movedDown: false,
+      graceOver: false,
+      rtcFailed: false,
+      opening: false,
+      hearTunnel: false,
+      lastRTP: 0,
+      rtpMark: 0,
+      rtpWatch: 0,
+      moves: [],
       local: null,
       audio: null,
       remote: "",
@@ -431,16 +491,22 @@ export class Calls {
       e.track.addEventListener("unmute", first, { once: true });
     };
     pc.onconnectionstatechange = () => {
-      if (s.closed) return;
+      if (s.closed || s.movedDown) return; // after a move down, WebRTC carries nothing
       switch (pc.connectionState) {
         case "connected":
-          if (!s.view.connectedAt) {
-            this.clearTimers(s);
-            this.update(s, { phase: "active", connectedAt: Date.now() });
-            this.startStats(s);
-          }
+          if (!s.view.connectedAt) this.connected(s);
+          else if (s.onTunnel) void this.maybeMoveUp(s);
+          break;
+        case "disconnected":
+          if (s.race && s.view.connectedAt && !s.onTunnel) this.moveDown(s, "nothing came over WebRTC for a while", true);
           break;
         case "failed":
+          if (s.race) {
+            if (s.onTunnel) break; // the tunnel carries the call
+            if (s.view.connectedAt) return this.moveDown(s, "WebRTC failed", true);
+            s.rtcFailed = true;
+            if (s.tunnel || s.opening) return this.raceStart(s);
+          }
           // The other side's hang-up may come after its closing the
           // connection has reached us: give it a moment.
           if (s.view.connectedAt) {
@@ -458,6 +524,7 @@ export class Calls {
   /** Calls through the tunnel: the offer carries our share, no SDP. */
   private async dialTunnel(s: Session): Promise<void> {
     s.share = this.parley.newTunnelKey();
+    s.tunnelOnly = true;
     try {
       await this.prepareTunnel(s);
       if (s.closed) return;
@@ -472,6 +539,7 @@ export class Calls {
    * share, goes out. */
   private async acceptTunnel(s: Session, theirs: string): Promise<void> {
     s.share = this.parley.newTunnelKey();
+    s.tunnelOnly = true;
     s.haveRemote = true;
     try {
       await this.prepareTunnel(s);
@@ -497,10 +565,15 @@ export class Calls {
     if (s.closed) return this.release(s);
   }
 
-  /** Joins the server's room with both shares and starts the audio. */
+  /** Joins the server's room with both shares and starts the audio (in
+   * a race, held until the tunnel carries the call). */
   private async openTunnel(s: Session, theirs: string): Promise<void> {
-    const audio = s.tunnelAudio!;
+    s.theirs = theirs;
+    s.opening = true;
     try {
+      if (!s.tunnelAudio) await this.prepareRaceAudio(s);
+      if (s.closed) return;
+      const audio = s.tunnelAudio!;
       const call = await this.parley.openTunnel(
         s.view.id,
         s.view.outgoing,
@@ -512,15 +585,146 @@ export class Calls {
             if (!s.firstAudio) s.firstAudio = Date.now();
             this.tunnelActive(s);
           },
+          resume: () => this.resumeTunnel(s),
         }),
       );
+      s.opening = false;
       if (s.closed) return call.close();
       s.tunnel = call;
-      audio.attach(call);
-      this.update(s, { path: tunnelPath(call.path()) });
+      if (s.race && !s.hearTunnel) call.hold(); // we hear WebRTC until the other side's frames come this way
+      if (!s.race || s.onTunnel) {
+        audio.attach(call);
+        this.update(s, { path: tunnelPath(call.path()) });
+      }
     } catch (e) {
+      s.opening = false;
+      if (s.closed) return;
+      // A call that races goes on while WebRTC may carry it.
+      if (s.race && !s.movedDown && !s.rtcFailed) {
+        console.info("parley: the call's tunnel did not open; the call waits for WebRTC:", e);
+        return;
+      }
       this.end(s, "failed", `the server's call tunnel: ${errorText(e)}`, true);
     }
+  }
+
+  // --- racing WebRTC and the tunnel ---
+
+  /** Opens the tunnel beside WebRTC, once both shares are known, and gives
+   * WebRTC raceGrace to come up before the call may start in the tunnel. */
+  private async startRace(s: Session, theirs: string): Promise<void> {
+    if (s.closed) return;
+    s.race = true;
+    s.timers.push(
+      window.setTimeout(() => {
+        s.graceOver = true;
+        this.raceStart(s);
+      }, raceGrace),
+    );
+    this.watchRTP(s);
+    await this.openTunnel(s, theirs);
+  }
+
+  /** The codec of the tunnel, on the microphone WebRTC sends. */
+  private async prepareRaceAudio(s: Session): Promise<void> {
+    s.tunnelAudio = await TunnelAudio.open(s.local!);
+    s.tunnelAudio.setMuted(s.view.muted);
+    if (s.closed) this.release(s);
+  }
+
+  /** Starts a racing call in the tunnel if it has not connected, the other
+   * device is in the room, and WebRTC had its grace, failed, or was left. */
+  private raceStart(s: Session): void {
+    if (s.closed || s.view.connectedAt || !s.peerIn || !(s.graceOver || s.rtcFailed || s.movedDown)) return;
+    this.toTunnel(s);
+    console.info("parley: call path: tunnel first (WebRTC was not up within 1 s of the answer)");
+    this.connected(s);
+  }
+
+  /** Our audio goes through the tunnel from now: the WebRTC sender stops
+   * (a disabled track would still send RTP, which the other side would
+   * take for WebRTC's audio). */
+  private toTunnel(s: Session): void {
+    s.onTunnel = true;
+    void this.audioSender(s)?.replaceTrack(null).catch(() => {});
+    if (s.tunnel) {
+      s.tunnelAudio?.attach(s.tunnel);
+      this.update(s, { path: tunnelPath(s.tunnel.path()) });
+    }
+  }
+
+  private audioSender(s: Session): RTCRtpSender | undefined {
+    return s.pc?.getSenders().find((x) => x.track?.kind === "audio" || x.track === null);
+  }
+
+  /** Moves a call that started in the tunnel up to WebRTC, which came
+   * up: over UDP only (through the relay over TCP or TLS it is no better
+   * than the tunnel). */
+  private async maybeMoveUp(s: Session): Promise<void> {
+    const st = readStats(s, await s.pc!.getStats());
+    if (s.closed || s.movedDown || !s.onTunnel) return;
+    if (st.path === "relay (tcp)" || st.path === "relay (tls)") {
+      console.info(`parley: WebRTC came up through the ${st.path}; the call stays in the tunnel`);
+      return;
+    }
+    s.onTunnel = false;
+    s.tunnelAudio?.detach();
+    const mic = s.local?.getAudioTracks()[0];
+    if (mic) void this.audioSender(s)?.replaceTrack(mic).catch(() => {});
+    this.moved(s, "tunnel → webrtc (WebRTC came up over UDP)");
+    this.update(s, { path: st.path });
+  }
+
+  /** Moves the call from WebRTC to the tunnel, for good; with tell, the
+   * other side is asked to move too. */
+  private moveDown(s: Session, reason: string, tell: boolean): void {
+    if (s.closed || !s.race || s.movedDown) return;
+    s.movedDown = true;
+    if (!s.onTunnel) {
+      this.toTunnel(s);
+      this.moved(s, `webrtc → tunnel (${reason})`);
+    }
+    if (tell) this.send(s.view.peer, { id: s.view.id, kind: "move" });
+    if (!s.tunnel && !s.opening && s.theirs) void this.openTunnel(s, s.theirs);
+    this.raceStart(s); // the other side moved before we connected
+  }
+
+  private moved(s: Session, what: string): void {
+    s.moves.push(what);
+    console.info(`parley: call path ${what}`);
+  }
+
+  /** Whether the tunnel, held while we hear WebRTC, takes the packet that
+   * came: the call moved down, or nothing came over WebRTC for
+   * resumeAfter. */
+  private resumeTunnel(s: Session): boolean {
+    if (!s.movedDown && Date.now() - s.lastRTP < resumeAfter) return false;
+    s.hearTunnel = true;
+    return true;
+  }
+
+  /** Notes when WebRTC's audio comes (polling the receiver's last packet);
+   * when it comes while we hear the tunnel, the other side moved up: the
+   * tunnel is held. */
+  private watchRTP(s: Session): void {
+    s.rtpWatch = window.setInterval(() => {
+      const rx = s.pc?.getReceivers().find((r) => r.track.kind === "audio");
+      const src = rx?.getSynchronizationSources()[0];
+      if (s.closed || !src || src.timestamp === s.rtpMark) return;
+      s.rtpMark = src.timestamp;
+      s.lastRTP = Date.now();
+      if (s.hearTunnel && !s.movedDown) {
+        s.hearTunnel = false;
+        s.tunnel?.hold();
+      }
+    }, 50);
+  }
+
+  /** The call is active: WebRTC is up, or the tunnel carries it. */
+  private connected(s: Session): void {
+    this.clearTimers(s);
+    this.update(s, { phase: "active", connectedAt: Date.now() });
+    this.startStats(s);
   }
 
   /** The other device came into the server's room, or left it. */
@@ -529,19 +733,17 @@ export class Calls {
     s.peerIn = present;
     window.clearTimeout(s.leftTimer);
     s.leftTimer = 0;
-    if (present) return this.tunnelActive(s);
+    if (present) return s.race ? this.raceStart(s) : this.tunnelActive(s);
     // It hung up and the hang-up (which travels the slower way) is late,
     // or lost: as when a WebRTC connection fails, wait a moment for it.
-    if (s.view.connectedAt) s.leftTimer = window.setTimeout(() => this.end(s, "completed", "", true), hangupGrace);
+    if (s.view.connectedAt && (s.tunnelOnly || s.onTunnel)) s.leftTimer = window.setTimeout(() => this.end(s, "completed", "", true), hangupGrace);
   }
 
   /** The call is active once the other device is in the room and its
    * audio arrives. */
   private tunnelActive(s: Session): void {
-    if (s.closed || s.view.connectedAt || !s.peerIn || !s.firstAudio) return;
-    this.clearTimers(s);
-    this.update(s, { phase: "active", connectedAt: Date.now() });
-    this.startStats(s);
+    if (s.closed || !s.tunnelOnly || s.view.connectedAt || !s.peerIn || !s.firstAudio) return;
+    this.connected(s);
   }
 
   /** Sends our description (and, for the tunnel, our share), then the
@@ -562,7 +764,7 @@ export class Calls {
           this.end(
             s,
             "failed",
-            s.share
+            s.tunnelOnly
               ? `no audio through the server's tunnel within ${connectTimeout / 1000} s`
               : `no media path within ${connectTimeout / 1000} s: ${failure(s, this.settings.relayOnly(), true)}`,
             true,
@@ -576,7 +778,7 @@ export class Calls {
     s.ticker = window.setInterval(async () => {
       if (s.closed || !(s.pc || s.tunnel)) return;
       try {
-        const st = s.tunnel ? tunnelStats(s) : readStats(s, await s.pc!.getStats());
+        const st = s.tunnelOnly || s.onTunnel ? tunnelStats(s) : readStats(s, await s.pc!.getStats());
         if (st.tunnel) {
           s.tunnelAudio?.setBitrate(st.tunnel.bitrate);
           for (const sw of st.tunnel.switches.slice(s.switches)) {
@@ -634,6 +836,7 @@ export class Calls {
   private release(s: Session): void {
     this.clearTimers(s);
     window.clearInterval(s.ticker);
+    window.clearInterval(s.rtpWatch);
     window.clearTimeout(s.leftTimer);
     s.tunnel?.close();
     s.tunnelAudio?.close();
@@ -752,6 +955,7 @@ function tunnelStats(s: Session): CallStats {
     bytesReceived: 0,
     tunnel: t,
     tunnelAudio: a,
+    moves: [...s.moves],
   };
 }
 
@@ -769,6 +973,7 @@ function readStats(s: Session, report: RTCStatsReport): CallStats {
     audioEnergy: 0,
     audioLevel: 0,
     bytesReceived: 0,
+    moves: [...s.moves],
   };
   let pairId = "";
   const byId = new Map<string, Record<string, unknown>>();

@@ -130,38 +130,63 @@ export function CallScreen({ calls, view }: { calls: Calls; view: CallView }) {
 
 const relayKey = "parley-relay-only";
 const tunnelKey = "parley-tunnel";
+const raceKey = "parley-race";
 
-/** The "relay only" and "tunnel" settings, per browser profile (one user per profile). */
+/** The "relay only", "tunnel" and "race" settings, per browser profile (one user per profile). */
 export const callSettings = {
+  race: () => localStorage.getItem(raceKey) !== "off",
+  setRace: (on: boolean) => (on ? localStorage.removeItem(raceKey) : localStorage.setItem(raceKey, "off")),
   relayOnly: () => localStorage.getItem(relayKey) === "true",
   setRelayOnly: (on: boolean) => (on ? localStorage.setItem(relayKey, "true") : localStorage.removeItem(relayKey)),
   tunnel: () => localStorage.getItem(tunnelKey) === "true",
   setTunnel: (on: boolean) => (on ? localStorage.setItem(tunnelKey, "true") : localStorage.removeItem(tunnelKey)),
 };
 
+/** The settings dialog's switches, in order. */
+const settingSwitches: SettingProps[] = [
+  {
+    id: "relay-only",
+    get: callSettings.relayOnly,
+    set: callSettings.setRelayOnly,
+    title: "Relay calls through the server",
+    help: "Hides your IP address from the people you call. Calls may sound slightly later. Applies to the next call.",
+  },
+  {
+    id: "tunnel-calls",
+    get: callSettings.tunnel,
+    set: callSettings.setTunnel,
+    title: "Carry calls through the server (tunnel)",
+    help: "For networks that block ordinary calls: the audio goes, still end-to-end encrypted, over the same connection as your messages. Applies to calls you make.",
+  },
+  {
+    id: "race-calls",
+    get: callSettings.race,
+    set: callSettings.setRace,
+    title: "Keep calls going when the network changes",
+    help: "Direct calls start through the server when a direct path is slow to come, and move to it when the direct path breaks, without hanging up. Applies to the next call.",
+  },
+];
+
 export function SettingsDialog({ onClose }: { onClose: () => void }) {
   return (
     <Dialog id="settings" title="Settings" onClose={onClose}>
-      <Setting
-        id="relay-only"
-        get={callSettings.relayOnly}
-        set={callSettings.setRelayOnly}
-        title="Relay calls through the server"
-        help="Hides your IP address from the people you call. Calls may sound slightly later. Applies to the next call."
-      />
-      <Setting
-        id="tunnel-calls"
-        get={callSettings.tunnel}
-        set={callSettings.setTunnel}
-        title="Carry calls through the server (tunnel)"
-        help="For networks that block ordinary calls: the audio goes, still end-to-end encrypted, over the same connection as your messages. Applies to calls you make."
-      />
+      {settingSwitches.map((p) => (
+        <Setting key={p.id} {...p} />
+      ))}
     </Dialog>
   );
 }
 
+interface SettingProps {
+  id: string;
+  get: () => boolean;
+  set: (on: boolean) => void;
+  title: string;
+  help: string;
+}
+
 /** One switch of the settings dialog, kept by get and set. */
-function Setting(p: { id: string; get: () => boolean; set: (on: boolean) => void; title: string; help: string }) {
+function Setting(p: SettingProps) {
   const [on, setOn] = useState(p.get);
   return (
     <label class="setting">

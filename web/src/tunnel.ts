@@ -186,17 +186,23 @@ export class TunnelAudio {
 
   /** The handlers for parley.openTunnel: the frames to play, plus the
    * peer's comings and goings and the first audio, for the call. */
-  handlers(on: { peer(present: boolean): void; audio(): void }): TunnelHandlers {
+  handlers(on: { peer(present: boolean): void; audio(): void; resume?(): boolean }): TunnelHandlers {
     return {
       play: (frame, status) => this.play(frame, status),
       peer: (present) => on.peer(present),
       audio: () => on.audio(),
+      resume: () => on.resume?.() ?? true,
     };
   }
 
   /** From now on the encoded frames go to call. */
   attach(call: TunnelCall): void {
     this.call = call;
+  }
+
+  /** From now on nothing is sent: the call's audio goes another way. */
+  detach(): void {
+    this.call = null;
   }
 
   /** Muted, the call goes on sending one frame per 20 ms, empty: the

@@ -69,7 +69,7 @@ func (b *bridge) openTunnel(args []js.Value) (any, error) {
 	s, err := tunnel.OpenSession(octx, tunnel.SessionConfig{
 		Keys: keys, Caller: caller, FrameDuration: frameDuration,
 		Link: tunnel.LinkConfig{Ticket: c.TunnelTicket, Dial: tunnel.DefaultDial},
-		Play: t.play, Arrived: t.arrived, Peer: t.peer,
+		Play: t.play, Arrived: t.arrived, Peer: t.peer, Resume: t.resume,
 		Logger: slog.New(slog.NewTextHandler(consoleWriter{}, nil)).With("call", callID),
 	})
 	if err != nil {
@@ -126,14 +126,22 @@ func (t *tunnelCall) arrived(audio.Frame, time.Time) {
 
 func (t *tunnelCall) peer(present bool) { t.handle("peer", present) }
 
-// handle calls the page's handler name. An exception it throws is logged:
-// in Go it would be a panic, which would end the whole program.
-func (t *tunnelCall) handle(name string, args ...any) {
+// resume asks the page whether a held call takes a packet that came (see
+// tunnel.SessionConfig.Resume); without a resume handler it does.
+func (t *tunnelCall) resume(time.Time) bool {
+	v := t.handle("resume")
+	return v.Type() != js.TypeBoolean || v.Bool()
+}
+
+// handle calls the page's handler name and returns what it returned
+// (undefined if there is none). An exception it throws is logged: in Go
+// it would be a panic, which would end the whole program.
+func (t *tunnelCall) handle(name string, args ...any) (v js.Value) {
 	t.mu.Lock()
 	h := t.h
 	t.mu.Unlock()
 	if h.Type() != js.TypeObject || h.Get(name).Type() != js.TypeFunction { // closed, or an optional handler
-		return
+		return js.Undefined()
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -142,9 +150,10 @@ func (t *tunnelCall) handle(name string, args ...any) {
 				panic(r)
 			}
 			js.Global().Get("console").Call("warn", "parley: the tunnel's "+name+" handler threw:", je.Value)
+			v = js.Undefined()
 		}
 	}()
-	h.Call(name, args...)
+	return h.Call(name, args...)
 }
 
 // object is the TunnelCall of api.ts. Its functions are never released:
@@ -177,6 +186,10 @@ func (t *tunnelCall) object() js.Value {
 		return nil
 	})
 	fn("path", func(s *tunnel.Session, _ []js.Value) any { return s.Path() })
+	fn("hold", func(s *tunnel.Session, _ []js.Value) any {
+		s.Hold() // what the jitter buffer held is not played: the page hears WebRTC now
+		return nil
+	})
 	fn("stats", func(s *tunnel.Session, _ []js.Value) any { return jsTunnelStats(s.Stats()) })
 	fn("close", func(s *tunnel.Session, _ []js.Value) any {
 		t.mu.Lock()
