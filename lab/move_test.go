@@ -2,9 +2,12 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,34 +29,12 @@ var (
 func TestLabMove(t *testing.T) {
 	needRoot(t, "the mid-call move", "")
 	needTools(t)
-	bin := buildBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
 	const callFor, blockAfter = 12 * time.Second, 3 * time.Second
-	sp, err := makeSpeech(ctx, dir, callFor)
-	if err != nil {
-		t.Fatal(err)
+	ctx, ml := startMoveLab(t, callFor)
+	net, alice, bob, sp := ml.net, ml.alice, ml.bob, ml.sp
+	if err := bob.register(ctx); err != nil {
+		t.Fatalf("registering bob: %v", err)
 	}
-	net, err := openNetwork(ctx, "clean", 2, testWriter{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { net.Close() })
-	cfg := Config{Bin: bin}
-	srv, err := startServer(ctx, cfg, net, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.stop)
-	alice := &user{name: "alice", client: 0, home: filepath.Join(dir, "alice"), cfg: cfg, net: net, srv: srv}
-	bob := &user{name: "bob", client: 1, home: filepath.Join(dir, "bob"), cfg: cfg, net: net, srv: srv}
-	for _, u := range []*user{alice, bob} {
-		if err := u.register(ctx); err != nil {
-			t.Fatalf("registering %s: %v", u.name, err)
-		}
-	}
-
 	aliceOut, ended := callPair(t, ctx, alice, bob, sp, callFor)
 	waitFor(t, aliceOut, "connected in", 30*time.Second)
 	if !strings.Contains(aliceOut.String(), "(direct") {
@@ -107,6 +88,126 @@ func TestLabMove(t *testing.T) {
 			t.Errorf("%s's second call moved up to WebRTC over UDP, on a network that blocks UDP", who)
 		}
 	}
+}
+
+// moveLab is the lab's clean network with parleyd, alice and bob
+// registered (each in a client namespace), and speech for a call.
+type moveLab struct {
+	net        network
+	srv        *server
+	alice, bob *user
+	sp         *speech
+	dir, bin   string
+}
+
+// startMoveLab starts a moveLab with speech for calls of callFor; the
+// context bounds the test.
+func startMoveLab(t *testing.T, callFor time.Duration) (context.Context, *moveLab) {
+	t.Helper()
+	ml := &moveLab{bin: buildBinaries(t), dir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	var err error
+	if ml.sp, err = makeSpeech(ctx, ml.dir, callFor); err != nil {
+		t.Fatal(err)
+	}
+	if ml.net, err = openNetwork(ctx, "clean", 2, testWriter{t}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ml.net.Close() })
+	cfg := Config{Bin: ml.bin}
+	if ml.srv, err = startServer(ctx, cfg, ml.net, ml.dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ml.srv.stop)
+	ml.alice = &user{name: "alice", client: 0, home: filepath.Join(ml.dir, "alice"), cfg: cfg, net: ml.net, srv: ml.srv}
+	ml.bob = &user{name: "bob", client: 1, home: filepath.Join(ml.dir, "bob"), cfg: cfg, net: ml.net, srv: ml.srv}
+	if err := ml.alice.register(ctx); err != nil {
+		t.Fatalf("registering alice: %v", err)
+	}
+	return ctx, ml
+}
+
+// TestLabMoveBrowser: the CLI calls the web client (whose calls race the
+// tunnel by default) on the lab's clean network, which starts dropping all
+// UDP a few seconds in: both move the call to the tunnel without hanging
+// up and hear each other through it.
+func TestLabMoveBrowser(t *testing.T) {
+	needRoot(t, "the browser's mid-call move", "")
+	needTools(t)
+	browser := chromium()
+	if browser == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is not installed; CI installs it")
+		}
+		t.Skip("chromium is not installed (Debian: apt-get install chromium)")
+	}
+	const callFor, blockAfter = 14 * time.Second, 4 * time.Second
+	ctx, ml := startMoveLab(t, callFor)
+	mic, err := micWAV(ctx, ml.sp.bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := ml.net.Command(1, filepath.Join(ml.bin, "parley-lab"), "browser", "--chromium", browser, "--url", ml.srv.url,
+		"--user", "bob", "--profile", filepath.Join(ml.dir, "bob-profile"), "--mic", mic, "--wait", "2m", "--race")
+	bob := &agent{name: "bob", cmd: cmd}
+	if bob.out, bob.lines, bob.done, err = startAgent(cmd, filepath.Join(ml.dir, "bob-web.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	if l, err := bob.next(ctx); err != nil || l != "ready" {
+		t.Fatalf("bob's browser did not get ready (%q, %v):\n%s", l, err, bob.out())
+	}
+	var aliceOut lockedBuffer
+	aliceDone := start(t, ml.alice.command("call", "bob", "--send", ml.sp.alice, "--duration", callFor.String()), &aliceOut)
+	waitFor(t, &aliceOut, "connected in", time.Minute)
+	if !strings.Contains(aliceOut.String(), "(direct") {
+		t.Fatalf("the call did not start on WebRTC, direct:\n%s", aliceOut.String())
+	}
+	time.Sleep(blockAfter)
+	if err := ml.net.SetProfile(ctx, "udp-blocked"); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("UDP is blocked")
+	select {
+	case err := <-aliceDone:
+		if err != nil {
+			t.Errorf("alice's parley: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("alice's call did not end")
+	}
+	out := aliceOut.String()
+	t.Logf("alice:\n%s", out)
+	var res browserResult
+	if l, err := bob.next(ctx); err != nil || json.Unmarshal([]byte(l), &res) != nil {
+		t.Fatalf("bob's browser gave no result (%q, %v):\n%s", l, err, bob.out())
+	}
+	t.Logf("bob's browser: %+v", res)
+	if m := moveLine.FindStringSubmatch(out); m == nil {
+		t.Errorf("alice's call did not move to the tunnel")
+	}
+	// The browser's audio, through the tunnel after the move: some 8 s
+	// of the call, at least 4 s of it played.
+	if m := regexp.MustCompile(`(?m)^jitter buffer: played (\d+),`).FindStringSubmatch(out); m == nil {
+		t.Errorf("alice's call printed no jitter buffer report")
+	} else if n, _ := strconv.Atoi(m[1]); n < 200 {
+		t.Errorf("alice's jitter buffer played %d frames of the browser's audio after the move, want ≥ 200", n)
+	}
+	if !slices.ContainsFunc(res.Moves, func(m string) bool { return strings.HasPrefix(m, "webrtc → tunnel (") }) ||
+		!strings.HasPrefix(res.LastPath, "server tunnel (") || res.TunnelPlayed < 200 {
+		t.Errorf("bob's browser: moves %q, last path %q, %d frames played through the tunnel; want a move to it and ≥ 200 frames", res.Moves, res.LastPath, res.TunnelPlayed)
+	}
+}
+
+// browserResult is the part of "parley-lab browser"'s result (package
+// lab/browser, Result) that TestLabMoveBrowser reads.
+type browserResult struct {
+	Connected    bool     `json:"connected"`
+	LastPath     string   `json:"last_path"`
+	Moves        []string `json:"moves"`
+	TunnelPlayed int      `json:"tunnel_played"`
+	Error        string   `json:"error"`
 }
 
 // callPair starts bob answering and alice calling him for d, and returns

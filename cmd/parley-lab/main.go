@@ -108,6 +108,7 @@ func runBrowser(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&o.Wait, "wait", time.Minute, "how long the callee waits for a call")
 	fs.StringVar(&o.Mic, "mic", "", "the WAV file the microphone plays (required)")
 	fs.StringVar(&o.Record, "record", "", "write what the browser would have played to this WAV file")
+	fs.BoolVar(&o.Race, "race", false, "let the call race the server's tunnel and move between the two, as the web client does by default (the lab's browser tier measures WebRTC alone)")
 	hold := fs.Bool("hold", false, `with --call: once ready, wait for a line "go" on standard input before calling`)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -60,6 +60,10 @@ type Options struct {
 	// Go, if set, holds the caller, once ready, until it is closed (the
 	// lab turns its censor on meanwhile).
 	Go <-chan struct{}
+	// Race lets the call race the server's tunnel and move between the
+	// two, as the web client does by default; unset, the browser measures
+	// WebRTC alone (tier 1), as the CLI's --path webrtc does.
+	Race bool
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -84,6 +88,12 @@ type Result struct {
 	Outcome        string  `json:"outcome"` // the call screen's outcome when it ended
 	Seconds        float64 `json:"seconds"` // connected time
 	Error          string  `json:"error,omitempty"`
+	// What the web client's call statistics said last before the end:
+	// the path, the moves between WebRTC and the tunnel, and the frames
+	// the tunnel played (with Options.Race, the tunnel stands by).
+	LastPath     string   `json:"last_path,omitempty"`
+	Moves        []string `json:"moves,omitempty"`
+	TunnelPlayed int      `json:"tunnel_played,omitempty"`
 }
 
 // Run drives one browser through one call.
@@ -139,8 +149,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		return nil
 	}
+	script := instrument
+	if !o.Race {
+		// The web client's setting (callview.tsx); a frame without an
+		// origin (about:blank) has no localStorage.
+		script = `try { localStorage.setItem("parley-race", "off"); } catch {}` + "\n" + script
+	}
 	addScript := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: instrument})
+		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script})
 		return err
 	})
 	if err := step("load", 90*time.Second, addScript, chromedp.Navigate(o.URL),
@@ -200,9 +216,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
-	// Until the call ends (the peer hangs up), at most Duration plus a minute.
-	if err := step("end", o.Duration+time.Minute, chromedp.WaitVisible(`#call-screen[data-phase="ended"]`)); err != nil {
-		return res, err
+	// Until the call ends (the peer hangs up), at most Duration plus a
+	// minute, keeping the call's last statistics.
+	var last *callStats
+	for deadline := time.Now().Add(o.Duration + time.Minute); ; {
+		if attr(bctx, `#call-screen`, "data-phase") == "ended" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, errors.New("end: the call did not end")
+		}
+		c, cancel := context.WithTimeout(bctx, 5*time.Second)
+		if st, err := chromedp.Run(c, chromedp.Evaluate[*callStats](`globalThis.parleyCalls.stats()`, chromedp.EvalAwaitPromise)); err == nil && st != nil {
+			last = st
+		}
+		cancel()
+		time.Sleep(500 * time.Millisecond)
 	}
 	res.Outcome = attr(bctx, `#call-screen`, "data-outcome")
 	seconds := time.Since(connectedAt).Seconds()
@@ -223,6 +252,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	lab.Result.Connected, lab.Result.Outcome, lab.Result.Seconds = res.Connected, res.Outcome, seconds
 	res = lab.Result
+	if last != nil {
+		res.LastPath, res.Moves = last.Path, last.Moves
+		if last.Tunnel != nil {
+			res.TunnelPlayed = last.Tunnel.Played
+		}
+	}
 	if o.Record != "" {
 		pcm, err := base64.StdEncoding.DecodeString(lab.Audio)
 		if err != nil {
@@ -233,6 +268,16 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// callStats is the part of the web client's call statistics (call.ts
+// CallStats) the lab keeps.
+type callStats struct {
+	Path   string   `json:"path"`
+	Moves  []string `json:"moves"`
+	Tunnel *struct {
+		Played int `json:"played"`
+	} `json:"tunnel"`
 }
 
 // measured is what the page's instrumentation (instrument.js) hands over.

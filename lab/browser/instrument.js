@@ -4,9 +4,6 @@
 // concealment), samples the receiver's statistics every 50 ms once audio
 // flows, and hands both over through globalThis.__lab.take().
 (() => {
-  // The browser tier measures WebRTC (tier 1) alone, as the CLI's --path
-  // webrtc does: its calls do not race the server's tunnel.
-  localStorage.setItem("parley-race", "off");
   const Native = RTCPeerConnection;
   const lab = { pcs: [], chunks: [], rate: 0, samples: [], ctx: null, timer: 0 };
   globalThis.__lab = lab;
