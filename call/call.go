@@ -385,11 +385,15 @@ func (c *Call) newPeerConnection() error {
 // failure says why the media path did not come up or broke.
 func (c *Call) failure() string {
 	c.mu.Lock()
-	connected := !c.connectedAt.IsZero()
+	connected, raced := !c.connectedAt.IsZero(), c.keys != nil
 	c.mu.Unlock()
 	switch {
 	case connected:
 		return "the media path broke and did not recover"
+	case c.tunnel:
+		return c.peer.String() + " did not come into the server's tunnel"
+	case raced:
+		return "neither WebRTC nor the server's tunnel came up"
 	case c.p.cfg.RelayOnly:
 		return "ICE found no path through the TURN relay (is the relay reachable, and the credentials valid?)"
 	case len(c.p.cfg.ICEServers) == 0:

@@ -3,6 +3,7 @@ package call
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -325,4 +326,30 @@ func TestMoveSignalIgnored(t *testing.T) {
 	}
 	checkRecording(t, "alice", mc.aRec.Bytes(), mc.bSent)
 	checkRecording(t, "bob", mc.bRec.Bytes(), mc.aSent)
+}
+
+// TestTunnelPeerNeverComes: in a tunnel-only call whose callee never gets
+// into the server's tunnel (its tickets never come), the caller's call
+// fails when the connect timeout ends, saying so rather than blaming ICE.
+func TestTunnelPeerNeverComes(t *testing.T) {
+	t.Parallel()
+	tun := testTunnel(t)
+	n := &fakeNet{}
+	acfg := Config{Path: PathTunnel, ConnectTimeout: time.Second, Tunnel: tun(parley.Address{User: "alice", Device: 1})}
+	bcfg := Config{ConnectTimeout: 5 * time.Second, Tunnel: &TunnelConfig{Ticket: func(ctx context.Context) (*tunnel.Ticket, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}}
+	alice, bob := n.phone(t, "alice", 1, acfg), n.phone(t, "bob", 1, bcfg)
+	ac, err := alice.Dial(context.Background(), "bob", Media{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring(t, bob).Accept(context.Background(), Media{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = wait(t, ac)
+	if !errors.Is(err, ErrConnectionFailed) || !strings.Contains(err.Error(), "bob did not come into the server's tunnel") {
+		t.Errorf("alice's call: %v", err)
+	}
 }
