@@ -259,9 +259,14 @@ func (l *Link) RTT() time.Duration {
 // report is severeLoss or more, or the reports of the last lossWindow
 // average lossyLoss or more: a burst that the redundancy could not repair
 // for a moment is no reason to leave a path, a path that keeps losing is.
-// Then the Link moves to the spare and does not use this kind again for
-// badFor: a censor throttling UDP flows makes QUIC datagrams worse than
-// TCP, which the redundancy cannot repair.
+// A lossy WebSocket is left for the spare at once. A lossy datagram
+// carrier is put on trial beside the spare first (see trial), and left
+// only if it carried less than trialKeep of the media there: a censor
+// throttling UDP flows makes QUIC datagrams worse than TCP, which the
+// redundancy cannot repair, but on a path that drops packets in bursts
+// (burst-loss-20) TCP stalls behind every loss, and a WebSocket does worse
+// than datagrams that lose a tenth after repair. The kind left is not used
+// again for badFor.
 func (l *Link) ReportLoss(loss float64) {
 	now := time.Now()
 	l.mu.Lock()
@@ -300,6 +305,14 @@ func (l *Link) ReportLoss(loss float64) {
 	}
 	if s == nil || s.Kind() == a.Kind() || now.Sub(l.lastSwitch) < lossHold ||
 		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
+		return
+	}
+	if datagrams(a.Kind()) {
+		if now.Before(l.trialAfter) {
+			return
+		}
+		l.begin(&trial{cand: a, other: s, start: now, lossy: why}, a, false)
+		l.log.Info("tunnel carrier on trial for loss", "carrier", a.name, "reason", why, "beside", s.name)
 		return
 	}
 	l.leave(a.Kind(), now)

@@ -440,64 +440,67 @@ func TestFifthCarrierReplacesOldest(t *testing.T) {
 	}
 }
 
-// TestLinkLeavesLossyCarrier: told that the media on its carrier (taken
-// for WebTransport) is lost after repair, the Link moves to the spare, a
-// WebSocket, and does not move back up while WebTransport is marked bad.
+// TestLinkLeavesLossyCarrier: told that the media on its WebTransport
+// carrier is lost after repair, the Link puts it on trial beside its
+// WebSocket spare; the carrier, throttled to a third of the media, fails
+// the trial, and the Link moves to the WebSocket without losing media on
+// the way. Loss for a moment, or on a slow path, starts no trial.
 func TestLinkLeavesLossyCarrier(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.kinds = []string{"webtransport", "", "webtransport", "webtransport"}
-	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{6})
-	if a.Path() != "webtransport" {
-		t.Fatalf("path %q", a.Path())
-	}
-	a.ReportLoss(0.05) // repairable: stays
-	n.waitOpened(t, "a spare", parley.Address{User: "alice", Device: 1}, 2)
-	endOfTrial(t, a)
-	a.ReportLoss(0.05)
-	a.ReportLoss(0.2) // one bad half second: a burst, not a lossy path
-	if a.Path() != "webtransport" {
-		t.Fatalf("moved for a moment's loss: %+v", a.Switches())
-	}
+	n, a, b := pair(t, tunnel.RoomID{6}, "webtransport", "")
+	alice := parley.Address{User: "alice", Device: 1}
+	n.waitOpened(t, "a spare", alice, 2)
+	stop := talk(t, a, b)
+	endOfTrial(t, a)       // the trial at the start, which it passes
+	a.ReportLoss(0.05)     // repairable
+	a.ReportLoss(0.2)      // one bad half second: a burst, not a lossy path
 	a.SetConstrained(true) // a queue's loss: every carrier shares it
 	a.ReportLoss(0.9)
-	if a.Path() != "webtransport" {
-		t.Fatalf("moved for the loss of a slow path: %+v", a.Switches())
+	if a.InTrial() || a.Path() != "webtransport" {
+		t.Fatalf("a trial or a move for a moment's loss, or a slow path's: %+v", a.Switches())
 	}
 	a.SetConstrained(false)
+	n.carrierOf(t, "alice", 0).keepOneIn.Store(3)
 	a.ReportLoss(0.5)
-	if a.Path() != "websocket" {
-		t.Fatalf("still on %s after 50%% loss; switches %+v", a.Path(), a.Switches())
+	if !a.InTrial() {
+		t.Fatalf("no trial after 50%% loss; switches %+v", a.Switches())
 	}
-	time.Sleep(2500 * time.Millisecond) // a WebTransport spare opens; the Link must not move up to it
+	waitFor(t, "the move off the lossy carrier", func() bool { return a.Path() == "websocket" })
+	time.Sleep(500 * time.Millisecond)
+	got := stop()
 	sw := a.Switches()
-	if len(sw) != 1 || sw[0].Cause != tunnel.CauseLossy || !strings.Contains(sw[0].Reason, "lossy: 50%") || a.Path() != "websocket" {
-		t.Errorf("switches %+v, want one for loss", sw)
+	if len(sw) != 1 || sw[0].Cause != tunnel.CauseLossy || !strings.Contains(sw[0].Reason, "lossy: 50% of the media lost after repair, and it carried") ||
+		!strings.Contains(sw[0].Reason, "in a trial beside websocket") {
+		t.Errorf("switches %+v, want one for loss, after a trial", sw)
 	}
+	got.check(t, 0.99)
 }
 
-// TestLinkLeavesSustainedLoss: reports of 12% loss, each under the
-// severe mark, move the Link once they have gone on for a second.
-func TestLinkLeavesSustainedLoss(t *testing.T) {
+// TestLinkKeepsLossyCarrierThatCarries: reports of 12% loss, each under
+// the severe mark, put the WebTransport carrier on trial once they have
+// gone on for a second; it carries the media in the trial (the loss was
+// the path's, which a WebSocket would not escape), and the Link stays.
+func TestLinkKeepsLossyCarrierThatCarries(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.kinds = []string{"webtransport", "", "webtransport", "webtransport"}
-	a := n.link(t, parley.Address{User: "alice", Device: 1}, tunnel.RoomID{8})
+	n, a, b := pair(t, tunnel.RoomID{8}, "webtransport", "")
 	n.waitOpened(t, "a spare", parley.Address{User: "alice", Device: 1}, 2)
+	stop := talk(t, a, b)
 	endOfTrial(t, a)
 	start := time.Now()
-	for a.Path() == "webtransport" && time.Since(start) < 3*time.Second {
+	for !a.InTrial() && time.Since(start) < 3*time.Second {
 		a.ReportLoss(0.12)
 		time.Sleep(250 * time.Millisecond)
 	}
-	took := time.Since(start)
-	sw := a.Switches()
-	if len(sw) != 1 || !strings.Contains(sw[0].Reason, "lossy: 12% of the media lost after repair over") {
-		t.Fatalf("switches %+v, want one for sustained loss", sw)
+	if took := time.Since(start); !a.InTrial() || took < 900*time.Millisecond {
+		t.Fatalf("trial after %v of 12%% loss: %v; want one after a second's patience", took, a.InTrial())
 	}
-	if took < 900*time.Millisecond {
-		t.Errorf("moved after %v of 12%% loss; want a second's patience", took)
+	waitFor(t, "the end of the trial", func() bool { return !a.InTrial() })
+	a.ReportLoss(0.5) // kept: not on trial again at once
+	got := stop()
+	if sw := a.Switches(); len(sw) != 0 || a.Path() != "webtransport" || a.InTrial() {
+		t.Errorf("path %s, switches %+v, in a trial %v; want webtransport kept", a.Path(), sw, a.InTrial())
 	}
+	got.check(t, 0.99)
 }
 
 // TestLinkMovesUp: started on a WebSocket, the Link moves up to a spare

@@ -27,6 +27,7 @@ type trial struct {
 	start       time.Time
 	arrivals    []trialArrival
 	silent      time.Duration // a doubt: the active candidate had been silent this long
+	lossy       string        // the active candidate was put on trial for this loss (ReportLoss)
 }
 
 // trialArrival is one copy of a packet that came during a trial.
@@ -195,6 +196,9 @@ func (l *Link) judgeTrial(now time.Time) {
 	case share >= trialKeep:
 		l.proven[t.cand.Kind()] = true
 		l.log.Info("tunnel carrier passed its trial", "carrier", t.cand.name, "share", share)
+		if t.lossy != "" {
+			l.trialAfter = now.Add(lossHold) // a path that keeps losing would keep it on trial
+		}
 		if t.cand == s {
 			l.promote(CauseUp, fmt.Sprintf("up to %s: it carried %.0f%% of the media in a trial, and datagrams carry media without TCP's head-of-line blocking", s.name, 100*share), false)
 			return
@@ -202,6 +206,9 @@ func (l *Link) judgeTrial(now time.Time) {
 	default:
 		l.leave(t.cand.Kind(), now)
 		why := fmt.Sprintf("%s lossy: it carried %.0f%% of the media in a trial beside %s", t.cand.name, 100*share, t.other.name)
+		if t.lossy != "" {
+			why = fmt.Sprintf("%s lossy: %s, and it carried %.0f%% of the media in a trial beside %s", t.cand.name, t.lossy, 100*share, t.other.name)
+		}
 		if t.cand == a {
 			l.promote(CauseLossy, why, false)
 			return
