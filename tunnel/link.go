@@ -111,6 +111,8 @@ type Link struct {
 	proven      map[string]bool // datagram kinds that passed a trial since they were last left for loss
 	trialAfter  time.Time       // no trial before, after one that saw too little media
 	constrained bool            // the path has no room for the media twice (SetConstrained)
+	idle        bool            // no media goes this way (SetIdle)
+	woke        time.Time       // when it last stopped being idle
 
 	// dmu guards the copies seen, for dropping the second copy of media
 	// that comes on both carriers during a trial and for a moment after.
@@ -747,6 +749,23 @@ func freezeWait(freeze, rtt time.Duration) time.Duration {
 	return max(freeze, min(3*rtt, maxSlowFreeze))
 }
 
+// SetIdle tells the Link whether the call's media goes another way (a
+// call on WebRTC keeps the tunnel standing by, Session.Hold): then the
+// carriers are pinged once a second rather than every PingEvery while
+// silent, which would cost an idle call some twenty pings and pongs a
+// second a side, and a silent carrier is not taken for frozen (with no
+// media, the pings alone would tell it, at that cost). Once no longer
+// idle, the Link watches as before, its carriers' silence counted from
+// then.
+func (l *Link) SetIdle(idle bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.idle && !idle {
+		l.woke = time.Now()
+	}
+	l.idle = idle
+}
+
 // watch pings the carriers, detects a frozen active carrier, rotates a
 // carrier before it reaches the size at which the network froze the last
 // one, and keeps a spare open.
@@ -764,17 +783,21 @@ func (l *Link) watch() {
 		tick++
 		now := time.Now()
 		l.mu.Lock()
-		a, s := l.active, l.spare
+		a, s, idle := l.active, l.spare, l.idle
 		var silent, freezeAfter time.Duration
 		if a != nil {
-			silent = now.Sub(time.Unix(0, a.heard.Load()))
+			heard := time.Unix(0, a.heard.Load())
+			if heard.Before(l.woke) {
+				heard = l.woke // silence counts from waking (SetIdle)
+			}
+			silent = now.Sub(heard)
 			freezeAfter = freezeWait(l.freeze, time.Duration(a.rtt.Load()))
 		}
 		// The spare still hears the server and the active carrier does
 		// not: its flow froze. (When both are silent the path is slow or
 		// down, and another carrier would fare no better.) A datagram
 		// carrier is doubted first, not left (see doubt).
-		frozen := a != nil && silent > freezeAfter && s != nil && s.heard.Load() > a.heard.Load()
+		frozen := !idle && a != nil && silent > freezeAfter && s != nil && s.heard.Load() > a.heard.Load()
 		doubted := frozen && l.mayDoubt(a)
 		switch {
 		case frozen && !doubted:
@@ -788,7 +811,7 @@ func (l *Link) watch() {
 			l.promote(CauseFailed, "no active carrier", true)
 		case l.trial != nil && (now.Sub(l.trial.start) >= trialFor || l.constrained):
 			l.judgeTrial(now)
-		case l.trial == nil && l.wantTrial(now, a, s):
+		case l.trial == nil && !idle && l.wantTrial(now, a, s):
 			l.startTrial(now, a, s)
 		case a != nil && s != nil && !datagrams(s.Kind()) && l.kindRank(s.Kind()) < l.kindRank(a.Kind()) && l.mayMoveUp(now, s):
 			l.promote(CauseUp, fmt.Sprintf("up to %s: the preferred kind", s.name), false)
@@ -810,10 +833,10 @@ func (l *Link) watch() {
 		// no room for ten pings and pongs a second on each carrier.
 		gap := max(l.cfg.PingEvery, freezeAfter/4)
 		due := func(c *carrier) bool { return now.Sub(c.pings.last()) >= gap-l.cfg.PingEvery/4 } // a tick early is on time
-		if a != nil && (tick%20 == 0 || silent >= gap && due(a)) {
+		if a != nil && (tick%20 == 0 || !idle && silent >= gap && due(a)) {
 			l.ping(a)
 		}
-		if s != nil && (tick%20 == 0 || a != nil && silent > freezeAfter/2 && due(s)) {
+		if s != nil && (tick%20 == 0 || !idle && a != nil && silent > freezeAfter/2 && due(s)) {
 			l.ping(s) // often while the active carrier is silent: is it the flow or the path?
 		}
 		if needSpare {

@@ -1032,3 +1032,33 @@ func TestLinkKeepsOnlySpareKind(t *testing.T) {
 	}
 	stop().check(t, 0.99)
 }
+
+// TestLinkIdle: a Link with no media, standing by (SetIdle), pings its
+// carriers once a second instead of every PingEvery, and takes none for
+// frozen; woken, it carries the media again.
+func TestLinkIdle(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{21}, "", "")
+	alice := parley.Address{User: "alice", Device: 1}
+	n.waitOpened(t, "a spare", alice, 2)
+	pings := func() int32 { return n.carrierOf(t, "alice", 0).pings.Load() + n.carrierOf(t, "alice", 1).pings.Load() }
+	p0 := pings()
+	time.Sleep(2 * time.Second)
+	watched := pings() - p0
+	a.SetIdle(true)
+	time.Sleep(100 * time.Millisecond)
+	p1 := pings()
+	time.Sleep(2 * time.Second)
+	idle := pings() - p1
+	t.Logf("pings in 2 s without media: %d watched, %d idle", watched, idle)
+	if idle > 6 || idle >= watched {
+		t.Errorf("%d pings in 2 s idle (%d watched), want one a second a carrier", idle, watched)
+	}
+	if sw := a.Switches(); len(sw) != 0 {
+		t.Errorf("switches while idle: %+v", sw)
+	}
+	a.SetIdle(false)
+	stop := talk(t, a, b)
+	time.Sleep(time.Second)
+	stop().check(t, 0.99)
+}

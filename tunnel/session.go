@@ -74,6 +74,7 @@ type Session struct {
 	lastSend    time.Time
 	resumed     bool              // see Resumed
 	held        bool              // see Hold
+	idle        bool              // held, and sending nothing: what the Link was last told (Link.SetIdle)
 	earlier     audio.JitterStats // the counts of the jitter buffers that Hold dropped
 	carrier     string            // the link's carrier when the last frame was sent
 	constrained bool              // what the Link was last told (Link.SetConstrained)
@@ -139,10 +140,28 @@ func (s *Session) Run(ctx context.Context) {
 			s.receive(b)
 		case now := <-tick.C:
 			s.playout(now)
+			s.standBy(now)
 			if ticks++; ticks%lossEvery == 0 {
 				s.reportLoss()
 			}
 		}
+	}
+}
+
+// idleAfter is how long a held Session must have sent nothing before its
+// Link stands by (Link.SetIdle).
+const idleAfter = time.Second
+
+// standBy lets the Link stand by while the Session is held and sends
+// nothing: the call's audio goes over WebRTC both ways.
+func (s *Session) standBy(now time.Time) {
+	s.mu.Lock()
+	idle := s.held && now.Sub(s.lastSend) > idleAfter
+	changed := idle != s.idle
+	s.idle = idle
+	s.mu.Unlock()
+	if changed {
+		s.link.SetIdle(idle)
 	}
 }
 
@@ -171,6 +190,8 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 		s.seq += uint64(n)
 	}
 	s.resumed, s.lastSend = false, now
+	wake := s.idle
+	s.idle = false
 	if carrier != s.carrier {
 		// Over TCP a packet arrives or the flow froze: repeating frames
 		// repairs nothing there (the Link replays what a frozen flow
@@ -195,6 +216,9 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 		s.ctr++
 	}
 	s.mu.Unlock()
+	if wake {
+		s.link.SetIdle(false)
+	}
 	if newConstraint {
 		s.link.SetConstrained(constrained)
 	}
