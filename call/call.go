@@ -441,6 +441,15 @@ func (c *Call) connectLocked(now time.Time, tunnel bool) bool {
 	return true
 }
 
+// startInTunnelLocked connects the call in the tunnel if it has not
+// connected, the other device is in the room, and the call may start
+// there: a tunnel call, or one that raced and gave WebRTC its grace, saw
+// ICE fail, or moved. Called with c.mu held; if it reports true, the
+// caller calls started once c.mu is released.
+func (c *Call) startInTunnelLocked(now time.Time) bool {
+	return c.peerIn && (c.tunnel || c.graceOver || c.rtcFailed || c.moved.Load()) && c.connectLocked(now, true)
+}
+
 // started announces that the call is connected and starts sending.
 func (c *Call) started() {
 	c.mu.Lock()
@@ -518,7 +527,7 @@ func (c *Call) tunnelPeer(present bool) {
 			c.timer.Stop() // see move
 		}
 	}
-	start := (c.tunnel || c.graceOver || c.rtcFailed || c.moved.Load()) && c.connectLocked(now, true)
+	start := c.startInTunnelLocked(now)
 	c.mu.Unlock()
 	if start {
 		c.started()
@@ -538,7 +547,7 @@ func (c *Call) startRace(keys tunnel.Keys) {
 	c.graceTimer = time.AfterFunc(RaceGrace, func() {
 		c.mu.Lock()
 		c.graceOver = true
-		start := c.peerIn && c.connectLocked(c.p.cfg.Now(), true)
+		start := c.startInTunnelLocked(c.p.cfg.Now())
 		c.mu.Unlock()
 		if start {
 			c.started()
@@ -564,7 +573,7 @@ func (c *Call) rtcFailedBeforeUp() bool {
 	c.mu.Lock()
 	c.rtcFailed = true
 	failed := c.tunnelErr != nil && c.leg == nil && !c.opening
-	start := c.peerIn && c.connectLocked(c.p.cfg.Now(), true)
+	start := c.startInTunnelLocked(c.p.cfg.Now())
 	c.mu.Unlock()
 	if start {
 		c.started()
@@ -605,7 +614,7 @@ func (c *Call) move(reason string, tell bool) bool {
 		m.Up = m.At
 	}
 	c.moves = append(c.moves, m)
-	start := m.Up > 0 && c.connectLocked(now, true) // the other side moved before we connected
+	start := c.startInTunnelLocked(now) // the other side moved before we connected
 	// The tunnel gets the time a new call gets to come up.
 	if m.Up == 0 && !c.connectedAt.IsZero() {
 		d := c.p.cfg.ConnectTimeout

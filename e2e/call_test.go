@@ -103,6 +103,19 @@ func (u *user) start(args ...string) (out *syncBuffer, done <-chan int) {
 	return out, d
 }
 
+// answer runs "parley answer" with args in the background, as start
+// does, once it waits for a call.
+func (u *user) answer(args ...string) (out *syncBuffer, done <-chan int) {
+	u.t.Helper()
+	out, done = u.start(append([]string{"answer"}, args...)...)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "waiting for a call"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s is not waiting for a call:\n%s", u.name, out.String())
+		}
+	}
+	return out, done
+}
+
 // TestCall: alice calls bob through a real parleyd; each plays a 2 s file
 // and records the other's.
 func TestCall(t *testing.T) {
