@@ -89,6 +89,8 @@ type callStats struct {
 		Played    int `json:"played"`
 		Concealed int `json:"concealed"`
 		Late      int `json:"late"`
+		Sent      int `json:"packets_sent"`
+		Dropped   int `json:"packets_dropped"`
 		Switches  []struct {
 			From   string `json:"from"`
 			To     string `json:"to"`

@@ -38,6 +38,9 @@ func TestBrowserRace(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	end := alice.callStats()
 	t.Logf("the browser: set-up %.0f ms, path %q, moves %q; energy %.4f then %.4f", st.SetupMs, end.Path, end.Moves, st.AudioEnergy, end.AudioEnergy)
+	if end.Tunnel != nil {
+		t.Logf("the browser's tunnel: sent %d packets, dropped %d", end.Tunnel.Sent, end.Tunnel.Dropped)
+	}
 	if !strings.HasPrefix(end.Path, "server tunnel (") || end.Tunnel == nil || len(end.Moves) != 0 {
 		t.Errorf("the browser's call: path %q, moves %q; want the tunnel, no move", end.Path, end.Moves)
 	}

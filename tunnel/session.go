@@ -322,8 +322,11 @@ func addJitter(a, b audio.JitterStats) audio.JitterStats {
 func (s *Session) reportLoss() {
 	s.mu.Lock()
 	js := s.jb.Stats()
-	played, concealed := js.Played-s.lastPlayed, js.Concealed-s.lastConcealed
-	s.lastPlayed, s.lastConcealed = js.Played, js.Concealed
+	// A Link that carries nothing conceals every slot: its Trailing ones
+	// count as loss here.
+	all := js.Concealed + js.Trailing
+	played, concealed := js.Played-s.lastPlayed, all-s.lastConcealed
+	s.lastPlayed, s.lastConcealed = js.Played, all
 	s.mu.Unlock()
 	if due := played + concealed; due > lossEvery/2 {
 		s.link.ReportLoss(float64(concealed) / float64(due))

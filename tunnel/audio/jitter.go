@@ -81,11 +81,17 @@ func (c *JitterConfig) setDefaults() {
 
 // JitterStats is what a JitterBuffer did.
 type JitterStats struct {
-	Packets    int // packets pushed
-	Received   int // distinct frames received
-	Played     int // frames played, Repaired ones included
-	Repaired   int // frames played from a redundant copy
-	Concealed  int // slots concealed because their frame was missing
+	Packets   int // packets pushed
+	Received  int // distinct frames received
+	Played    int // frames played, Repaired ones included
+	Repaired  int // frames played from a redundant copy
+	Concealed int // slots concealed because their frame was missing
+	// Trailing counts the slots concealed since the last frame that
+	// came, none of which came yet: the stream ended there (the other
+	// side hung up, and the hang-up came after its last frame), or its
+	// frames are still to come. They count in Concealed and LongestGap
+	// once a later frame shows that they were missing.
+	Trailing   int
 	Inserted   int // slots concealed to grow the delay (the frame played later)
 	Skipped    int // frames skipped to shrink the delay
 	Late       int // frames that came after their slot
@@ -93,7 +99,7 @@ type JitterStats struct {
 	Dropped    int // frames too far ahead of the playout, or too far behind, to keep
 	Resyncs    int // playout restarted at a frame far ahead of it
 
-	LongestGap     time.Duration // longest run of Concealed slots
+	LongestGap     time.Duration // longest run of Concealed slots (Trailing ones not)
 	Delay          time.Duration // current playout delay above the earliest arrivals
 	TargetDelay    time.Duration // current target for Delay
 	MaxTargetDelay time.Duration
@@ -166,6 +172,7 @@ type JitterBuffer struct {
 	pops     int // slots since playout began
 	lastSkip int
 	gap      int // current run of Concealed slots
+	trail    int // JitterStats.Trailing
 
 	// Arrival offsets (arrival − seq×D), the last cap(offs) of them, of
 	// the frames' first-hand copies, and of the redundant copies that
@@ -246,6 +253,7 @@ func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
 		jb.add(p.Seq-uint64(i), f, i < p.Fresh, t)
 	}
 	jb.highest = max(jb.highest, p.Seq)
+	jb.confirmTrailing()
 	// The redundancy the sender chose sets a repair horizon: the lateness
 	// of a repair of the longest burst it covers. When the sender repeats
 	// less (its path no longer loses, or it moved to a WebSocket, where
@@ -451,9 +459,12 @@ func (jb *JitterBuffer) Pop(now time.Time) ([]byte, FrameStatus) {
 	jb.next++
 	if s == nil {
 		jb.st.Concealed++
+		if jb.next-1 > jb.highest {
+			jb.trail++
+		}
 		return nil, jb.conceal()
 	}
-	jb.gap = 0
+	jb.endGap()
 	jb.st.Played++
 	if !s.firstHand {
 		jb.st.Repaired++
@@ -479,8 +490,28 @@ func (jb *JitterBuffer) slot(seq uint64) *slot {
 
 func (jb *JitterBuffer) conceal() FrameStatus {
 	jb.gap++
-	jb.st.LongestGap = max(jb.st.LongestGap, time.Duration(jb.gap)*jb.d)
 	return Concealed
+}
+
+// endGap ends the current run of Concealed slots: a frame played.
+func (jb *JitterBuffer) endGap() {
+	jb.st.LongestGap = max(jb.st.LongestGap, time.Duration(jb.gap)*jb.d)
+	jb.gap = 0
+}
+
+// confirmTrailing counts the Trailing slots at or below the highest frame
+// now received as Concealed: that frame shows they were missing. The
+// trailing slots are the last ones before next (skipped ones among them
+// make this count a few too many as still trailing).
+func (jb *JitterBuffer) confirmTrailing() {
+	if jb.trail == 0 {
+		return
+	}
+	if jb.highest+1 >= jb.next {
+		jb.trail = 0
+		return
+	}
+	jb.trail = int(min(uint64(jb.trail), jb.next-1-jb.highest))
 }
 
 // decide records whether the frame of a slot due at t was lost before
@@ -554,6 +585,9 @@ func millis(d time.Duration) uint32 {
 // Stats reports what the buffer did so far.
 func (jb *JitterBuffer) Stats() JitterStats {
 	st := jb.st
+	st.Trailing = jb.trail
+	st.Concealed -= st.Trailing
+	st.LongestGap = max(st.LongestGap, time.Duration(jb.gap-st.Trailing)*jb.d)
 	st.Delay = max(jb.cur, 0)
 	st.TargetDelay = jb.target
 	st.QueueDelay = jb.queue

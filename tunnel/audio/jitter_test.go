@@ -406,3 +406,39 @@ func TestJitterBufferRest(t *testing.T) {
 		t.Errorf("a second rest: %v", rest)
 	}
 }
+
+// TestJitterBufferTrailing: the slots concealed after the last frame are
+// not counted as missing until a later frame shows that they were: a
+// stream that ends (a hang-up that comes after the last frame) loses
+// nothing.
+func TestJitterBufferTrailing(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	for seq := range 10 {
+		jb.Push(packet(uint64(seq), 1, []byte{byte(seq + 1)}), at(20*seq))
+	}
+	for i := range 15 {
+		want := Played
+		if i >= 10 {
+			want = Concealed
+		}
+		if _, st := jb.Pop(at(60 + 20*i)); st != want {
+			t.Fatalf("slot %d: %v, want %v", i, st, want)
+		}
+	}
+	st := jb.Stats()
+	if st.Played != 10 || st.Concealed != 0 || st.Trailing != 5 || st.LongestGap != 0 {
+		t.Fatalf("after the stream's end: played %d, concealed %d, trailing %d, longest gap %v; want 10, 0, 5, 0",
+			st.Played, st.Concealed, st.Trailing, st.LongestGap)
+	}
+	// Frame 12 comes late: the slots up to it were missing, those after
+	// it may still be the stream's end.
+	jb.Push(packet(12, 1, []byte{13}), at(340))
+	if st := jb.Stats(); st.Concealed != 3 || st.Trailing != 2 || st.LongestGap != 60*time.Millisecond || st.Late != 1 {
+		t.Errorf("after a late frame: %+v", st)
+	}
+	// Frame 20 comes: the stream went on; the slots before it were missing.
+	jb.Push(packet(20, 1, []byte{21}), at(400))
+	if st := jb.Stats(); st.Concealed != 5 || st.Trailing != 0 || st.LongestGap != 100*time.Millisecond {
+		t.Errorf("after the stream went on: %+v", st)
+	}
+}

@@ -105,6 +105,7 @@ export interface TunnelStats {
   played: number; // frames played (repaired ones included)
   repaired: number; // played from a redundant copy
   concealed: number; // slots with no frame in time
+  trailing: number; // slots concealed after the last frame: the stream ended, or more is to come
   late: number; // frames that came after their slot
   longest_gap_ms: number; // longest run of concealed slots
   delay_ms: number; // the jitter buffer's playout delay now

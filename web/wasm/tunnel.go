@@ -220,6 +220,7 @@ func jsTunnelStats(st tunnel.SessionStats) map[string]any {
 		"played":             j.Played,
 		"repaired":           j.Repaired,
 		"concealed":          j.Concealed,
+		"trailing":           j.Trailing,
 		"late":               j.Late,
 		"longest_gap_ms":     ms(j.LongestGap),
 		"delay_ms":           ms(j.Delay),
