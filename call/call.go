@@ -97,10 +97,11 @@ type Call struct {
 	pc       *webrtc.PeerConnection
 	track    *webrtc.TrackLocalStaticSample
 	rec      *recorder
-	tunnel   bool        // the media goes through the server's tunnel, not WebRTC
-	share    []byte      // with tunnel, or a call that may race it: our share of the tunnel secret
-	moved    atomic.Bool // the call has moved from WebRTC to the tunnel, for good (set under mu)
-	onTunnel atomic.Bool // a call that races the tiers sends through the tunnel: it started there, or moved (set under mu)
+	tunnel   bool         // the media goes through the server's tunnel, not WebRTC
+	share    []byte       // with tunnel, or a call that may race it: our share of the tunnel secret
+	moved    atomic.Bool  // the call has moved from WebRTC to the tunnel, and not back up (set under mu)
+	movedAt  atomic.Int64 // when it last moved down (UnixNano)
+	onTunnel atomic.Bool  // a call that races the tiers sends through the tunnel: it started there, or moved (set under mu)
 	sent     atomic.Int64
 	sendDone atomic.Bool
 
@@ -134,10 +135,16 @@ type Call struct {
 	peerIn     bool      // it is there now
 	opening    bool      // the tunnel is being opened
 	tunnelErr  error     // opening it failed
+	// After a move down (see moveBackUp):
+	downs        int         // moves down so far
+	backTimer    *time.Timer // moves the call back up when WebRTC has stayed up for a while
+	restartTimer *time.Timer // the caller's next ICE restart
+	restarts     int         // ICE restarts sent (caller) or answered
 
 	recMu     sync.Mutex // serializes the recording, which takes WebRTC's packets or the tunnel's frames; guards the fields below
 	recTunnel bool       // the recording takes the tunnel's frames
-	lastRTP   time.Time  // when the last WebRTC audio packet came
+	lastRTP   time.Time  // when the last WebRTC audio packet recorded came
+	lastTun   time.Time  // when the last tunnel frame came while the recording took the tunnel's
 	lastRec   time.Time  // when the recording last took audio, from either
 	fillFrom  time.Time  // set when the recording switched to the tunnel: its first frame follows silence since then
 
@@ -351,7 +358,8 @@ func (c *Call) newPeerConnection() error {
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.p.log.Debug("call connection state", "call", c.id, "state", s)
 		if c.moved.Load() {
-			return // WebRTC no longer carries the call
+			c.whileMoved(s) // WebRTC carries nothing; it may come back
+			return
 		}
 		onTunnel := c.onTunnel.Load() // it raced, and the tunnel carries it
 		switch s {
@@ -488,23 +496,198 @@ func (c *Call) webrtcUp() {
 			return
 		}
 	case !c.onTunnel.Load():
-	case relay == "" || relay == "udp":
-		var from string
-		if l := c.leg; l != nil {
-			from = "tunnel/" + l.s.Path()
-		}
-		c.moves = append(c.moves, Move{
-			At: now.Sub(c.start), From: PathTunnel, To: PathWebRTC, Up: now.Sub(c.start),
-			Reason:      "WebRTC came up over UDP",
-			FromConnect: c.connectedAt.Sub(c.start), FromPath: from,
-		})
-		c.pathUsed, c.relayUsed = types, relay
-		c.onTunnel.Store(false)
-		c.p.log.Info("the call moves up to WebRTC", "call", c.id, "path", types)
+	case overUDP(relay):
+		c.moveUpLocked(now, types, relay, "WebRTC came up over UDP", c.connectedAt)
 	default:
 		c.p.log.Info("WebRTC came up through the relay over "+relay+"; the call stays in the tunnel", "call", c.id)
 	}
 	c.mu.Unlock()
+}
+
+// overUDP says whether WebRTC's path, whose local candidate reaches the
+// TURN relay over relay ("" for none), runs over UDP: through the relay
+// over TCP or TLS it is no better than the tunnel.
+func overUDP(relay string) bool { return relay == "" || relay == "udp" }
+
+// moveUpLocked moves the call's media from the tunnel to WebRTC, which is
+// up on path types through relay: our audio goes there from the next
+// frame; the other side hears it there (the recording follows the audio
+// that comes), and moves up itself when its WebRTC is up. from is when
+// the tunnel had come up. Called with c.mu held.
+func (c *Call) moveUpLocked(now time.Time, types, relay, reason string, from time.Time) {
+	var fromPath string
+	if l := c.leg; l != nil {
+		fromPath = "tunnel/" + l.s.Path()
+	}
+	c.moves = append(c.moves, Move{
+		At: now.Sub(c.start), From: PathTunnel, To: PathWebRTC, Up: now.Sub(c.start),
+		Reason: reason, FromConnect: from.Sub(c.start), FromPath: fromPath,
+	})
+	c.pathUsed, c.relayUsed = types, relay
+	c.moved.Store(false)
+	c.onTunnel.Store(false)
+	for _, t := range []**time.Timer{&c.backTimer, &c.restartTimer} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+	}
+	c.p.log.Info("the call moves up to WebRTC", "call", c.id, "path", types, "reason", reason)
+}
+
+// moveBackAfter is how long WebRTC must stay up after a call moved down
+// before the call moves back up to it: long enough to tell a path that
+// came back from one that flickers. Each further move down doubles it, up
+// to maxMoveBackAfter: a path that keeps breaking costs a gap each time.
+const (
+	moveBackAfter    = 2 * time.Second
+	maxMoveBackAfter = 32 * time.Second
+)
+
+// restartAfter is how long after a move down the caller first restarts
+// ICE if WebRTC has not come back by itself (ICE fails only after
+// iceFailed, and a device whose address changed needs fresh candidates);
+// each restart that does not bring it back doubles the wait, up to
+// maxRestartAfter.
+const (
+	restartAfter    = 4 * time.Second
+	maxRestartAfter = time.Minute
+)
+
+// whileMoved follows WebRTC's connection state after a move down: when it
+// is up again, the call moves back up once it has stayed up for a while
+// (moveBackUp); when it fails, the caller restarts ICE.
+func (c *Call) whileMoved(s webrtc.PeerConnectionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.endedAt.IsZero() || !c.moved.Load() {
+		return
+	}
+	switch s {
+	case webrtc.PeerConnectionStateConnected:
+		if c.backTimer == nil {
+			d := min(moveBackAfter<<max(c.downs-1, 0), maxMoveBackAfter)
+			c.backTimer = time.AfterFunc(d, c.moveBackUp)
+		}
+	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateFailed:
+		if c.backTimer != nil {
+			c.backTimer.Stop()
+			c.backTimer = nil
+		}
+		if s == webrtc.PeerConnectionStateFailed {
+			c.scheduleRestartLocked(0)
+		}
+	}
+}
+
+// moveBackUp moves a call that moved down back up to WebRTC, which has
+// stayed up since it came back, if it runs over UDP.
+func (c *Call) moveBackUp() { c.moveBack("") }
+
+// followUp moves a call that moved down back up to WebRTC when the other
+// side did (its audio comes that way again), if WebRTC is up here too.
+func (c *Call) followUp() { c.moveBack(c.peer.String() + " moved the call back up to WebRTC") }
+
+// moveBack moves a call that moved down back up to WebRTC if it is up and
+// runs over UDP; reason "" says that it came back.
+func (c *Call) moveBack(reason string) {
+	now := c.p.cfg.Now()
+	types, relay := c.path()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if reason == "" {
+		c.backTimer = nil
+	}
+	if !c.moved.Load() || !c.endedAt.IsZero() || c.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		return
+	}
+	if !overUDP(relay) {
+		c.p.log.Info("WebRTC came back through the relay over "+relay+"; the call stays in the tunnel", "call", c.id)
+		return
+	}
+	if reason == "" {
+		reason = "WebRTC came back over UDP"
+		if c.restarts > 0 {
+			reason += " after an ICE restart"
+		}
+	}
+	var from time.Time
+	if n := len(c.moves); n > 0 {
+		from = c.start.Add(c.moves[n-1].Up)
+	}
+	c.moveUpLocked(now, types, relay, reason, from)
+}
+
+// scheduleRestartLocked has the caller restart ICE after d (0: the wait
+// for the restarts so far), unless a restart is due already. Called with
+// c.mu held.
+func (c *Call) scheduleRestartLocked(d time.Duration) {
+	if !c.outgoing || c.restartTimer != nil || c.pc == nil {
+		return
+	}
+	if d == 0 {
+		d = min(restartAfter<<c.restarts, maxRestartAfter)
+	}
+	c.restartTimer = time.AfterFunc(d, c.restartICE)
+}
+
+// restartICE sends an offer with fresh ICE credentials (RFC 8445 section
+// 9; W3C WebRTC, "ICE restart"), unless WebRTC came back meanwhile; the
+// callee answers it (restarted), and the candidates of both trickle as
+// at the start. It schedules the next restart.
+func (c *Call) restartICE() {
+	c.mu.Lock()
+	c.restartTimer = nil
+	if !c.moved.Load() || !c.endedAt.IsZero() || c.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		c.mu.Unlock()
+		return
+	}
+	c.restarts++
+	c.described = false // the offer goes before the candidates it gathers
+	c.scheduleRestartLocked(0)
+	pc := c.pc
+	c.mu.Unlock()
+	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err == nil {
+		err = pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		c.p.log.Info("could not restart ICE", "call", c.id, "err", err)
+		return
+	}
+	c.p.log.Info("restarting ICE to find a WebRTC path again", "call", c.id)
+	c.describe(client.CallRestart, offer.SDP)
+}
+
+// restarted takes a restart signal: the caller's offer, which the callee
+// answers, or the callee's answer to ours.
+func (c *Call) restarted(sig client.CallSignal) {
+	if c.outgoing {
+		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sig.SDP}); err != nil {
+			c.p.log.Info("the answer to our ICE restart was refused", "call", c.id, "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	c.restarts++
+	c.described = false
+	c.mu.Unlock()
+	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sig.SDP})
+	var answer webrtc.SessionDescription
+	if err == nil {
+		answer, err = c.pc.CreateAnswer(nil)
+	}
+	if err == nil {
+		err = c.pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		c.p.log.Info("could not answer an ICE restart", "call", c.id, "err", err)
+		c.mu.Lock()
+		c.described = true
+		c.mu.Unlock()
+		return
+	}
+	c.describe(client.CallRestart, answer.SDP)
 }
 
 // tunnelPeer follows the other device in and out of the tunnel's room: a
@@ -601,6 +784,11 @@ func (c *Call) move(reason string, tell bool) bool {
 		return true
 	}
 	c.moved.Store(true)
+	c.movedAt.Store(time.Now().UnixNano()) // the clock of lastRTP and lastTun
+	c.downs++
+	if c.pc != nil && c.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		c.scheduleRestartLocked(restartAfter)
+	}
 	if c.onTunnel.Load() { // it is there already: it stays
 		c.mu.Unlock()
 		return true
@@ -736,7 +924,11 @@ func (c *Call) describe(typ client.CallSignalType, sdp string) <-chan error {
 	sent := make(chan error, 1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.p.send(c.peer, client.CallSignal{CallID: c.id, Type: typ, SDP: sdp, TunnelKey: c.share}, func(err error) { sent <- err })
+	sig := client.CallSignal{CallID: c.id, Type: typ, SDP: sdp, TunnelKey: c.share}
+	if typ == client.CallRestart {
+		sig.TunnelKey = nil // it was agreed at the start
+	}
+	c.p.send(c.peer, sig, func(err error) { sent <- err })
 	c.described = true
 	for _, sig := range c.localICE {
 		c.p.send(c.peer, sig, nil)
@@ -794,6 +986,12 @@ func (c *Call) handle(sig client.CallSignal) {
 		c.addCandidate(sig)
 	case client.CallMove:
 		go c.move(sig.From.User.String()+" moved the call to the tunnel", false)
+	case client.CallRestart:
+		// Here, not in a goroutine: the candidates that follow need
+		// the new description first.
+		if c.raced() && !c.tunnel {
+			c.restarted(sig)
+		}
 	case client.CallHangup:
 		c.mu.Lock()
 		// Audio that came proves the path up too: the first packets may
@@ -1054,14 +1252,35 @@ func (c *Call) receive(t *webrtc.TrackRemote) {
 			tr(TracePacket{Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Size: len(pkt.Payload), At: time.Now()})
 		}
 		c.recMu.Lock()
-		if !c.moved.Load() { // after a move down the recording is the tunnel's
-			now := time.Now()
+		now := time.Now()
+		moved, follow := c.moved.Load(), false
+		if c.takeRTP(now, moved) {
 			if c.recTunnel { // the other side moved up
 				c.recordWebRTC(now)
+				follow = moved
 			}
 			c.rec.push(pkt)
 			c.lastRTP, c.lastRec = now, now
 		}
 		c.recMu.Unlock()
+		if follow {
+			go c.followUp()
+		}
 	}
+}
+
+// takeRTP says whether the recording takes a WebRTC packet that came at
+// now: always before a move down; after it, not the stragglers from
+// before the move, but the other side's audio once it moved back up (its
+// tunnel audio, which came after the move, stopped) and from then on.
+// Called with c.recMu held.
+func (c *Call) takeRTP(now time.Time, moved bool) bool {
+	if !moved {
+		return true
+	}
+	movedAt := c.movedAt.Load()
+	if !c.recTunnel {
+		return c.lastRTP.UnixNano() > movedAt
+	}
+	return c.lastTun.UnixNano() > movedAt && now.Sub(c.lastTun) >= resumeAfter
 }

@@ -46,9 +46,11 @@
 // SDP, and both sides open the tunnel beside ICE. The call starts on
 // WebRTC if it comes up within RaceGrace (1 s) of the answer, else on
 // whichever comes first; one that started in the tunnel moves up to WebRTC
-// when that comes up over UDP; one on WebRTC moves down to the tunnel, for
-// good, when ICE fails or nothing comes for 1.5 s (ICE consent checks
-// every half second), and tells the other side with a "move" signal. Each
+// when that comes up over UDP; one on WebRTC moves down to the tunnel
+// when ICE fails or nothing comes for 1.5 s (ICE consent checks every half
+// second), and tells the other side with a "move" signal; it moves back up
+// when WebRTC has been up again for a while (the caller restarts ICE if it
+// does not come back by itself), or the other side did. Each
 // side records the audio of the way the other sends on, with silence for
 // the time between, so that the recording keeps time.
 //

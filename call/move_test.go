@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,10 +242,14 @@ func TestMoveWhenWebRTCBreaks(t *testing.T) {
 	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames/2)
 }
 
+var vnetMu sync.Mutex
+
 // cuttableNet returns a virtual network of two hosts for WebRTC, which
 // carries nothing once cut is set.
 func cuttableNet(t *testing.T) ([2]*vnet.Net, *atomic.Bool) {
 	t.Helper()
+	vnetMu.Lock() // vnet makes MAC addresses from an unguarded global source
+	defer vnetMu.Unlock()
 	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
 		t.Fatal(err)
@@ -352,4 +358,51 @@ func TestTunnelPeerNeverComes(t *testing.T) {
 	if !errors.Is(err, ErrConnectionFailed) || !strings.Contains(err.Error(), "bob did not come into the server's tunnel") {
 		t.Errorf("alice's call: %v", err)
 	}
+}
+
+// TestMoveBackUp: WebRTC's network is cut for 3 s mid-call, then comes
+// back; the call moves down to the tunnel, and back up to WebRTC once
+// ICE is up again and has stayed up for moveBackAfter; what each side
+// records keeps time through both moves.
+func TestMoveBackUp(t *testing.T) {
+	t.Parallel()
+	testMoveBackUp(t, 3*time.Second, 0, "WebRTC came back over UDP", "moved the call back up")
+}
+
+// TestMoveBackUpAfterRestart: the cut lasts until ICE has failed (its
+// failure timeout shortened to 1 s), which no connectivity check brings
+// back: the caller restarts ICE, and the call moves back up on the new
+// session.
+func TestMoveBackUpAfterRestart(t *testing.T) {
+	t.Parallel()
+	testMoveBackUp(t, 5*time.Second, time.Second, "after an ICE restart", "moved the call back up")
+}
+
+func testMoveBackUp(t *testing.T, cutFor, iceFailed time.Duration, reasons ...string) {
+	nets, cut := cuttableNet(t)
+	const frames = 700 // 14 s
+	mc := startMovingCall(t, &fakeNet{}, frames,
+		Config{Fallback: true, net: nets[0], iceFailed: iceFailed}, Config{net: nets[1], iceFailed: iceFailed})
+	deadline := time.Now().Add(10 * time.Second)
+	for mc.bc.Stats().Received < 50 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cut.Store(true)
+	time.Sleep(cutFor)
+	cut.Store(false)
+	as, bs := mc.finish(t, frames)
+	for who, s := range map[string]Stats{"alice": as, "bob": bs} {
+		if len(s.Moves) != 2 || s.Moves[0].To != PathTunnel || s.Moves[1].To != PathWebRTC || !strings.HasPrefix(s.Path, "host/") {
+			t.Fatalf("%s's call moved %+v, ended on %q; want down to the tunnel, then back up", who, s.Moves, s.Path)
+		}
+		up := s.Moves[1]
+		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(up.Reason, r) }) || up.FromPath == "" || up.FromConnect == 0 {
+			t.Errorf("%s's move up: %+v; want a reason with one of %q", who, up, reasons)
+		}
+	}
+	if r := as.Moves[1].Reason; !strings.Contains(r, reasons[0]) && !strings.Contains(bs.Moves[1].Reason, reasons[0]) {
+		t.Errorf("neither side moved up because %s: %q, %q", reasons[0], r, bs.Moves[1].Reason)
+	}
+	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames*3/4)
+	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames*3/4)
 }

@@ -72,6 +72,9 @@ type Config struct {
 	Now func() time.Time
 
 	net transport.Net // tests: the network WebRTC uses instead of the host's
+	// tests: how long ICE stays disconnected before it fails, in calls
+	// that can move to the tunnel (iceFailed if 0)
+	iceFailed time.Duration
 }
 
 const (
@@ -217,7 +220,11 @@ func newAPI(cfg Config, log *slog.Logger, trace func() func(TracePacket), movabl
 		s.SetICEProxyDialer(d)
 	}
 	if movable {
-		s.SetICETimeouts(movableDisconnected, iceFailed, movableKeepalive)
+		failed := iceFailed
+		if cfg.iceFailed > 0 {
+			failed = cfg.iceFailed
+		}
+		s.SetICETimeouts(movableDisconnected, failed, movableKeepalive)
 	}
 	if cfg.net != nil { // tests: a virtual network (pion's vnet) the test can cut
 		s.SetNet(cfg.net)

@@ -69,6 +69,14 @@ func (r *recorder) flush() {
 	}
 }
 
+// restart records what is still waiting and takes the next packet as the
+// start of a new stream: the time since the last one was recorded from
+// elsewhere (the tunnel), so the packets missing between are not a gap.
+func (r *recorder) restart() {
+	r.flush()
+	r.started = false
+}
+
 // finish records what is still waiting and ends the Ogg stream.
 func (r *recorder) finish() error {
 	r.flush()

@@ -215,6 +215,9 @@ func (l *tunnelLeg) arrived(f audio.Frame, now time.Time) {
 		l.c.mu.Unlock()
 		close(l.c.audio)
 	})
+	l.c.recMu.Lock()
+	l.c.lastTun = now
+	l.c.recMu.Unlock()
 }
 
 // resumeAfter is how long nothing must have come over WebRTC before the
@@ -224,14 +227,16 @@ func (l *tunnelLeg) arrived(f audio.Frame, now time.Time) {
 const resumeAfter = 200 * time.Millisecond
 
 // resume decides whether the tunnel's Session, held while the recording
-// takes WebRTC's audio, takes a packet that came: yes once the call has
-// moved down for good, or when nothing has come over WebRTC for
-// resumeAfter. Then the recording switches to the tunnel.
+// takes WebRTC's audio, takes a packet that came: yes when nothing has
+// come over WebRTC for resumeAfter, or once the call has moved down
+// (unless the other side moved back up since: its WebRTC audio came after
+// the move). Then the recording switches to the tunnel.
 func (l *tunnelLeg) resume(now time.Time) bool {
 	c := l.c
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	if !c.moved.Load() && !c.lastRTP.IsZero() && now.Sub(c.lastRTP) < resumeAfter {
+	recent := !c.lastRTP.IsZero() && now.Sub(c.lastRTP) < resumeAfter
+	if recent && (!c.moved.Load() || c.lastRTP.UnixNano() > c.movedAt.Load()) {
 		return false
 	}
 	c.recTunnel = true
@@ -257,6 +262,7 @@ func (c *Call) recordWebRTC(now time.Time) {
 		c.recordFrame(f)
 	}
 	c.recordSilence(c.lastRec, now, len(rest))
+	c.rec.restart()
 }
 
 // recordSilence records silence for the time between the last audio

@@ -32,6 +32,11 @@ const (
 	// through the server's tunnel; the other side moves too. Only in a
 	// call whose offer and answer both carried a TunnelKey.
 	CallMove CallSignalType = "move"
+	// CallRestart: SDP: after a move to the tunnel, the caller's offer
+	// with fresh ICE credentials (an ICE restart, RFC 8445 section 9),
+	// to find a WebRTC path again; the callee answers with a CallRestart
+	// carrying its answer.
+	CallRestart CallSignalType = "restart"
 )
 
 // callEventWait is how long a call signal waits for room in a full events
@@ -76,6 +81,10 @@ func (s *CallSignal) valid() error {
 		}
 		if s.TunnelKey != nil && len(s.TunnelKey) != 32 {
 			return parley.Errorf(parley.KindInvalid, "call %s with a tunnel key of %d bytes, want 32", s.Type, len(s.TunnelKey))
+		}
+	case CallRestart:
+		if s.SDP == "" {
+			return parley.Errorf(parley.KindInvalid, "call restart without SDP")
 		}
 	case CallICE:
 		if s.Candidate == "" {

@@ -124,8 +124,12 @@ hanging up if that comes up over UDP later ("path: tunnel → webrtc
 better, and the call stays). A call on WebRTC that fails or carries
 nothing for 1.5s (a network that starts blocking UDP) moves to the
 tunnel, which stands open: it prints "path: webrtc → tunnel (reason)" and
-"moved in D (tunnel over ...)". It does not move back up after that.
---path webrtc never moves.
+"moved in D (tunnel over ...)". When WebRTC comes back over UDP and
+stays up for 2s (4s after a second move down, and so on), or the other
+side moves back, the call moves back up ("path: tunnel → webrtc (WebRTC
+came back over UDP)"); if it does not come back by itself, the caller
+restarts ICE after 4s, then 8s, 16s..., for fresh candidates (a network
+that changed). --path webrtc never moves.
 
 --path tunnel carries the audio through the server's own connections
 instead of WebRTC (for networks that block or throttle UDP, STUN or
