@@ -131,7 +131,8 @@ func startMoveLab(t *testing.T, callFor time.Duration) (context.Context, *moveLa
 // TestLabMoveBrowser: the CLI calls the web client (whose calls race the
 // tunnel by default) on the lab's clean network, which starts dropping all
 // UDP a few seconds in: both move the call to the tunnel without hanging
-// up and hear each other through it.
+// up and hear each other through it. When UDP goes through again, both
+// move back up to WebRTC.
 func TestLabMoveBrowser(t *testing.T) {
 	needRoot(t, "the browser's mid-call move", "")
 	needTools(t)
@@ -142,7 +143,7 @@ func TestLabMoveBrowser(t *testing.T) {
 		}
 		t.Skip("chromium is not installed (Debian: apt-get install chromium)")
 	}
-	const callFor, blockAfter = 14 * time.Second, 4 * time.Second
+	const callFor, blockAfter, blockFor = 22 * time.Second, 4 * time.Second, 7 * time.Second
 	ctx, ml := startMoveLab(t, callFor)
 	mic, err := micWAV(ctx, ml.sp.bob)
 	if err != nil {
@@ -169,6 +170,11 @@ func TestLabMoveBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("UDP is blocked")
+	time.Sleep(blockFor)
+	if err := ml.net.SetProfile(ctx, "clean"); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("UDP goes through again")
 	select {
 	case err := <-aliceDone:
 		if err != nil {
@@ -187,16 +193,21 @@ func TestLabMoveBrowser(t *testing.T) {
 	if m := moveLine.FindStringSubmatch(out); m == nil {
 		t.Errorf("alice's call did not move to the tunnel")
 	}
-	// The browser's audio, through the tunnel after the move: some 8 s
-	// of the call, at least 4 s of it played.
+	// The browser's audio, through the tunnel after the move until the
+	// move back up: some 7 s of the call, at least 4 s of it played.
 	if m := regexp.MustCompile(`(?m)^jitter buffer: played (\d+),`).FindStringSubmatch(out); m == nil {
 		t.Errorf("alice's call printed no jitter buffer report")
 	} else if n, _ := strconv.Atoi(m[1]); n < 200 {
 		t.Errorf("alice's jitter buffer played %d frames of the browser's audio after the move, want ≥ 200", n)
 	}
-	if !slices.ContainsFunc(res.Moves, func(m string) bool { return strings.HasPrefix(m, "webrtc → tunnel (") }) ||
-		!strings.HasPrefix(res.LastPath, "server tunnel (") || res.TunnelPlayed < 200 {
-		t.Errorf("bob's browser: moves %q, last path %q, %d frames played through the tunnel; want a move to it and ≥ 200 frames", res.Moves, res.LastPath, res.TunnelPlayed)
+	if !regexp.MustCompile(`(?m)^path: tunnel → webrtc \((WebRTC came back over UDP|bob moved the call back up to WebRTC)`).MatchString(out) {
+		t.Errorf("alice's call did not move back up to WebRTC when UDP went through again")
+	}
+	if !slices.ContainsFunc(res.Moves, func(m string) bool { return strings.HasPrefix(m, "webrtc → tunnel (") }) || res.TunnelPlayed < 200 {
+		t.Errorf("bob's browser: moves %q, %d frames played through the tunnel; want a move to it and ≥ 200 frames", res.Moves, res.TunnelPlayed)
+	}
+	if n := len(res.Moves); n < 2 || !strings.HasPrefix(res.Moves[n-1], "tunnel → webrtc (") || strings.HasPrefix(res.LastPath, "server tunnel (") {
+		t.Errorf("bob's browser: moves %q, last path %q; want the call back on WebRTC", res.Moves, res.LastPath)
 	}
 }
 

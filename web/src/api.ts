@@ -61,12 +61,12 @@ export type ParleyEvent =
 /** Call signalling (client/call.go): WebRTC offer/answer with trickle ICE,
  * carried end to end inside the Signal session, so the DTLS fingerprints in
  * the SDP are authenticated and the server cannot sit in the middle. */
-export type CallSignalKind = "offer" | "answer" | "ice" | "hangup" | "busy" | "decline" | "move";
+export type CallSignalKind = "offer" | "answer" | "ice" | "hangup" | "busy" | "decline" | "move" | "restart";
 
 export interface CallSignal {
   id: string; // the call, 32 hex digits, chosen by the caller
   kind: CallSignalKind;
-  sdp?: string; // offer, answer
+  sdp?: string; // offer, answer, restart (an ICE restart's offer from the caller, or the callee's answer)
   candidate?: string; // ice: JSON of an RTCIceCandidateInit
   /** offer, answer: this side's share of the call's tunnel secret (32
    * bytes, base64; parley.newTunnelKey()). An offer with a share and no

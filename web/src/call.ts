@@ -25,13 +25,16 @@
 // then open the tunnel beside ICE. The call starts on WebRTC if it comes up
 // within raceGrace of the answer, else on whichever is up first; one that
 // started in the tunnel moves up to WebRTC when that comes up over UDP;
-// one on WebRTC moves to the tunnel, for good, when its connection fails
-// or goes quiet, and tells the other side with a "move" signal. We send on
+// one on WebRTC moves to the tunnel when its connection fails or goes
+// quiet, and tells the other side with a "move" signal, and moves back up
+// when WebRTC has been up again for a while (the caller restarts ICE if it
+// does not come back by itself) or the other side did. We send on
 // one way at a time (the RTP sender's track is removed while the tunnel
 // carries the call) and hear the way the other side sends on: the tunnel
 // is held while WebRTC's audio comes, and resumes when the other side's
 // frames come and WebRTC has been quiet for resumeAfter (or the call moved
-// down).
+// down; then WebRTC's audio is taken for the other side's move back up
+// once the tunnel's, which came after the move, has stopped).
 
 import type { CallOutcome, CallSignal, Parley, TunnelCall, TunnelStats } from "./api";
 import { errorKind, errorText } from "./format";
@@ -60,6 +63,16 @@ const raceGrace = 1_000;
 /** How long WebRTC's audio must have been quiet before the tunnel's is
  * heard instead (the stragglers of a move up are not). */
 const resumeAfter = 200;
+/** After a move down, how long WebRTC must have been up again before the
+ * call moves back up: doubled by each further move down, up to
+ * maxMoveBackAfter (call.moveBackAfter). */
+const moveBackAfter = 2_000;
+const maxMoveBackAfter = 32_000;
+/** After a move down, when the caller restarts ICE if WebRTC has not
+ * come back by itself: doubled by each restart, up to maxRestartAfter
+ * (call.restartAfter). */
+const restartAfter = 4_000;
+const maxRestartAfter = 60_000;
 
 export type CallPhase =
   | "calling" // outgoing, ringing at the peer
@@ -152,7 +165,13 @@ interface Session {
   // A WebRTC call that races the tunnel:
   race: boolean;
   onTunnel: boolean; // our audio goes through the tunnel now
-  movedDown: boolean; // it moved from WebRTC to the tunnel, for good
+  movedDown: boolean; // it moved from WebRTC to the tunnel, and not back up
+  movedAt: number; // when it last moved down
+  downs: number; // moves down so far
+  backTimer: number; // moves the call back up when WebRTC has stayed up
+  restartTimer: number; // the caller's next ICE restart
+  restarts: number; // ICE restarts sent or answered
+  lastTunnel: number; // when the tunnel last played a frame of the other side's
   graceOver: boolean; // WebRTC had raceGrace to come up
   rtcFailed: boolean; // ICE failed before the call connected
   opening: boolean; // the tunnel is being opened
@@ -357,6 +376,10 @@ export class Calls {
         return;
       case "move":
         return this.moveDown(s, `${peer} moved the call to the tunnel`, false);
+      case "restart":
+        // Its description is set before the candidates that follow.
+        if (s.race && s.haveRemote) void this.restarted(s, sig);
+        return;
       case "hangup":
         if (s.view.phase === "ringing") return this.end(s, "missed", "", false);
         if (s.view.phase === "connecting") return this.end(s, "failed", `${peer} gave up before the call connected`, false);
@@ -421,6 +444,12 @@ export class Calls {
       race: false,
       onTunnel: false,
       movedDown: false,
+      movedAt: 0,
+      downs: 0,
+      backTimer: 0,
+      restartTimer: 0,
+      restarts: 0,
+      lastTunnel: 0,
       graceOver: false,
       rtcFailed: false,
       opening: false,
@@ -491,7 +520,8 @@ export class Calls {
       e.track.addEventListener("unmute", first, { once: true });
     };
     pc.onconnectionstatechange = () => {
-      if (s.closed || s.movedDown) return; // after a move down, WebRTC carries nothing
+      if (s.closed) return;
+      if (s.movedDown) return this.whileMoved(s); // WebRTC carries nothing; it may come back
       switch (pc.connectionState) {
         case "connected":
           if (!s.view.connectedAt) this.connected(s);
@@ -586,6 +616,9 @@ export class Calls {
             this.tunnelActive(s);
           },
           resume: () => this.resumeTunnel(s),
+          played: () => {
+            s.lastTunnel = Date.now();
+          },
         }),
       );
       s.opening = false;
@@ -663,16 +696,109 @@ export class Calls {
   private async maybeMoveUp(s: Session): Promise<void> {
     const st = readStats(s, await s.pc!.getStats());
     if (s.closed || s.movedDown || !s.onTunnel) return;
-    if (st.path === "relay (tcp)" || st.path === "relay (tls)") {
+    if (overTCP(st.path)) {
       console.info(`parley: WebRTC came up through the ${st.path}; the call stays in the tunnel`);
       return;
     }
+    this.moveUp(s, st.path, "WebRTC came up over UDP");
+  }
+
+  /** Our audio goes over WebRTC, on path, from now. */
+  private moveUp(s: Session, path: string, reason: string): void {
     s.onTunnel = false;
     s.tunnelAudio?.detach();
     const mic = s.local?.getAudioTracks()[0];
     if (mic) void this.audioSender(s)?.replaceTrack(mic).catch(() => {});
-    this.moved(s, "tunnel → webrtc (WebRTC came up over UDP)");
-    this.update(s, { path: st.path });
+    this.moved(s, `tunnel → webrtc (${reason})`);
+    this.update(s, { path });
+  }
+
+  /** Follows WebRTC's state after a move down: up again, the call moves
+   * back up once it has stayed up for a while; failed, the caller
+   * restarts ICE. */
+  private whileMoved(s: Session): void {
+    switch (s.pc?.connectionState) {
+      case "connected":
+        if (!s.backTimer) {
+          const d = Math.min(moveBackAfter * 2 ** Math.max(s.downs - 1, 0), maxMoveBackAfter);
+          s.backTimer = window.setTimeout(() => {
+            s.backTimer = 0;
+            void this.moveBack(s, "");
+          }, d);
+        }
+        break;
+      case "disconnected":
+      case "failed":
+        window.clearTimeout(s.backTimer);
+        s.backTimer = 0;
+        if (s.pc.connectionState === "failed") this.scheduleRestart(s, 0);
+        break;
+    }
+  }
+
+  /** Moves a call that moved down back up to WebRTC if it is up and runs
+   * over UDP; reason "" says that it came back. */
+  private async moveBack(s: Session, reason: string): Promise<void> {
+    if (s.closed || !s.movedDown || s.pc?.connectionState !== "connected") return;
+    const st = readStats(s, await s.pc.getStats());
+    if (s.closed || !s.movedDown) return;
+    if (overTCP(st.path)) {
+      console.info(`parley: WebRTC came back through the ${st.path}; the call stays in the tunnel`);
+      return;
+    }
+    s.movedDown = false;
+    window.clearTimeout(s.backTimer);
+    window.clearTimeout(s.restartTimer);
+    s.backTimer = s.restartTimer = 0;
+    this.moveUp(s, st.path, reason || (s.restarts ? "WebRTC came back over UDP after an ICE restart" : "WebRTC came back over UDP"));
+  }
+
+  /** Has the caller restart ICE after d (0: the wait for the restarts so
+   * far), unless a restart is due already. */
+  private scheduleRestart(s: Session, d: number): void {
+    if (!s.view.outgoing || s.restartTimer || !s.pc || s.closed) return;
+    d ||= Math.min(restartAfter * 2 ** s.restarts, maxRestartAfter);
+    s.restartTimer = window.setTimeout(() => {
+      s.restartTimer = 0;
+      void this.restartICE(s);
+    }, d);
+  }
+
+  /** Sends an offer with fresh ICE credentials (RFC 8445 section 9; W3C
+   * WebRTC, "ICE restart") unless WebRTC came back meanwhile, and
+   * schedules the next. */
+  private async restartICE(s: Session): Promise<void> {
+    const pc = s.pc;
+    if (s.closed || !s.movedDown || !pc || pc.connectionState === "connected") return;
+    s.restarts++;
+    this.scheduleRestart(s, 0);
+    s.described = false; // the offer goes before the candidates it gathers
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      console.info("parley: restarting ICE to find a WebRTC path again");
+      await this.describe(s, "restart", pc.localDescription!.sdp);
+    } catch (e) {
+      console.info("parley: could not restart ICE:", e);
+      await this.describe(s, "restart", undefined, false);
+    }
+  }
+
+  /** Takes a restart signal: the caller's offer, which we answer, or the
+   * callee's answer to ours. */
+  private async restarted(s: Session, sig: CallSignal): Promise<void> {
+    const pc = s.pc;
+    if (!pc || !sig.sdp) return;
+    try {
+      if (s.view.outgoing) return await pc.setRemoteDescription({ type: "answer", sdp: sig.sdp });
+      s.restarts++;
+      s.described = false;
+      await pc.setRemoteDescription({ type: "offer", sdp: sig.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await this.describe(s, "restart", pc.localDescription!.sdp);
+    } catch (e) {
+      console.info("parley: an ICE restart failed:", e);
+      if (!s.described) await this.describe(s, "restart", undefined, false);
+    }
   }
 
   /** Moves the call from WebRTC to the tunnel, for good; with tell, the
@@ -680,6 +806,11 @@ export class Calls {
   private moveDown(s: Session, reason: string, tell: boolean): void {
     if (s.closed || !s.race || s.movedDown) return;
     s.movedDown = true;
+    s.movedAt = Date.now();
+    s.downs++;
+    window.clearTimeout(s.backTimer);
+    s.backTimer = 0;
+    if (s.pc && s.pc.connectionState !== "connected") this.scheduleRestart(s, restartAfter);
     if (!s.onTunnel) {
       this.toTunnel(s);
       this.moved(s, `webrtc → tunnel (${reason})`);
@@ -712,10 +843,15 @@ export class Calls {
       const src = rx?.getSynchronizationSources()[0];
       if (s.closed || !src || src.timestamp === s.rtpMark) return;
       s.rtpMark = src.timestamp;
-      s.lastRTP = Date.now();
-      if (s.hearTunnel && !s.movedDown) {
+      const now = Date.now();
+      s.lastRTP = now;
+      // After a move down, WebRTC's audio is the other side's move back
+      // up once the tunnel's, which came after the move, has stopped.
+      const back = s.movedDown && s.lastTunnel > s.movedAt && now - s.lastTunnel >= resumeAfter;
+      if (s.hearTunnel && (!s.movedDown || back)) {
         s.hearTunnel = false;
         s.tunnel?.hold();
+        if (back) void this.moveBack(s, `${s.view.peer} moved the call back up to WebRTC`);
       }
     }, 50);
   }
@@ -748,8 +884,9 @@ export class Calls {
 
   /** Sends our description (and, for the tunnel, our share), then the
    * candidates found meanwhile. */
-  private async describe(s: Session, kind: "offer" | "answer", sdp?: string): Promise<void> {
-    await this.send(s.view.peer, { id: s.view.id, kind, sdp, tunnel_key: s.share });
+  private async describe(s: Session, kind: "offer" | "answer" | "restart", sdp?: string, send = true): Promise<void> {
+    // A restart's description goes without the share, agreed at the start.
+    if (send) await this.send(s.view.peer, { id: s.view.id, kind, sdp, tunnel_key: kind === "restart" ? undefined : s.share });
     s.described = true;
     for (const sig of s.localICE) this.send(s.view.peer, sig);
     s.localICE = [];
@@ -838,6 +975,8 @@ export class Calls {
     window.clearInterval(s.ticker);
     window.clearInterval(s.rtpWatch);
     window.clearTimeout(s.leftTimer);
+    window.clearTimeout(s.backTimer);
+    window.clearTimeout(s.restartTimer);
     s.tunnel?.close();
     s.tunnelAudio?.close();
     s.local?.getTracks().forEach((t) => t.stop());
@@ -932,6 +1071,12 @@ export function duration(ms: number): string {
 }
 
 /** The call screen's name of a tunnel carrier. */
+/** Whether WebRTC's path (CallStats.path) reaches the relay over TCP or
+ * TLS: no better than the tunnel. */
+function overTCP(path: string): boolean {
+  return path === "relay (tcp)" || path === "relay (tls)";
+}
+
 function tunnelPath(carrier: string): string {
   const names: Record<string, string> = { webtransport: "WebTransport", websocket: "WebSocket" };
   return `server tunnel (${names[carrier] ?? carrier})`;

@@ -185,10 +185,14 @@ export class TunnelAudio {
   }
 
   /** The handlers for parley.openTunnel: the frames to play, plus the
-   * peer's comings and goings and the first audio, for the call. */
-  handlers(on: { peer(present: boolean): void; audio(): void; resume?(): boolean }): TunnelHandlers {
+   * peer's comings and goings, the first audio and each frame played
+   * (not concealed), for the call. */
+  handlers(on: { peer(present: boolean): void; audio(): void; resume?(): boolean; played?(): void }): TunnelHandlers {
     return {
-      play: (frame, status) => this.play(frame, status),
+      play: (frame, status) => {
+        if (status !== "concealed") on.played?.();
+        this.play(frame, status);
+      },
       peer: (present) => on.peer(present),
       audio: () => on.audio(),
       resume: () => on.resume?.() ?? true,
