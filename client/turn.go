@@ -49,15 +49,22 @@ func (c *Client) TunnelTicket(ctx context.Context) (*tunnel.Ticket, error) {
 	if err != nil {
 		return nil, err
 	}
-	tt, ok := f.Body.(*wire.TunnelTicket)
-	if !ok || tt.Ticket == "" || len(tt.URLs) == 0 {
-		return nil, parley.Errorf(parley.KindUnsupported, "odd answer to %v", wire.OpTunnelTicket)
-	}
 	_, _, server, err := c.Whoami()
 	if err != nil {
 		return nil, err
 	}
-	t := &tunnel.Ticket{Ticket: tt.Ticket, CertHashes: tt.CertHashes, Expires: c.now().Add(time.Duration(tt.TTLSeconds) * time.Second)}
+	return TunnelTicketOf(f, server, c.now())
+}
+
+// TunnelTicketOf is the ticket in f, the server's answer to
+// wire.OpTunnelTicket at now, with its URLs resolved against the server's
+// base URL.
+func TunnelTicketOf(f *wire.Frame, server string, now time.Time) (*tunnel.Ticket, error) {
+	tt, ok := f.Body.(*wire.TunnelTicket)
+	if !ok || tt.Ticket == "" || len(tt.URLs) == 0 {
+		return nil, parley.Errorf(parley.KindUnsupported, "odd answer to %v", wire.OpTunnelTicket)
+	}
+	t := &tunnel.Ticket{Ticket: tt.Ticket, CertHashes: tt.CertHashes, Expires: now.Add(time.Duration(tt.TTLSeconds) * time.Second)}
 	for _, ref := range tt.URLs {
 		u, err := tunnel.ResolveURL(server, ref)
 		if err != nil {

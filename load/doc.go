@@ -31,6 +31,14 @@
 // twice the heap and stacks, the headroom the garbage collector keeps
 // (GOGC=100).
 //
+// # Standby mode
+//
+// N calls of two devices each: after the same restart as the idle mode,
+// both sides of every call open the call's tunnel and hold it, as a call
+// whose audio WebRTC carries keeps it standing by. The report gives the
+// server's memory, goroutines and CPU per call, against the devices
+// connected without tunnels (standby.go).
+//
 // # Relay mode
 //
 // RunTURN loads a TURN relay with calls of two pion/turn clients that relay

@@ -37,6 +37,9 @@ type Config struct {
 	StopP99   time.Duration // stop raising the rate once p99 exceeds this [1s]
 
 	Idle int // idle mode: connect this many devices and report memory
+	// Standby mode: this many calls whose tunnel stands by (WebRTC
+	// carries their audio); report the server's memory and CPU per call.
+	Standby int
 
 	JSON   bool      // one JSON object per step instead of a table
 	Out    io.Writer // the report [os.Stdout]
@@ -188,6 +191,9 @@ func Run(ctx context.Context, cfg Config) ([]StepResult, error) {
 			r.HeapPerDevice/1024, r.StackPerDevice/1024, r.GoroutinesPerDevice, r.NextGC/(1<<20))
 		return nil, nil
 	}
+	if cfg.Standby > 0 {
+		return nil, runStandby(ctx, cfg, srv)
+	}
 	return runThroughput(ctx, cfg, srv)
 }
 
@@ -248,26 +254,10 @@ func runIdle(ctx context.Context, cfg Config, srv *proc) (*IdleResult, error) {
 		return nil, err
 	}
 	gb, gerr := srv.goStats(ctx)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(32)
-	for _, d := range devs {
-		g.Go(func() error { return d.login(gctx, srv.url) })
-	}
-	if err := g.Wait(); err != nil {
-		closeAll(devs)
+	if err := loginAll(ctx, srv.url, devs, nil); err != nil {
 		return nil, err
 	}
 	defer closeAll(devs)
-	// Keep each connection read (pings, pushes) as a real client would.
-	for _, d := range devs {
-		go func() {
-			for {
-				if _, err := d.read(ctx); err != nil {
-					return
-				}
-			}
-		}()
-	}
 	time.Sleep(5 * time.Second)
 	after, err := srv.rss()
 	if err != nil {
@@ -283,6 +273,39 @@ func runIdle(ctx context.Context, cfg Config, srv *proc) (*IdleResult, error) {
 		r.NextGC = ga.NextGC
 	}
 	return r, nil
+}
+
+// loginAll logs devs in, with before (if set) run on each connection
+// first, then keeps each connection read (pings, pushes) as a real client
+// would. On an error it closes them all.
+func loginAll(ctx context.Context, base string, devs []*device, before func(context.Context, *device) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for _, d := range devs {
+		g.Go(func() error {
+			if err := d.login(gctx, base); err != nil {
+				return err
+			}
+			if before != nil {
+				return before(gctx, d)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		closeAll(devs)
+		return err
+	}
+	for _, d := range devs {
+		go func() {
+			for {
+				if _, err := d.read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return nil
 }
 
 func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, error) {

@@ -59,18 +59,46 @@ func TestThroughputSmall(t *testing.T) {
 	}
 }
 
+// TestStandbySmall runs the standby mode with a few calls against a
+// parleyd it starts itself: every side's tunnel opens (on WebTransport,
+// which the server offers on loopback) and stands by on a WebSocket
+// alone (tunnel.Link.SetIdle), and the report has both readings.
+func TestStandbySmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts parleyd: skipped in -short mode")
+	}
+	var out bytes.Buffer
+	_, err := load.Run(context.Background(), load.Config{Parleyd: buildParleyd(t), ServerCPU: -1, Standby: 3, Step: time.Second, JSON: true, Out: &out})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	var r load.StandbyResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("report %q: %v", out.String(), err)
+	}
+	t.Logf("%+v", r)
+	if r.Calls != 3 || r.Carriers["websocket"] != 6 || r.RSSBefore <= 0 || r.RSSAfter <= 0 || r.GoroutinesPerCall <= 0 {
+		t.Errorf("standby report %+v: want 3 calls, 6 sides standing by on a WebSocket, both RSS readings, goroutines per call", r)
+	}
+}
+
+func buildParleyd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "parleyd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parleychat/parley/cmd/parleyd").CombinedOutput(); err != nil {
+		t.Fatalf("go build parleyd: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // TestIdleSmall runs the idle mode with a handful of devices against a
 // parleyd it starts (and restarts) itself.
 func TestIdleSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts parleyd: skipped in -short mode")
 	}
-	bin := filepath.Join(t.TempDir(), "parleyd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/parleychat/parley/cmd/parleyd").CombinedOutput(); err != nil {
-		t.Fatalf("go build parleyd: %v\n%s", err, out)
-	}
 	var out bytes.Buffer
-	_, err := load.Run(context.Background(), load.Config{Parleyd: bin, ServerCPU: -1, Idle: 20, JSON: true, Out: &out})
+	_, err := load.Run(context.Background(), load.Config{Parleyd: buildParleyd(t), ServerCPU: -1, Idle: 20, JSON: true, Out: &out})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}

@@ -751,12 +751,13 @@ func freezeWait(freeze, rtt time.Duration) time.Duration {
 
 // SetIdle tells the Link whether the call's media goes another way (a
 // call on WebRTC keeps the tunnel standing by, Session.Hold): then the
-// carriers are pinged once a second rather than every PingEvery while
-// silent, which would cost an idle call some twenty pings and pongs a
-// second a side, and a silent carrier is not taken for frozen (with no
-// media, the pings alone would tell it, at that cost). Once no longer
-// idle, the Link watches as before, its carriers' silence counted from
-// then.
+// Link keeps one carrier, pinged once a second rather than every
+// PingEvery while silent (which would cost an idle call some twenty pings
+// and pongs a second a side), and a silent carrier is not taken for
+// frozen (with no media, the pings alone would tell it, at that cost).
+// The carrier kept is a WebSocket if it has one (see standBy). Once no
+// longer idle, the Link watches as before, its carriers' silence counted
+// from then, and opens a spare again.
 func (l *Link) SetIdle(idle bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -817,8 +818,12 @@ func (l *Link) watch() {
 			l.promote(CauseUp, fmt.Sprintf("up to %s: the preferred kind", s.name), false)
 		}
 		l.noDatagramSpare()
+		if idle {
+			l.standBy()
+		}
 		a, s = l.active, l.spare
-		needSpare := s == nil && !l.dialing && now.After(l.nextDial)
+		// An idle Link opens one only to stand by on a WebSocket (standBy).
+		needSpare := s == nil && (!idle || a == nil || datagrams(a.Kind())) && !l.dialing && now.After(l.nextDial)
 		avoid := ""
 		if needSpare {
 			l.dialing = true
@@ -864,6 +869,36 @@ func (l *Link) noDatagramSpare() {
 	l.spare = nil
 	l.log.Debug("tunnel: a datagram spare on a constrained path closed", "spare", s.name)
 	go s.close()
+}
+
+// standBy leaves an idle Link one carrier: a WebSocket if it has one,
+// which becomes the active carrier without a Switch (no media goes this
+// way to switch). A call's tunnel stands by in case WebRTC breaks, which
+// on a censored network is when UDP is blocked or throttled, so the
+// WebSocket is the carrier that would carry it then; and it is the
+// cheaper to keep: parley-load --standby measured the server's memory
+// per standing-by call at 445 KiB with a WebTransport session and a
+// WebSocket spare a side (34 goroutines), 143 KiB with one WebSocket a
+// side (8). When the Link wakes, a spare of another kind opens, and a
+// WebTransport one is put on trial before the media moves up to it: the
+// one it stood by with has not been proven. Called with l.mu held.
+func (l *Link) standBy() {
+	a, s := l.active, l.spare
+	if s == nil || l.trial != nil {
+		return
+	}
+	keep, drop := a, s
+	if a == nil || datagrams(a.Kind()) && !datagrams(s.Kind()) {
+		keep, drop = s, a
+	}
+	l.active, l.spare = keep, nil
+	if drop != nil {
+		if datagrams(drop.Kind()) {
+			delete(l.proven, drop.Kind())
+		}
+		l.log.Debug("tunnel: standing by on one carrier", "kept", keep.name, "closed", drop.name)
+		go drop.close()
+	}
 }
 
 func (l *Link) ping(c *carrier) {

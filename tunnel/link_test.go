@@ -1062,3 +1062,37 @@ func TestLinkIdle(t *testing.T) {
 	time.Sleep(time.Second)
 	stop().check(t, 0.99)
 }
+
+// TestLinkStandsByOnOneCarrier: an idle Link closes its WebTransport
+// carrier and stands by on its WebSocket spare alone, without a switch;
+// woken, it opens a spare again and carries the media.
+func TestLinkStandsByOnOneCarrier(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{22}, "webtransport", "")
+	alice := parley.Address{User: "alice", Device: 1}
+	n.waitOpened(t, "a spare", alice, 2)
+	wt, ws := n.carrierOf(t, "alice", 0), n.carrierOf(t, "alice", 1)
+	if a.Path() != "webtransport" {
+		t.Fatalf("alice's link is on %q, want webtransport first", a.Path())
+	}
+	a.SetIdle(true)
+	waitFor(t, "the WebTransport carrier closed", wt.closed.Load)
+	if a.Path() != "websocket" || ws.closed.Load() {
+		t.Errorf("standing by on %q (the WebSocket closed: %v), want the WebSocket", a.Path(), ws.closed.Load())
+	}
+	time.Sleep(time.Second)
+	n.mu.Lock()
+	opened := n.opened(alice)
+	n.mu.Unlock()
+	if opened != 2 {
+		t.Errorf("alice opened %d carriers while idle, want none after the first two", opened)
+	}
+	if sw := a.Switches(); len(sw) != 0 {
+		t.Errorf("switches while standing by: %+v", sw)
+	}
+	a.SetIdle(false)
+	n.waitOpened(t, "a spare after waking", alice, 3)
+	stop := talk(t, a, b)
+	time.Sleep(time.Second)
+	stop().check(t, 0.99)
+}

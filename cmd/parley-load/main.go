@@ -39,6 +39,10 @@ lost and duplicated messages, and the server's CPU (of one core).
 Idle mode (--idle N): N devices register, then connect and stay idle; prints
 the server's resident memory per idle connected device.
 
+Standby mode (--standby N): N calls, each with two devices that open the
+call's tunnel and hold it, as a call whose audio WebRTC carries does (it
+raced the tunnel); prints the server's memory and CPU per call.
+
 Relay mode (--turn parleyd,coturn): calls of two TURN clients each relay
 --turn-rate packets/s both ways through the relay; the number of calls
 climbs through --turn-steps (each --step long, 10s by default) until loss
@@ -65,6 +69,7 @@ Flags:
 	fs.DurationVar(&cfg.Step, "step", 0, "length of each step (default 20s)")
 	fs.DurationVar(&cfg.StopP99, "stop-p99", 0, "stop once p99 exceeds this (default 1s)")
 	fs.IntVar(&cfg.Idle, "idle", 0, "idle mode: number of devices")
+	fs.IntVar(&cfg.Standby, "standby", 0, "standby mode: number of calls (its CPU windows are --step long)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per step")
 	turnServers := fs.String("turn", "", "relay mode: comma-separated relays to start and load, of parleyd and coturn")
 	turnAddr := fs.String("turn-addr", "", "relay mode: UDP address of a running TURN relay to load instead")
