@@ -248,6 +248,14 @@ var vnetMu sync.Mutex
 // carries nothing once cut is set.
 func cuttableNet(t *testing.T) ([2]*vnet.Net, *atomic.Bool) {
 	t.Helper()
+	cut := new(atomic.Bool)
+	return filteredNet(t, func(vnet.Chunk) bool { return !cut.Load() }), cut
+}
+
+// filteredNet returns a virtual network of two hosts for WebRTC, which
+// carries the chunks that pass.
+func filteredNet(t *testing.T, pass func(vnet.Chunk) bool) [2]*vnet.Net {
+	t.Helper()
 	vnetMu.Lock() // vnet makes MAC addresses from an unguarded global source
 	defer vnetMu.Unlock()
 	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
@@ -263,13 +271,12 @@ func cuttableNet(t *testing.T) ([2]*vnet.Net, *atomic.Bool) {
 			t.Fatal(err)
 		}
 	}
-	cut := new(atomic.Bool)
-	router.AddChunkFilter(func(vnet.Chunk) bool { return !cut.Load() })
+	router.AddChunkFilter(pass)
 	if err := router.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { router.Stop() })
-	return nets, cut
+	return nets
 }
 
 // TestMoveUpThenDown: a call that started in the tunnel and moved up to
@@ -405,4 +412,36 @@ func testMoveBackUp(t *testing.T, cutFor, iceFailed time.Duration, reasons ...st
 	}
 	checkTimed(t, "alice", mc.aRec.Bytes(), mc.bSent, frames*3/4)
 	checkTimed(t, "bob", mc.bRec.Bytes(), mc.aSent, frames*3/4)
+}
+
+// TestDTLSRepeatsSoon: the first two DTLS packets of a call are lost (as
+// bursty loss loses a handshake flight and its first repeat); the
+// handshake repeats them after dtlsRetransmit and twice that, not after
+// pion's 1 s and 2 s, and the call connects within 2 s rather than 3.
+func TestDTLSRepeatsSoon(t *testing.T) {
+	t.Parallel()
+	var dtls atomic.Int32
+	nets := filteredNet(t, func(c vnet.Chunk) bool {
+		b := c.UserData()
+		// RFC 7983 section 7: a first byte of 20 to 63 is DTLS.
+		return len(b) == 0 || b[0] < 20 || b[0] > 63 || dtls.Add(1) > 2
+	})
+	const frames = 100
+	mc := startMovingCall(t, &fakeNet{}, frames, Config{net: nets[0]}, Config{net: nets[1]})
+	select {
+	case <-mc.ac.Connected():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not connect within 10 s")
+	}
+	if got := dtls.Load(); got < 3 {
+		t.Fatalf("%d DTLS packets seen, want the two lost and more", got)
+	}
+	if c := mc.ac.Stats().Connect; c > 2*time.Second {
+		t.Errorf("the call connected after %v with two DTLS packets lost, want within 2s", c)
+	}
+	if err := mc.ac.Hangup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, mc.ac)
+	wait(t, mc.bc)
 }
