@@ -764,14 +764,15 @@ func (c *Call) rtcFailedBeforeUp() bool {
 	return !failed
 }
 
-// move takes the call's media from WebRTC to the server's tunnel, for
-// good, if it can (both shares of the tunnel secret are known) and has not
-// already: our audio goes there from the next frame (at once if the
-// tunnel is open and the other device in it, as it is when the race left
-// it standing by), what still comes over WebRTC is ignored from now on,
-// and with tell the other side is asked to move too. The PeerConnection
-// stays open until the call ends. It reports whether the call moves (now
-// or before).
+// move takes the call's media from WebRTC to the server's tunnel if it
+// can (both shares of the tunnel secret are known) and has not already:
+// our audio goes there from the next frame (at once if the tunnel is open
+// and the other device in it, as it is when the race left it standing
+// by), what still comes over WebRTC is ignored until the other side moves
+// back up (takeRTP), and with tell the other side is asked to move too.
+// The PeerConnection stays open, and the call moves back up when it
+// comes back (whileMoved). It reports whether the call moves (now or
+// before).
 func (c *Call) move(reason string, tell bool) bool {
 	now := c.p.cfg.Now()
 	c.mu.Lock()

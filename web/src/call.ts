@@ -801,8 +801,8 @@ export class Calls {
     }
   }
 
-  /** Moves the call from WebRTC to the tunnel, for good; with tell, the
-   * other side is asked to move too. */
+  /** Moves the call from WebRTC to the tunnel (until WebRTC comes back:
+   * whileMoved); with tell, the other side is asked to move too. */
   private moveDown(s: Session, reason: string, tell: boolean): void {
     if (s.closed || !s.race || s.movedDown) return;
     s.movedDown = true;
