@@ -371,11 +371,12 @@ func (l *Link) open(ctx context.Context, avoid string) (*carrier, error) {
 	}
 	// A kind left lately (for loss, or frozen after a doubt) is not
 	// dialled, unless it is all there is; nor, for a spare on a
-	// constrained path, a datagram kind (see noDatagramSpare).
+	// constrained path or of a Link that stands by, a datagram kind (see
+	// noDatagramSpare and standBy).
 	l.mu.Lock()
 	now := time.Now()
 	urls := unlessAll(t.URLs, func(u string) bool { return now.Before(l.bad[urlKind(u)]) })
-	if l.constrained && l.active != nil {
+	if (l.constrained || l.idle) && l.active != nil {
 		urls = unlessAll(urls, func(u string) bool { return datagrams(urlKind(u)) })
 	}
 	l.mu.Unlock()
