@@ -877,10 +877,10 @@ func (l *Link) noDatagramSpare() {
 // way to switch). A call's tunnel stands by in case WebRTC breaks, which
 // on a censored network is when UDP is blocked or throttled, so the
 // WebSocket is the carrier that would carry it then; and it is the
-// cheaper to keep: parley-load --standby measured the server's memory
-// per standing-by call at 445 KiB with a WebTransport session and a
-// WebSocket spare a side (34 goroutines), 143 KiB with one WebSocket a
-// side (8). When the Link wakes, a spare of another kind opens, and a
+// cheaper to keep: parley-load --standby 300 measured the server's
+// memory per standing-by call at 414 KiB with a WebTransport session and
+// a WebSocket spare a side (34 goroutines, 337 µs of CPU a second), 164
+// KiB with one WebSocket a side (4, 105 µs). When the Link wakes, a spare of another kind opens, and a
 // WebTransport one is put on trial before the media moves up to it: the
 // one it stood by with has not been proven. Called with l.mu held.
 func (l *Link) standBy() {
