@@ -823,11 +823,21 @@ func (c *Call) move(reason string, tell bool) bool {
 	return true
 }
 
+// setShare sets and returns our share of the tunnel secret. Under c.mu:
+// handle reads it from the signals' goroutine, which may already take
+// the caller's candidates while accept runs.
+func (c *Call) setShare() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.share = newShare()
+	return c.share
+}
+
 // dial creates the offer and sends it; it returns once the offer is sent.
 func (c *Call) dial(ctx context.Context) error {
 	var sdp string
 	if c.tunnel || c.p.cfg.Fallback {
-		c.share = newShare()
+		c.setShare()
 	}
 	if !c.tunnel {
 		if err := c.newPeerConnection(); err != nil {
@@ -870,8 +880,7 @@ func (c *Call) accept(ctx context.Context, offer client.CallSignal, queued []cli
 	}
 	var keys *tunnel.Keys
 	if offer.TunnelKey != nil && c.p.cfg.Tunnel != nil { // the call races the tunnel
-		c.share = newShare()
-		k, err := tunnel.DeriveKeys(offer.TunnelKey, c.share, c.id)
+		k, err := tunnel.DeriveKeys(offer.TunnelKey, c.setShare(), c.id)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConnectionFailed, err)
 		}

@@ -72,8 +72,7 @@ func (c *Call) acceptTunnel(ctx context.Context, offer client.CallSignal) error 
 	if c.p.cfg.Tunnel == nil {
 		return fmt.Errorf("%w: %s called through the server's tunnel, %w", ErrConnectionFailed, c.peer, ErrNoTunnel)
 	}
-	c.share = newShare()
-	keys, err := tunnel.DeriveKeys(offer.TunnelKey, c.share, c.id)
+	keys, err := tunnel.DeriveKeys(offer.TunnelKey, c.setShare(), c.id)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConnectionFailed, err)
 	}
