@@ -653,6 +653,9 @@ func (c *Call) restartICE() {
 	}
 	if err != nil {
 		c.p.log.Info("could not restart ICE", "call", c.id, "err", err)
+		c.mu.Lock()
+		c.flushICELocked()
+		c.mu.Unlock()
 		return
 	}
 	c.p.log.Info("restarting ICE to find a WebRTC path again", "call", c.id)
@@ -683,7 +686,7 @@ func (c *Call) restarted(sig client.CallSignal) {
 	if err != nil {
 		c.p.log.Info("could not answer an ICE restart", "call", c.id, "err", err)
 		c.mu.Lock()
-		c.described = true
+		c.flushICELocked()
 		c.mu.Unlock()
 		return
 	}
@@ -939,12 +942,18 @@ func (c *Call) describe(typ client.CallSignalType, sdp string) <-chan error {
 		sig.TunnelKey = nil // it was agreed at the start
 	}
 	c.p.send(c.peer, sig, func(err error) { sent <- err })
+	c.flushICELocked()
+	return sent
+}
+
+// flushICELocked sends our candidates as they come from now on, and those
+// found so far now. Called with c.mu held.
+func (c *Call) flushICELocked() {
 	c.described = true
 	for _, sig := range c.localICE {
 		c.p.send(c.peer, sig, nil)
 	}
 	c.localICE = nil
-	return sent
 }
 
 func (c *Call) startConnectTimer() {

@@ -779,7 +779,7 @@ export class Calls {
       await this.describe(s, "restart", pc.localDescription!.sdp);
     } catch (e) {
       console.info("parley: could not restart ICE:", e);
-      await this.describe(s, "restart", undefined, false);
+      this.flushICE(s);
     }
   }
 
@@ -797,7 +797,7 @@ export class Calls {
       await this.describe(s, "restart", pc.localDescription!.sdp);
     } catch (e) {
       console.info("parley: an ICE restart failed:", e);
-      if (!s.described) await this.describe(s, "restart", undefined, false);
+      if (!s.described) this.flushICE(s);
     }
   }
 
@@ -884,9 +884,14 @@ export class Calls {
 
   /** Sends our description (and, for the tunnel, our share), then the
    * candidates found meanwhile. */
-  private async describe(s: Session, kind: "offer" | "answer" | "restart", sdp?: string, send = true): Promise<void> {
+  private async describe(s: Session, kind: "offer" | "answer" | "restart", sdp?: string): Promise<void> {
     // A restart's description goes without the share, agreed at the start.
-    if (send) await this.send(s.view.peer, { id: s.view.id, kind, sdp, tunnel_key: kind === "restart" ? undefined : s.share });
+    await this.send(s.view.peer, { id: s.view.id, kind, sdp, tunnel_key: kind === "restart" ? undefined : s.share });
+    this.flushICE(s);
+  }
+
+  /** From now on our candidates go out as they come; those found so far go now. */
+  private flushICE(s: Session): void {
     s.described = true;
     for (const sig of s.localICE) this.send(s.view.peer, sig);
     s.localICE = [];
