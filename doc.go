@@ -26,7 +26,10 @@
 // # Delivery semantics
 //
 // Delivery is at least once, de-duplicated by the client on MessageID. The
-// server acknowledges a send only once the message is on disk, deletes it when
-// the recipient device acknowledges it or after the retention period, and
-// keeps the order of each sending device.
+// server acknowledges a send only once the message is durable: on its disk,
+// or, for a copy that its device acknowledged first, on that device (a
+// client acknowledges only what it has stored). It delivers a message as
+// soon as it has accepted it, deletes it when the recipient device
+// acknowledges it or after the retention period, and keeps the order of
+// each sending device.
 package parley

@@ -156,7 +156,7 @@ const (
 	EventDisconnected                         // the connection ended or could not be made; Err says why
 	EventQueueEmpty                           // every message stored on the server at login has arrived
 	EventMessage                              // Message arrived and is in the history
-	EventSent                                 // Message is durable on the server
+	EventSent                                 // Message is durable (on the server, or delivered: then its State says so)
 	EventSendFailed                           // Message was refused for good; Err says why
 	EventIdentityChanged                      // Peer's identity key (safety number) changed
 	EventDelivered                            // Message reached a device of its recipient

@@ -13,7 +13,8 @@
 // that row is the outbox. While connected, the client encrypts it for every
 // device of the recipient (fetching prekey bundles where it has no session),
 // sends it, and marks it StateSent once the server has answered that every
-// copy is on disk. An unanswered send stays StateSending and is sent again
+// copy is durable (on its disk, or on the recipient device, which may then
+// have sent its delivery receipt already). An unanswered send stays StateSending and is sent again
 // after a reconnect or a restart; the recipient de-duplicates by MessageID.
 //
 // The server delivers messages as Deliver requests. The client decrypts one,

@@ -83,7 +83,9 @@ func (c *Client) sendOne(ctx context.Context, s *session, m Message) error {
 		at = r.ServerAt
 	}
 	// A receipt may have come first (the answer to this send was lost, or
-	// raced the recipient): never move a delivered message back to sent.
+	// the server answered once the recipient had stored the message, which
+	// it may do before its own disk has: see server.Store): never move a
+	// delivered message back to sent, but say that the send is done.
 	c.protoMu.Lock()
 	defer c.protoMu.Unlock()
 	out := true
@@ -92,6 +94,7 @@ func (c *Client) sendOne(ctx context.Context, s *session, m Message) error {
 		return &storeError{err}
 	}
 	if len(cur) == 1 && cur[0].State == StateDelivered {
+		c.emit(Event{Type: EventSent, Message: &cur[0], Peer: m.Peer})
 		return nil
 	}
 	if err := c.st.Apply(ctx, &Batch{States: []StateChange{{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateSent, At: at}}}); err != nil {

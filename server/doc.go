@@ -7,9 +7,13 @@
 // Everything durable lives behind Store, defined here and implemented by
 // server/sqlite (the default, one file in the data folder); every backend
 // passes the conformance suite in server/storetest. A Send is answered only
-// after every copy is committed (fsync'd); the SQLite store commits
-// concurrent changes together (group commit) so that durability does not cost
-// one fsync per message. A replayed Send (same sender device, MessageID
+// once every copy is durable: committed (fsync'd), or acknowledged by its
+// device, which has stored it. The store accepts a message (replay check,
+// seqs) before it is durable, and the server delivers it then; the SQLite
+// store holds a new message for a moment before writing it, so that a copy
+// acknowledged meanwhile is never written at all (server/sqlite/hold.go),
+// and commits concurrent changes together (group commit) so that
+// durability does not cost one fsync per message. A replayed Send (same sender device, MessageID
 // and send time, as a client's retry has) is answered as a success and
 // stored once. Accounts and their device
 // lists, read on every Send, are cached in memory (accountCache); that is

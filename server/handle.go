@@ -257,15 +257,16 @@ func (s *Server) push(addr parley.Address, f *wire.Frame) {
 	}
 }
 
-// startSend checks a Send and queues its copies for the disk; finish waits
-// until they are durable, offers them to their recipients and returns the
+// startSend checks a Send and hands its copies to the store, which offers
+// them to their recipients as soon as it has accepted them (see
+// Store.StartEnqueue); finish waits until they are durable and returns the
 // answer. A send refused by its checks is answered by finish at once.
 func (s *Server) startSend(ctx context.Context, from parley.Address, m *wire.Send) (finish func() (any, error)) {
 	body, envs, err := s.checkSend(ctx, from, m)
 	if err != nil || envs == nil {
 		return func() (any, error) { return body, err }
 	}
-	wait := s.store.StartEnqueue(ctx, envs)
+	wait := s.store.StartEnqueue(ctx, envs, s.offer)
 	return func() (any, error) {
 		dup, err := wait()
 		if err != nil {
@@ -276,9 +277,6 @@ func (s *Server) startSend(ctx context.Context, from parley.Address, m *wire.Sen
 			return body, nil
 		}
 		s.metrics.accepted.Add(float64(len(envs)))
-		for i := range envs {
-			s.offer(&envs[i])
-		}
 		return body, nil
 	}
 }
@@ -369,12 +367,16 @@ func (s *Server) checkSend(ctx context.Context, from parley.Address, m *wire.Sen
 	return &wire.SendResult{ServerAt: now}, envs, nil
 }
 
-// offer hands a stored message to its recipient's connection, if any.
-func (s *Server) offer(e *parley.Envelope) {
+// offer hands a message the store has accepted to its recipient's
+// connection, if any, and reports whether there was one. The store's
+// writer calls it: it never waits.
+func (s *Server) offer(e *parley.Envelope) bool {
 	s.mu.Lock()
 	c := s.sessions[e.To]
 	s.mu.Unlock()
-	if c != nil {
-		c.offer(e)
+	if c == nil {
+		return false
 	}
+	c.offer(e)
+	return true
 }

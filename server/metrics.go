@@ -28,7 +28,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "parley_connected_devices", Help: "Devices with an authenticated connection.",
 		}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "parley_messages_accepted_total", Help: "Message copies (one per recipient device) stored durably.",
+			Name: "parley_messages_accepted_total", Help: "Message copies (one per recipient device) accepted and durable (on disk, or on their device).",
 		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_messages_delivered_total", Help: "Message copies acknowledged by their recipient device.",
@@ -58,6 +58,19 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(m.connected, m.accepted, m.delivered, m.liveDropped, m.requests, m.storeSeconds, queued,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// registerWritten counts the copies a store wrote to disk, if it tells:
+// the sqlite store writes only those not acknowledged within a moment.
+func (m *metrics) registerWritten(st Store) {
+	w, ok := st.(interface{ Written() uint64 })
+	if !ok {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "parley_messages_written_total",
+		Help: "Message copies written to the mailbox on disk; the other accepted copies were acknowledged by their device first.",
+	}, func() float64 { return float64(w.Written()) }))
 }
 
 // timedStore is a Store that records each call's latency.
@@ -105,9 +118,9 @@ func (t timedStore) TakeBundles(ctx context.Context, user parley.UserID, device 
 	return t.Store.TakeBundles(ctx, user, device)
 }
 
-func (t timedStore) StartEnqueue(ctx context.Context, envs []parley.Envelope) func() (bool, error) {
+func (t timedStore) StartEnqueue(ctx context.Context, envs []parley.Envelope, accepted func(*parley.Envelope) bool) func() (bool, error) {
 	start := time.Now()
-	wait := t.Store.StartEnqueue(ctx, envs)
+	wait := t.Store.StartEnqueue(ctx, envs, accepted)
 	return func() (bool, error) {
 		defer t.observe("enqueue", start)
 		return wait()

@@ -243,6 +243,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.registerRelayMetrics()
 	s.registerTunnelMetrics()
+	s.metrics.registerWritten(st)
 	s.store = newAccountCache(timedStore{st, s.metrics.storeSeconds})
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+wire.Path, s.serveWS)

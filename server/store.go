@@ -49,19 +49,34 @@ type Store interface {
 	// envelopes share From, ID and SentAt. If the store has already
 	// accepted that message (the same From, ID and SentAt: a retry repeats
 	// all three) within the retention period, it stores nothing and
-	// reports dup.
+	// reports dup. It returns once the message is durable: on disk, or,
+	// for a copy that its device acknowledged (Ack) before the store wrote
+	// it, on that device (a client acknowledges only what it has stored).
 	Enqueue(ctx context.Context, envs []parley.Envelope) (dup bool, err error)
-	// StartEnqueue is Enqueue in two halves: it queues the write and
-	// returns at once; wait blocks until the write is durable (or failed)
-	// and answers as Enqueue would. Writes started by one goroutine are
-	// applied in the order they were started. This lets one connection have
-	// many sends in flight, each answered only once it is on disk.
-	StartEnqueue(ctx context.Context, envs []parley.Envelope) (wait func() (dup bool, err error))
-	// Mailbox returns up to limit stored envelopes for a device with
-	// ServerSeq greater than after, in ServerSeq order. ServerSeq grows with
-	// every message stored and is never reused.
+	// StartEnqueue is Enqueue in two halves: it queues the message and
+	// returns at once; wait blocks until it is durable (or failed) and
+	// answers as Enqueue would. Messages started by one goroutine are
+	// accepted in the order they were started. This lets one connection
+	// have many sends in flight, each answered only once it is durable.
+	//
+	// Once the store has accepted the message as new and given its copies
+	// their seqs, and before it is durable, it calls accepted (unless nil)
+	// with each copy, so that the server can deliver them at once; from
+	// then until it is durable, Mailbox returns it too. accepted reports
+	// whether it handed the copy to a connected device (a store may then
+	// wait a moment for the acknowledgement before writing the copy) and
+	// must not block. If the store then fails to make the message durable,
+	// wait reports the failure and the sender retries: a recipient may get
+	// the message twice (clients drop repeats by message id).
+	StartEnqueue(ctx context.Context, envs []parley.Envelope, accepted func(*parley.Envelope) bool) (wait func() (dup bool, err error))
+	// Mailbox returns up to limit envelopes for a device with ServerSeq
+	// greater than after, in ServerSeq order: those stored and those
+	// accepted but not yet durable, less those acknowledged. ServerSeq
+	// grows with every message accepted and is never reused.
 	Mailbox(ctx context.Context, to parley.Address, after uint64, limit int) ([]parley.Envelope, error)
-	// Ack deletes delivered envelopes of a device; unknown seqs are ignored.
+	// Ack deletes delivered envelopes of a device; unknown seqs are
+	// ignored. An envelope acknowledged before it was durable is never
+	// written.
 	Ack(ctx context.Context, to parley.Address, seqs []uint64) error
 	// Expire deletes envelopes (and replay records) stored before the given
 	// time and reports how many envelopes it deleted.

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,11 +48,17 @@ func joinRows(head, row, sep, tail string, n int) string {
 }
 
 // The statements of each chunk size, built once.
-var acceptSQL, insertSQL, ackSQL = func() (a, i, d map[int]string) {
-	a, i, d = map[int]string{}, map[int]string{}, map[int]string{}
+var replaySQL, acceptSQL, insertSQL, ackSQL = func() (r, a, i, d map[int]string) {
+	r, a, i, d = map[int]string{}, map[int]string{}, map[int]string{}, map[int]string{}
 	for _, n := range chunkSizes {
+		// The replay check reads before the message is held and writes
+		// when it is: the record must not be durable before the message
+		// is (see hold.go). Each term of the check is a lookup by the
+		// table's key.
+		r[n] = joinRows("SELECT from_user, from_device, msg_id FROM accepted WHERE ",
+			"(key_ms = ? AND from_user = ? AND from_device = ? AND msg_id = ?)", " OR ", "", n)
 		a[n] = multiRow("INSERT INTO accepted (key_ms, from_user, from_device, msg_id) VALUES ",
-			"(?, ?, ?, ?)", " ON CONFLICT DO NOTHING RETURNING from_user, from_device, msg_id", n)
+			"(?, ?, ?, ?)", " ON CONFLICT DO NOTHING", n)
 		i[n] = multiRow("INSERT INTO messages (seq, to_user, to_device, from_user, from_device, msg_id, type, content, sent_ms, server_ms) VALUES ",
 			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "", n)
 		// Acks of many devices in one statement: each term finds its row
@@ -93,25 +100,37 @@ func replayKeyOf(e *parley.Envelope) replayKey {
 	return replayKey{string(e.From.User), int64(e.From.Device), e.ID}
 }
 
-// applyHot applies a run of enqueues and acks in the writer's transaction.
-// Envelopes get their seqs in the order their enqueues were submitted. An
-// error fails the run as a whole.
-func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op) error {
-	// The replay check: the first copy of a (sender, id) in the run is new
-	// unless accepted holds it already; any later one is a replay.
+// applyHot applies a run of enqueues and acks in the writer's transaction:
+// acks of held copies mark them (they will not be written), other acks
+// delete; new messages pass the replay check and are held (hold.go), with
+// seqs in the order their enqueues were submitted. An error fails the run
+// as a whole.
+func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op, now time.Time) error {
+	if err := s.applyAcks(ctx, tx, ops, now); err != nil {
+		return err
+	}
+	// The replay check: a message repeats one still held, one earlier in
+	// the run, or one that accepted holds; the rest are new.
 	fresh := s.fresh[:0]
 	seen := s.seen
 	clear(seen)
 	for _, o := range ops {
-		if e := o.enq; e != nil {
-			k := replayKeyOf(&e.envs[0])
-			if _, ok := seen[k]; ok {
-				e.dup = true
-				continue
-			}
-			seen[k] = struct{}{}
-			fresh = append(fresh, e)
+		e := o.enq
+		if e == nil {
+			continue
 		}
+		e.done = o.done
+		e.key = replayKeyOf(&e.envs[0])
+		if orig := seen[e.key]; orig != nil {
+			e.dup, e.orig = true, orig
+			continue
+		}
+		if orig := s.heldKeys[e.key]; orig != nil {
+			e.dup, e.orig = true, orig
+			continue
+		}
+		seen[e.key] = e
+		fresh = append(fresh, e)
 	}
 	args := s.args[:0]
 	for rest := fresh; len(rest) > 0; {
@@ -121,47 +140,56 @@ func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op) error {
 			f := &e.envs[0]
 			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
 		}
-		if err := s.accept(ctx, tx, rest[:n], args); err != nil {
+		if err := s.replayed(ctx, tx, rest[:n], args); err != nil {
 			return err
 		}
 		rest = rest[n:]
 	}
-
-	envs := s.envs[:0]
 	for _, e := range fresh {
-		if e.dup {
+		if !e.dup {
+			s.hold(e, now)
+		}
+	}
+	// A replay of a message that is itself a replay of a stored one is
+	// answered with the batch; a replay of a held message, with it.
+	for _, o := range ops {
+		if e := o.enq; e != nil && e.orig != nil && e.orig.dup {
+			e.orig = nil
+		}
+	}
+	clear(fresh)
+	clear(args)
+	s.fresh, s.args = fresh[:0], args[:0]
+	return nil
+}
+
+// applyAcks applies the acks of a run: a held copy of the acknowledging
+// device is marked, and never written (a message all of whose copies are
+// acknowledged is due at once); the others are deleted, a chunk of
+// seqs at a time whatever device they are for (with many devices online
+// each acknowledges a message or two per commit, so one statement per
+// device would cost a statement per message).
+func (s *Store) applyAcks(ctx context.Context, tx wtx, ops []op, now time.Time) error {
+	acks := s.acks[:0]
+	s.heldMu.Lock()
+	for _, o := range ops {
+		a := o.ack
+		if a == nil {
 			continue
 		}
-		for i := range e.envs {
-			envs = append(envs, &e.envs[i])
-		}
-	}
-	for rest := envs; len(rest) > 0; {
-		n := chunk(len(rest))
-		args = args[:0]
-		for _, e := range rest[:n] {
-			e.ServerSeq = uint64(s.nextSeq)
-			s.nextSeq++
-			args = append(args, int64(e.ServerSeq), string(e.To.User), int64(e.To.Device), string(e.From.User), int64(e.From.Device),
-				e.ID[:], int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt))
-		}
-		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
-			return internal("enqueue", err)
-		}
-		rest = rest[n:]
-	}
-
-	// The acks of every device in the run, a chunk of seqs at a time: with
-	// many devices online each acknowledges a message or two per commit, so
-	// one statement per device would cost a statement per message.
-	acks := s.acks[:0]
-	for _, o := range ops {
-		if a := o.ack; a != nil {
-			for _, seq := range a.seqs {
-				acks = append(acks, ackRow{a, seq})
+		for _, seq := range a.seqs {
+			if h, ok := s.heldSeq[seq]; ok && h.e.envs[h.i].To == a.to {
+				h.e.acked[h.i] = true
+				if !slices.Contains(h.e.acked, false) {
+					h.e.due = now // nothing left to write but its replay record
+				}
+				continue
 			}
+			acks = append(acks, ackRow{a, seq})
 		}
 	}
+	s.heldMu.Unlock()
+	args := s.args[:0]
 	for rest := acks; len(rest) > 0; {
 		n := chunk(len(rest))
 		args = args[:0]
@@ -173,24 +201,19 @@ func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op) error {
 		}
 		rest = rest[n:]
 	}
-	// Keep the buffers, without holding on to what they point at.
-	clear(fresh)
-	clear(envs)
-	clear(args)
 	clear(acks)
-	s.fresh, s.envs, s.args, s.acks = fresh[:0], envs[:0], args[:0], acks[:0]
+	clear(args)
+	s.acks, s.args = acks[:0], args[:0]
 	return nil
 }
 
-// accept inserts the replay records of enqueues whose (sender, id) differ,
-// and marks as dup those that accepted held already.
-func (s *Store) accept(ctx context.Context, tx wtx, enqs []*enqOp, args []any) error {
-	rows, err := tx.QueryContext(ctx, acceptSQL[len(enqs)], args...)
+// replayed marks as dup the enqueues whose (sender, id) accepted holds.
+func (s *Store) replayed(ctx context.Context, tx wtx, enqs []*enqOp, args []any) error {
+	rows, err := tx.QueryContext(ctx, replaySQL[len(enqs)], args...)
 	if err != nil {
 		return internal("enqueue", err)
 	}
 	defer rows.Close()
-	var inserted []replayKey
 	for rows.Next() {
 		var (
 			k  replayKey
@@ -200,23 +223,66 @@ func (s *Store) accept(ctx context.Context, tx wtx, enqs []*enqOp, args []any) e
 			return internal("enqueue", err)
 		}
 		copy(k.id[:], id)
-		inserted = append(inserted, k)
+		for _, e := range enqs {
+			if e.key == k {
+				e.dup = true
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return internal("enqueue", err)
 	}
-	if len(inserted) == len(enqs) {
-		return nil // the usual case: all new
+	return nil
+}
+
+// writeHeld inserts the replay records of held messages and their copies that
+// no device acknowledged while they were held.
+func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
+	args := s.args[:0]
+	for rest := enqs; len(rest) > 0; {
+		n := chunk(len(rest))
+		args = args[:0]
+		for _, e := range rest[:n] {
+			f := &e.envs[0]
+			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
+		}
+		if _, err := tx.ExecContext(ctx, acceptSQL[n], args...); err != nil {
+			return internal("enqueue", err)
+		}
+		rest = rest[n:]
 	}
+	envs := s.envs[:0]
+	var top uint64 // the highest seq of the copies, written or not
 	for _, e := range enqs {
-		e.dup = true
-		k := replayKeyOf(&e.envs[0])
-		for _, in := range inserted {
-			if in == k {
-				e.dup = false
-				break
+		for i := range e.envs {
+			top = max(top, e.envs[i].ServerSeq)
+			if !e.acked[i] {
+				envs = append(envs, &e.envs[i])
 			}
 		}
 	}
+	s.written.Add(uint64(len(envs)))
+	for rest := envs; len(rest) > 0; {
+		n := chunk(len(rest))
+		args = args[:0]
+		for _, e := range rest[:n] {
+			args = append(args, int64(e.ServerSeq), string(e.To.User), int64(e.To.Device), string(e.From.User), int64(e.From.Device),
+				e.ID[:], int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt))
+		}
+		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
+			return internal("enqueue", err)
+		}
+		rest = rest[n:]
+	}
+	// Seqs are never reused, even those of copies never written: the
+	// highest is kept where SQLite keeps the highest seq written.
+	if top > 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages' AND seq < ?", int64(top), int64(top)); err != nil {
+			return internal("enqueue", err)
+		}
+	}
+	clear(envs)
+	clear(args)
+	s.envs, s.args = envs[:0], args[:0]
 	return nil
 }

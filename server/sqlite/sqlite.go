@@ -7,7 +7,8 @@
 // connection: callers hand it their changes and wait. It takes every change
 // that is waiting, runs them in one transaction (each inside a SAVEPOINT, so
 // that one failing change does not undo the others) and commits once; every
-// caller of the batch learns its own result once the commit is durable.
+// caller of the batch learns its own result once the commit is durable (a
+// new message, once the later commit that writes it is: see hold.go).
 // Under load one fsync covers many messages; when idle a change commits
 // alone, at once. Reads go to a separate pool of read-only connections,
 // which WAL lets run beside the writer.
@@ -21,16 +22,20 @@
 // of success before.
 //
 // The hot changes, Enqueue and Ack, skip the savepoints: they can only fail
-// as a whole, and then the transaction fails with them. The writer applies a
-// run of them with multi-row statements (hot.go): one INSERT into accepted
-// per chunk of messages, whose RETURNING clause tells the replays apart
-// (accepted is keyed first by the message's send time, so that its new rows
-// go in at the end of the b-tree, not on a random page each), one
-// INSERT into messages, one DELETE per chunk of acknowledged seqs, whatever
-// device acknowledged them (each term matches a seq and its device). The
-// writer assigns ServerSeq itself, in the order the changes were submitted,
-// starting past the highest seq ever used (which sqlite_sequence keeps), so
-// seqs still grow across restarts and are never reused.
+// as a whole, and then the transaction fails with them. A new message is not
+// written at once but held for a moment (hold.go): a copy its device
+// acknowledges meanwhile is never written. The writer applies a run of hot
+// changes with multi-row statements (hot.go): one SELECT from accepted per
+// chunk of new messages tells the replays apart; for the held messages that
+// are due, one INSERT into accepted per chunk (accepted is keyed first by
+// the message's send time, so that its new rows go in at the end of the
+// b-tree, not on a random page each) and one INSERT into messages for the
+// copies not acknowledged; one DELETE per chunk of acknowledged seqs,
+// whatever device acknowledged them (each term matches a seq and its
+// device). The writer assigns ServerSeq itself, in the order the changes
+// were submitted, starting past the highest seq ever given (which
+// sqlite_sequence keeps), so seqs still grow across restarts and are never
+// reused.
 //
 // Checkpoints run on a connection of their own (checkpoint.go), not in the
 // commit that happens to fill the WAL, so that no send waits for one.
@@ -59,6 +64,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,18 +138,31 @@ type Store struct {
 	walBig   atomic.Bool   // the WAL outgrew walRestartPages: the writer restarts it
 	commits  atomic.Uint64 // transactions committed, for the checkpointer
 
-	// nextSeq is the ServerSeq the next stored envelope gets; owned by the
-	// writer goroutine. It starts past every seq ever used (sqlite_sequence
-	// keeps the highest, even once its message is gone), so seqs grow
-	// across restarts and are never reused.
+	// nextSeq is the ServerSeq the next accepted envelope gets; owned by the
+	// writer goroutine. It starts past every seq ever given (sqlite_sequence
+	// keeps the highest, even once its message is gone or if it was never
+	// written), so seqs grow across restarts and are never reused.
 	nextSeq int64
+
+	// Messages accepted but not yet written (hold.go). held is in seq
+	// order; the writer changes it and the acked marks of its messages
+	// under heldMu, which Mailbox takes to read them. heldSeq and heldKeys
+	// index it (and newHeld) for the writer alone.
+	holdFor  time.Duration // holdFor but in tests
+	heldMu   sync.Mutex
+	held     []*enqOp
+	newHeld  []*enqOp // held by the batch being committed
+	writing  []*enqOp // held messages the batch being committed writes
+	heldSeq  map[uint64]heldCopy
+	heldKeys map[replayKey]*enqOp
+	written  atomic.Uint64 // copies written to the mailbox (the rest were acknowledged while held)
 
 	// Buffers of the writer goroutine, kept between batches.
 	fresh []*enqOp
 	envs  []*parley.Envelope
 	args  []any
 	acks  []ackRow
-	seen  map[replayKey]struct{}
+	seen  map[replayKey]*enqOp
 }
 
 // op is one change for the writer goroutine: a function run in its own
@@ -159,8 +178,18 @@ type op struct {
 
 // enqOp stores the copies of one message unless it is a replay.
 type enqOp struct {
-	envs []parley.Envelope
-	dup  bool // set by the writer
+	envs     []parley.Envelope
+	accepted func(*parley.Envelope) bool // called by the writer with each copy once held
+
+	// Set by the writer.
+	dup     bool
+	done    chan error   // the op's answer
+	key     replayKey    // the message's replay key
+	orig    *enqOp       // the held message a replay repeats: answered with it
+	due     time.Time    // when to write it
+	leaving bool         // written (or failed) by the commit under way
+	acked   []bool       // per copy: acknowledged while held (changed under Store.heldMu)
+	dups    []chan error // the replays answered with this message
 }
 
 // ackOp deletes a device's delivered messages.
@@ -250,7 +279,10 @@ func open(ctx context.Context, file string, fsync func(*os.File) error) (*Store,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		ckptDone: make(chan struct{}),
-		seen:     make(map[replayKey]struct{}),
+		seen:     make(map[replayKey]*enqOp),
+		holdFor:  holdFor,
+		heldSeq:  make(map[uint64]heldCopy),
+		heldKeys: make(map[replayKey]*enqOp),
 		walPath:  file + "-wal",
 		syncq:    make(chan synced, 64),
 		syncDone: make(chan struct{}),
@@ -264,6 +296,12 @@ func open(ctx context.Context, file string, fsync func(*os.File) error) (*Store,
 			s.wal.Close()
 		}
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
+	}
+	// sqlite_sequence keeps the highest seq given (hold.go), even before
+	// the first message is written.
+	if _, err := w.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq)
+		SELECT 'messages', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'messages')`); err != nil {
+		return fail(err)
 	}
 	// The migrations committed without a sync, like every other change.
 	if err := s.syncWAL(); err != nil {
@@ -382,29 +420,38 @@ func (s *Store) writer() {
 	defer close(s.syncq)
 	batch := make([]op, 0, maxBatch)
 	var last time.Time // when the last commit started
+	due := time.NewTimer(time.Hour)
+	due.Stop()
 	for {
 		batch = batch[:0]
+		// Wait for a change, or for the oldest held message to be due.
+		var dueC <-chan time.Time
+		if t := s.nextDue(); !t.IsZero() {
+			due.Reset(time.Until(t))
+			dueC = due.C
+		}
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
+		case <-dueC:
 		case <-s.stop:
-			// Close holds no more submitters: drain what is queued.
+			// Close holds no more submitters: drain what is queued, then
+			// write everything held.
 			for {
 				select {
 				case o := <-s.ops:
 					batch = append(batch, o)
 					if len(batch) == maxBatch {
-						s.commit(batch)
+						s.commit(batch, false)
 						batch = batch[:0]
 					}
 				default:
-					if len(batch) > 0 {
-						s.commit(batch)
-					}
+					s.commit(batch, true)
 					return
 				}
 			}
 		}
+		due.Stop()
 		// Under load, let the next changes join this commit (see
 		// commitGap); after a quiet spell, commit at once.
 		if wait := commitGap - time.Since(last); wait > 0 {
@@ -420,29 +467,68 @@ func (s *Store) writer() {
 				break more
 			}
 		}
-		s.commit(batch)
+		s.commit(batch, false)
 		if s.walBig.Swap(false) {
 			s.restartWAL()
 		}
 	}
 }
 
-// commit runs a batch of changes in one transaction.
-func (s *Store) commit(batch []op) {
+// commit runs a batch of changes in one transaction, with the held
+// messages that are due (all of them when all is set).
+func (s *Store) commit(batch []op, all bool) {
 	ctx := context.Background()
 	defer s.wq.c.prepareWanted(ctx)
+	now := time.Now()
 	errs := make([]error, len(batch))
+	changed := false
+	for _, o := range batch {
+		changed = changed || o.enq == nil // an ack or a change of its own
+	}
 	// finish hands the results to the syncer, which answers once the WAL is
-	// synced, or at once when nothing was committed.
+	// synced, or at once when nothing was committed; then it settles the
+	// held messages, and offers the new ones for delivery.
 	finish := func(txErr error, committed bool) {
-		res := make([]result, len(batch))
+		res := make([]result, 0, len(batch))
 		for i, o := range batch {
+			if e := o.enq; e != nil && committed && (!e.dup || e.orig != nil) {
+				if e.orig != nil {
+					e.orig.dups = append(e.orig.dups, e.done)
+				}
+				continue // answered once written
+			}
 			if errs[i] == nil {
 				errs[i] = txErr
 			}
-			res[i] = result{o.done, errs[i]}
+			res = append(res, result{o.done, errs[i]})
 		}
-		s.syncq <- synced{res, committed}
+		answer := func(e *enqOp) {
+			res = append(res, result{e.done, txErr})
+			for _, d := range e.dups {
+				res = append(res, result{d, txErr})
+			}
+		}
+		for _, e := range s.writing {
+			answer(e)
+		}
+		if all && committed { // written at once
+			for _, e := range s.newHeld {
+				answer(e)
+			}
+		}
+		// A commit that only held new messages changed nothing: no sync.
+		if len(res) > 0 || committed && (len(s.writing) > 0 || changed) {
+			s.syncq <- synced{res, committed}
+		}
+		s.settle(committed && !all)
+		if committed {
+			s.offer(time.Now())
+		}
+		clear(s.newHeld)
+		s.newHeld = s.newHeld[:0]
+	}
+	if len(batch) == 0 && (len(s.held) == 0 || !all && s.nextDue().After(now)) {
+		return // nothing to do
 	}
 	sqltx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -464,7 +550,7 @@ func (s *Store) commit(batch []op) {
 			for j < len(batch) && batch[j].fn == nil {
 				j++
 			}
-			if err := s.applyHot(ctx, tx, batch[i:j]); err != nil {
+			if err := s.applyHot(ctx, tx, batch[i:j], now); err != nil {
 				abort(err)
 				return
 			}
@@ -494,6 +580,15 @@ func (s *Store) commit(batch []op) {
 			return
 		}
 		i++
+	}
+	// The held messages that are due; with all, those this batch held too.
+	due := s.pickDue(now, all)
+	if all {
+		due = append(slices.Clip(due), s.newHeld...)
+	}
+	if err := s.writeHeld(ctx, tx, due); err != nil {
+		abort(err)
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		s.nextSeq = seq0
@@ -796,14 +891,14 @@ func takeKey(ctx context.Context, tx wtx, addr parley.Address, kind int) (*direc
 }
 
 func (s *Store) Enqueue(ctx context.Context, envs []parley.Envelope) (bool, error) {
-	return s.StartEnqueue(ctx, envs)()
+	return s.StartEnqueue(ctx, envs, nil)()
 }
 
-func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope) func() (bool, error) {
+func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope, accepted func(*parley.Envelope) bool) func() (bool, error) {
 	if len(envs) == 0 {
 		return func() (bool, error) { return false, nil }
 	}
-	e := &enqOp{envs: envs}
+	e := &enqOp{envs: envs, accepted: accepted}
 	done, err := s.submitOp(ctx, op{enq: e})
 	return func() (bool, error) {
 		if err != nil {
@@ -817,6 +912,7 @@ func (s *Store) StartEnqueue(ctx context.Context, envs []parley.Envelope) func()
 }
 
 func (s *Store) Mailbox(ctx context.Context, to parley.Address, after uint64, limit int) ([]parley.Envelope, error) {
+	held := s.heldFor(to, after) // before the database: see hold.go
 	rows, err := s.rq.QueryContext(ctx, `SELECT seq, from_user, from_device, msg_id, type, content, sent_ms, server_ms
 		FROM messages WHERE to_user = ? AND to_device = ? AND seq > ? ORDER BY seq LIMIT ?`,
 		string(to.User), int64(to.Device), int64(after), limit)
@@ -848,7 +944,7 @@ func (s *Store) Mailbox(ctx context.Context, to parley.Address, after uint64, li
 	if err := rows.Err(); err != nil {
 		return nil, internal("mailbox", err)
 	}
-	return envs, nil
+	return withHeld(envs, held, limit), nil
 }
 
 func (s *Store) Ack(ctx context.Context, to parley.Address, seqs []uint64) error {

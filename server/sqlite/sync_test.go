@@ -58,7 +58,7 @@ func TestAnsweredOnlyOnceSynced(t *testing.T) {
 	d.release <- struct{}{} // Open's own sync
 	s := openWith(t, d)
 
-	wait := s.StartEnqueue(context.Background(), testEnvelope())
+	wait := s.StartEnqueue(context.Background(), testEnvelope(), nil)
 	answered := make(chan error, 1)
 	go func() {
 		_, err := wait()
@@ -116,13 +116,14 @@ func TestOneSyncForManyCommits(t *testing.T) {
 	s := openWith(t, d)
 	ctx := context.Background()
 
-	first := s.StartEnqueue(ctx, testEnvelope())
+	first := s.StartEnqueue(ctx, testEnvelope(), nil)
 	// While the first commit's sync waits, the writer goes on committing.
 	var waits []func() (bool, error)
 	for range 5 {
-		waits = append(waits, s.StartEnqueue(ctx, testEnvelope()))
+		waits = append(waits, s.StartEnqueue(ctx, testEnvelope(), nil))
 		time.Sleep(3 * commitGap) // a commit each
 	}
+	time.Sleep(holdFor + 3*commitGap) // each written in a commit of its own or two
 	if n, err := s.CountMessages(ctx); err != nil || n != 6 {
 		t.Fatalf("%d messages committed while a sync waited (%v), want 6", n, err)
 	}

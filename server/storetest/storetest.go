@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
 		{"PipelinedEnqueue", testPipelinedEnqueue},
 		{"PipelinedReplay", testPipelinedReplay},
+		{"AckBeforeDurable", testAckBeforeDurable},
 		{"ConcurrentMixed", testConcurrentMixed},
 	}
 	for _, tt := range tests {
@@ -250,9 +251,9 @@ func testPipelinedEnqueue(t *testing.T, s server.Store) {
 	batches := make([][]parley.Envelope, n)
 	for i := range n {
 		batches[i] = envelopes(alice, parley.MessageID{byte(i), 2}, "bob", 1)
-		waits[i] = s.StartEnqueue(ctx, batches[i])
+		waits[i] = s.StartEnqueue(ctx, batches[i], nil)
 	}
-	waits[n] = s.StartEnqueue(ctx, envelopes(alice, parley.MessageID{7, 2}, "bob", 1)) // replays #7
+	waits[n] = s.StartEnqueue(ctx, envelopes(alice, parley.MessageID{7, 2}, "bob", 1), nil) // replays #7
 	for i, wait := range waits {
 		dup, err := wait()
 		if err != nil {
@@ -285,9 +286,9 @@ func testPipelinedReplay(t *testing.T, s server.Store) {
 	alice1 := parley.Address{User: "alice", Device: 1}
 	alice2 := parley.Address{User: "alice", Device: 2}
 	waits := []func() (bool, error){
-		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2)),
-		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2)),
-		s.StartEnqueue(ctx, envelopes(alice2, id, "bob", 1, 2)),
+		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2), nil),
+		s.StartEnqueue(ctx, envelopes(alice1, id, "bob", 1, 2), nil),
+		s.StartEnqueue(ctx, envelopes(alice2, id, "bob", 1, 2), nil),
 	}
 	for i, want := range []bool{false, true, false} {
 		if dup, err := waits[i](); err != nil || dup != want {
@@ -299,6 +300,76 @@ func testPipelinedReplay(t *testing.T, s server.Store) {
 		if err != nil || len(got) != 2 || got[0].From != alice1 || got[1].From != alice2 {
 			t.Fatalf("bob.%d mailbox: %v, %v; want one copy from each sending device", d, got, err)
 		}
+	}
+}
+
+// testAckBeforeDurable: the server delivers a message as soon as the store
+// accepts it (the accepted callback), and the device may acknowledge it
+// before the sender's wait returns; the sender is still answered, and
+// neither the message nor its seq comes back.
+func testAckBeforeDurable(t *testing.T, s server.Store) {
+	ctx := context.Background()
+	alice := parley.Address{User: "alice", Device: 1}
+	bob1 := parley.Address{User: "bob", Device: 1}
+	bob2 := parley.Address{User: "bob", Device: 2}
+	id := parley.MessageID{4, 4}
+	offered := make(chan parley.Envelope, 2)
+	wait := s.StartEnqueue(ctx, envelopes(alice, id, "bob", 1, 2), func(e *parley.Envelope) bool { offered <- *e; return true })
+	var got [2]parley.Envelope
+	for i := range got {
+		select {
+		case got[i] = <-offered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no copy offered")
+		}
+	}
+	if got[0].To != bob1 || got[1].To != bob2 || got[0].ServerSeq == 0 || got[1].ServerSeq <= got[0].ServerSeq {
+		t.Fatalf("offered %v", got)
+	}
+	// Offered, it is in the mailbox too (a device that connects now finds
+	// it there).
+	if m, err := s.Mailbox(ctx, bob1, 0, 10); err != nil || len(m) != 1 || m[0].ServerSeq != got[0].ServerSeq {
+		t.Fatalf("bob.1's mailbox once offered: %v, %v", m, err)
+	}
+	if err := s.Ack(ctx, bob1, []uint64{got[0].ServerSeq}); err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := wait(); dup || err != nil {
+		t.Fatalf("wait: dup %v, %v", dup, err)
+	}
+	if m, err := s.Mailbox(ctx, bob1, 0, 10); err != nil || len(m) != 0 {
+		t.Errorf("bob.1's mailbox after its ack: %v, %v; want empty", m, err)
+	}
+	if m, err := s.Mailbox(ctx, bob2, 0, 10); err != nil || len(m) != 1 || m[0].ServerSeq != got[1].ServerSeq {
+		t.Errorf("bob.2's mailbox: %v, %v; want its copy", m, err)
+	}
+	if n, err := s.CountMessages(ctx); err != nil || n != 1 {
+		t.Errorf("CountMessages = %d, %v; want 1", n, err)
+	}
+	if dup, err := s.Enqueue(ctx, envelopes(alice, id, "bob", 1, 2)); !dup || err != nil {
+		t.Errorf("replay: dup %v, %v; want dup", dup, err)
+	}
+	// Acknowledged by both before it was durable: gone, seqs not reused.
+	id2 := parley.MessageID{4, 5}
+	wait = s.StartEnqueue(ctx, envelopes(alice, id2, "bob", 1, 2), func(e *parley.Envelope) bool { offered <- *e; return true })
+	for i := range got {
+		got[i] = <-offered
+		if err := s.Ack(ctx, got[i].To, []uint64{got[i].ServerSeq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dup, err := wait(); dup || err != nil {
+		t.Fatalf("wait: dup %v, %v", dup, err)
+	}
+	next := envelopes(alice, parley.MessageID{4, 6}, "bob", 1)
+	if _, err := s.Enqueue(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if next[0].ServerSeq <= got[1].ServerSeq {
+		t.Errorf("seq %d reused (%d was given before)", next[0].ServerSeq, got[1].ServerSeq)
+	}
+	if m, _ := s.Mailbox(ctx, bob1, 0, 10); len(m) != 1 || m[0].ID != next[0].ID {
+		t.Errorf("bob.1's mailbox: %v; want only the last message", m)
 	}
 }
 

@@ -8,7 +8,7 @@
 /** Where a message is in its life. */
 export type MessageState =
   | "sending" // outgoing, not yet on the server (the outbox; retried by itself)
-  | "sent" // outgoing, durable on the server
+  | "sent" // outgoing, durable (on the server's disk, or on the recipient's device)
   | "delivered" // outgoing, the recipient's device stored it (a delivery receipt came back)
   | "failed" // outgoing, refused for good (error says why); retry() may send it again
   | "unread" // incoming, not yet shown
