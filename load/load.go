@@ -95,11 +95,20 @@ type StepResult struct {
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	Maxms      float64 `json:"max_ms"`
+	// The sender's wait: from the scheduled send time to the server's
+	// answer, which comes once the message is durable (on the server's
+	// disk, or on the recipient's device).
+	AckP50ms   float64 `json:"ack_p50_ms"`
+	AckP99ms   float64 `json:"ack_p99_ms"`
 	Late       int64   `json:"late"` // acknowledged, not yet delivered 5 s after the step
 	Lost       int64   `json:"lost"` // acknowledged, never delivered by the end of the run
 	Duplicated int64   `json:"duplicated"`
 	SendErrors int64   `json:"send_errors"`
 	ServerCPU  float64 `json:"server_cpu_pct"` // of one core; -1 when unknown
+	// Written is the share of the step's message copies that the server
+	// wrote to disk (the others their recipient acknowledged first), in
+	// percent; -1 when the server does not say.
+	Written float64 `json:"written_pct"`
 }
 
 // IdleResult is the idle mode's answer. The Go figures come from the
@@ -121,11 +130,17 @@ type IdleResult struct {
 type pair struct {
 	tx, rx *device
 
-	mu      sync.Mutex        // guards the fields below
-	seen    []bool            // delivered, by sequence number
-	acked   []bool            // acknowledged by the server, by sequence number
-	pending map[uint64]uint64 // request ID → sequence number, until answered
-	errs    int64             // sends the server refused
+	mu      sync.Mutex      // guards the fields below
+	seen    []bool          // delivered, by sequence number
+	acked   []bool          // acknowledged by the server, by sequence number
+	pending map[uint64]sent // by request ID, until answered
+	errs    int64           // sends the server refused
+}
+
+// sent is a send not yet answered.
+type sent struct {
+	seq   uint64
+	sched time.Time
 }
 
 // stepCounts counts, over the sequence numbers from lo up to hi, what was
@@ -324,6 +339,7 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
+		ackLat    []time.Duration // the senders' waits
 		dups      atomic.Int64
 	)
 	rctx, stopReaders := context.WithCancel(ctx)
@@ -332,20 +348,27 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 		go func() {
 			for {
 				f, err := p.tx.read(rctx)
+				now := time.Now()
 				if err != nil {
 					return
 				}
 				if f.Type == wire.TypeResponse && f.Op == wire.OpSend {
 					p.mu.Lock()
-					if seq, ok := p.pending[f.ID]; ok {
+					s, ok := p.pending[f.ID]
+					if ok {
 						delete(p.pending, f.ID)
 						if f.Err != nil {
 							p.errs++
 						} else {
-							p.acked[seq] = true
+							p.acked[s.seq] = true
 						}
 					}
 					p.mu.Unlock()
+					if ok && f.Err == nil {
+						mu.Lock()
+						ackLat = append(ackLat, now.Sub(s.sched))
+						mu.Unlock()
+					}
 				}
 			}
 		}()
@@ -385,7 +408,9 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 
 	if !cfg.JSON {
 		fmt.Fprintf(cfg.Out, "pairs=%d size=%dB step=%s server=%s\n", cfg.Pairs, cfg.Size, cfg.Step, srv.url)
-		fmt.Fprintf(cfg.Out, "%10s %10s %10s %9s %9s %9s %6s %6s %7s %10s\n", "target/s", "sent", "deliv/s", "p50 ms", "p99 ms", "max ms", "late", "dups", "errors", "server CPU")
+		fmt.Fprintln(cfg.Out, "(p50, p99, max: scheduled send to delivery; ack: scheduled send to the sender's answer, once durable)")
+		fmt.Fprintf(cfg.Out, "%10s %10s %10s %9s %9s %9s %9s %9s %6s %6s %7s %10s %8s\n", "target/s", "sent", "deliv/s", "p50 ms", "p99 ms", "max ms",
+			"ack p50", "ack p99", "late", "dups", "errors", "server CPU", "written")
 	}
 	var results []StepResult
 	var best *StepResult
@@ -398,16 +423,17 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 			p.mu.Lock()
 			p.seen = slices.Grow(p.seen, int(n))[:seqBase+n]
 			p.acked = slices.Grow(p.acked, int(n))[:seqBase+n]
-			p.pending = make(map[uint64]uint64)
+			p.pending = make(map[uint64]sent)
 			p.errs = 0
 			p.mu.Unlock()
 		}
 		mu.Lock()
-		latencies = latencies[:0]
+		latencies, ackLat = latencies[:0], ackLat[:0]
 		mu.Unlock()
 		dups.Store(0)
 
 		cpu0, cpuErr := srv.cpuTime()
+		st0, stErr := srv.goStats(ctx)
 		t0 := time.Now()
 		start := t0.Add(100 * time.Millisecond)
 		end := start.Add(cfg.Step)
@@ -432,11 +458,13 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 		}
 		elapsed := time.Since(start)
 		cpu1, _ := srv.cpuTime()
+		st1, _ := srv.goStats(ctx)
 
 		mu.Lock()
-		lat := slices.Clone(latencies)
+		lat, alat := slices.Clone(latencies), slices.Clone(ackLat)
 		mu.Unlock()
 		slices.Sort(lat)
+		slices.Sort(alat)
 		acked, delivered, late, _, errs := stepCounts(pairs, seqBase, math.MaxUint64)
 		r := StepResult{
 			Pairs: cfg.Pairs, TargetRate: rate,
@@ -445,17 +473,28 @@ func runThroughput(ctx context.Context, cfg Config, srv *proc) ([]StepResult, er
 			P50ms:      ms(quantile(lat, 0.50)),
 			P99ms:      ms(quantile(lat, 0.99)),
 			Maxms:      ms(quantile(lat, 1)),
+			AckP50ms:   ms(quantile(alat, 0.50)),
+			AckP99ms:   ms(quantile(alat, 0.99)),
 			Late:       late,
 			Duplicated: dups.Load(),
 			SendErrors: errs,
 			ServerCPU:  -1,
+			Written:    -1,
+		}
+		if stErr == nil && st0.Written >= 0 && st1.Written >= 0 && st1.Accepted > st0.Accepted {
+			r.Written = 100 * (st1.Written - st0.Written) / (st1.Accepted - st0.Accepted)
 		}
 		if cpuErr == nil && srv.pid != 0 {
 			r.ServerCPU = 100 * float64(cpu1-cpu0) / float64(elapsed)
 		}
 		results = append(results, r)
 		if !cfg.JSON { // JSON lines come at the end, once lost is known
-			fmt.Fprintf(cfg.Out, "%10d %10d %10.0f %9.1f %9.1f %9.1f %6d %6d %7d %9.0f%%\n", r.TargetRate, r.Sent, r.Rate, r.P50ms, r.P99ms, r.Maxms, r.Late, r.Duplicated, r.SendErrors, r.ServerCPU)
+			written := "-"
+			if r.Written >= 0 {
+				written = fmt.Sprintf("%.1f%%", r.Written)
+			}
+			fmt.Fprintf(cfg.Out, "%10d %10d %10.0f %9.1f %9.1f %9.1f %9.1f %9.1f %6d %6d %7d %9.0f%% %8s\n", r.TargetRate, r.Sent, r.Rate, r.P50ms, r.P99ms, r.Maxms,
+				r.AckP50ms, r.AckP99ms, r.Late, r.Duplicated, r.SendErrors, r.ServerCPU, written)
 		}
 		if r.P99ms < 100 && r.Late == 0 && r.SendErrors == 0 && r.Delivered > 0 {
 			best = &results[len(results)-1]
@@ -521,7 +560,7 @@ func send(ctx context.Context, p *pair, size int, seqBase uint64, first, end tim
 		seq++
 		id := p.tx.nextID.Add(1)
 		p.mu.Lock()
-		p.pending[id] = seq - 1
+		p.pending[id] = sent{seq - 1, sched}
 		p.mu.Unlock()
 		err := p.tx.write(ctx, &wire.Frame{Type: wire.TypeRequest, ID: id, Op: wire.OpSend, Body: &wire.Send{
 			To: p.rx.user, ID: parley.NewMessageID(), SentAt: sched,

@@ -141,11 +141,12 @@ func (p *proc) rss() (int64, error) {
 	return 0, fmt.Errorf("load: no VmRSS for pid %d", p.pid)
 }
 
-// goStats reads the Go runtime's figures from the server's /metrics: the
-// heap in use, goroutine stacks, goroutines and the heap size at which
-// the next collection starts.
+// goStats reads figures from the server's /metrics: the Go runtime's heap
+// in use, goroutine stacks, goroutines and the heap size at which the next
+// collection starts, and the message copies accepted and written to disk
+// (-1 when the server does not count them).
 func (p *proc) goStats(ctx context.Context) (goStats, error) {
-	var s goStats
+	s := goStats{Written: -1}
 	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(p.url, "/")+"/metrics", nil)
 	if err != nil {
 		return s, err
@@ -156,11 +157,13 @@ func (p *proc) goStats(ctx context.Context) (goStats, error) {
 	}
 	defer resp.Body.Close()
 	fields := map[string]*float64{
-		"go_memstats_heap_inuse_bytes":  &s.HeapInuse,
-		"go_memstats_heap_alloc_bytes":  &s.HeapAlloc,
-		"go_memstats_stack_inuse_bytes": &s.StackInuse,
-		"go_memstats_next_gc_bytes":     &s.NextGC,
-		"go_goroutines":                 &s.Goroutines,
+		"go_memstats_heap_inuse_bytes":   &s.HeapInuse,
+		"go_memstats_heap_alloc_bytes":   &s.HeapAlloc,
+		"go_memstats_stack_inuse_bytes":  &s.StackInuse,
+		"go_memstats_next_gc_bytes":      &s.NextGC,
+		"go_goroutines":                  &s.Goroutines,
+		"parley_messages_accepted_total": &s.Accepted,
+		"parley_messages_written_total":  &s.Written,
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -172,7 +175,8 @@ func (p *proc) goStats(ctx context.Context) (goStats, error) {
 	return s, sc.Err()
 }
 
-// goStats are figures of a Go process, from its /metrics.
+// goStats are figures of the server, from its /metrics.
 type goStats struct {
 	HeapInuse, HeapAlloc, StackInuse, NextGC, Goroutines float64
+	Accepted, Written                                    float64
 }

@@ -33,8 +33,10 @@ func main() {
 Throughput mode (default): P sender->receiver pairs send messages of --size
 bytes; the aggregate rate starts at --start msg/s and rises by --step-rate
 every --step until --max (or until p99 latency passes --stop-p99). Each step
-prints the delivered rate, p50/p99/max latency from the scheduled send time,
-lost and duplicated messages, and the server's CPU (of one core).
+prints the delivered rate, p50/p99/max latency from the scheduled send time
+to delivery, the sender's wait for the server's answer (ack p50/p99: the
+answer comes once the message is durable), lost and duplicated messages, the
+server's CPU (of one core) and the share of copies it wrote to disk.
 
 Idle mode (--idle N): N devices register, then connect and stay idle; prints
 the server's resident memory per idle connected device.
