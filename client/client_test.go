@@ -374,6 +374,33 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	bob.waitText(t, "queued")
 }
 
+// TestOutboxPipelined: the outbox sends its messages without waiting for
+// each other's answers (the server answers a send only once the recipient
+// has stored it, or its own disk has), in order.
+func TestOutboxPipelined(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	srv.mu.Lock()
+	srv.holdSends = 3 // no answer until three sends wait
+	srv.mu.Unlock()
+	texts := []string{"one", "two", "three"}
+	for _, s := range texts {
+		if _, err := alice.Send(ctx, "bob", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice.run(t)
+	for range texts {
+		alice.wait(t, "sent", func(ev client.Event) bool { return ev.Type == client.EventSent })
+	}
+	bob.run(t)
+	bob.waitText(t, "three")
+	if got, want := bob.texts(t, "alice"), []string{"< one", "< two", "< three"}; !slices.Equal(got, want) {
+		t.Errorf("bob has %q, want %q in order", got, want)
+	}
+}
+
 func TestIdentityChange(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()

@@ -450,9 +450,20 @@ func (s *session) respond(ctx context.Context, req *wire.Frame, body any, err *p
 // request sends a request and waits for its response. A failed response
 // returns the frame too (its Body may explain the error) and its *parley.Error.
 func (s *session) request(ctx context.Context, op wire.Op, body any) (*wire.Frame, error) {
+	wait, err := s.start(ctx, op, body)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// start sends a request and returns, once it is queued for the
+// connection, the function that waits for its response and answers as
+// request does. Requests started one after another go out in that order,
+// so a caller may have several in flight. wait must be called.
+func (s *session) start(ctx context.Context, op wire.Op, body any) (wait func() (*wire.Frame, error), err error) {
 	f := &wire.Frame{Type: wire.TypeRequest, Op: op, Body: body}
 	ctx, cancel := context.WithTimeout(ctx, timeoutFor(f))
-	defer cancel()
 	ch := make(chan *wire.Frame, 1)
 	s.mu.Lock()
 	s.nextID++
@@ -460,26 +471,31 @@ func (s *session) request(ctx context.Context, op wire.Op, body any) (*wire.Fram
 	s.pending[id] = pendingRequest{ch, time.Now()}
 	s.mu.Unlock()
 	f.ID = id
-	defer func() {
+	done := func() {
+		cancel()
 		s.mu.Lock()
 		delete(s.pending, id)
 		s.mu.Unlock()
-	}()
+	}
 	if err := s.write(ctx, f); err != nil {
+		done()
 		return nil, err
 	}
-	select {
-	case f := <-ch:
-		if f.Err != nil {
-			return f, f.Err
+	return func() (*wire.Frame, error) {
+		defer done()
+		select {
+		case f := <-ch:
+			if f.Err != nil {
+				return f, f.Err
+			}
+			return f, nil
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return nil, parley.Errorf(parley.KindUnavailable, "no answer from the server")
+			}
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, parley.Errorf(parley.KindUnavailable, "connection lost")
 		}
-		return f, nil
-	case <-ctx.Done():
-		if ctx.Err() == context.DeadlineExceeded {
-			return nil, parley.Errorf(parley.KindUnavailable, "no answer from the server")
-		}
-		return nil, ctx.Err()
-	case <-s.done:
-		return nil, parley.Errorf(parley.KindUnavailable, "connection lost")
-	}
+	}, nil
 }

@@ -14,7 +14,8 @@
 // device of the recipient (fetching prekey bundles where it has no session),
 // sends it, and marks it StateSent once the server has answered that every
 // copy is durable (on its disk, or on the recipient device, which may then
-// have sent its delivery receipt already). An unanswered send stays StateSending and is sent again
+// have sent its delivery receipt already). Sends are pipelined: the outbox
+// writes the next message without waiting for the answer to the last. An unanswered send stays StateSending and is sent again
 // after a reconnect or a restart; the recipient de-duplicates by MessageID.
 //
 // The server delivers messages as Deliver requests. The client decrypts one,

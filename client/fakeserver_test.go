@@ -30,6 +30,10 @@ type fakeServer struct {
 	// cutSends ends the connection of this many Send requests before
 	// taking them, as a connection that stalled and was given up.
 	cutSends int
+	// holdSends holds the answers to a connection's Send requests until
+	// this many wait, then gives them all, in order: a client that waits
+	// for each answer before its next send gets none.
+	holdSends int
 }
 
 type fakeAccount struct {
@@ -126,13 +130,17 @@ type fakeConn struct {
 	mu      sync.Mutex
 	nextID  uint64
 	pending map[uint64]uint64 // Deliver request id → ServerSeq
+	held    []*wire.Frame     // answers to sends, held (holdSends)
 }
 
 func (c *fakeConn) close() { c.conn.Close() }
 
 func (c *fakeConn) send(f *wire.Frame) { c.conn.WriteFrame(context.Background(), f) }
 
-func (c *fakeConn) respond(req *wire.Frame, body any, err error) {
+func (c *fakeConn) respond(req *wire.Frame, body any, err error) { c.send(response(req, body, err)) }
+
+// response is the answer to req.
+func response(req *wire.Frame, body any, err error) *wire.Frame {
 	f := &wire.Frame{Type: wire.TypeResponse, ID: req.ID, Op: req.Op, Body: body}
 	if err != nil {
 		var pe *parley.Error
@@ -144,7 +152,7 @@ func (c *fakeConn) respond(req *wire.Frame, body any, err error) {
 			f.Body = nil
 		}
 	}
-	c.send(f)
+	return f
 }
 
 func (c *fakeConn) deliver(env parley.Envelope) {
@@ -223,10 +231,23 @@ func (c *fakeConn) serve() {
 				return
 			}
 			res, sd, err := c.s.sendMsg(c.addr, b)
+			var body any = res
 			if sd != nil {
-				c.respond(f, sd, err)
-			} else {
-				c.respond(f, res, err)
+				body = sd
+			}
+			c.s.mu.Lock()
+			hold := c.s.holdSends
+			c.s.mu.Unlock()
+			if hold == 0 {
+				c.respond(f, body, err)
+				continue
+			}
+			c.held = append(c.held, response(f, body, err))
+			if len(c.held) >= hold {
+				for _, r := range c.held {
+					c.send(r)
+				}
+				c.held = nil
 			}
 		case *wire.Ping:
 			c.respond(f, b, nil)

@@ -22,6 +22,15 @@ type device struct {
 	RegID uint32          `json:"reg"`
 }
 
+// outboxWindow is how many of the outbox's messages are in flight at once.
+// They are encrypted and written one after another without waiting for
+// each other's answers (the server takes a connection's sends in order and
+// answers them in order): the server answers a send once the message is
+// durable, which for a recipient online is once its device has stored it,
+// so a sender that waited for each answer in turn would wait a round trip
+// through the recipient, over its network, per message.
+const outboxWindow = 32
+
 // outboxLoop sends every message in StateSending, then waits for more. It
 // returns (ending the connection, so that Run reconnects later) on errors a
 // retry may fix; a message refused for good is marked StateFailed.
@@ -31,20 +40,12 @@ func (c *Client) outboxLoop(ctx context.Context, s *session) error {
 		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			err := c.sendOne(ctx, s, m)
-			if err == nil || ctx.Err() != nil {
-				continue
-			}
-			if retryable(err) {
-				return fmt.Errorf("send %s: %w", m.ID, err)
-			}
-			c.log.Info("send failed", "id", m.ID, "to", m.Peer, "err", err)
-			if err := c.st.Apply(ctx, &Batch{States: []StateChange{{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateFailed, Error: err.Error()}}}); err != nil {
+		for len(msgs) > 0 {
+			n, err := c.sendSome(ctx, s, msgs[:min(len(msgs), outboxWindow)])
+			if err != nil {
 				return err
 			}
-			m.State, m.Error = StateFailed, err.Error()
-			c.emit(Event{Type: EventSendFailed, Message: &m, Peer: m.Peer, Err: err})
+			msgs = msgs[n:]
 		}
 		if err := c.sendReceipts(ctx, s); err != nil && ctx.Err() == nil {
 			return err
@@ -55,6 +56,61 @@ func (c *Client) outboxLoop(ctx context.Context, s *session) error {
 		case <-c.kick:
 		}
 	}
+}
+
+// sendSome sends msgs, in order, each without waiting for the answers to
+// those before it, then takes the answers in order. It stops starting
+// messages at the first that cannot be sent (so that none overtakes it)
+// and reports how many messages it dealt with: sent, or failed for good.
+func (c *Client) sendSome(ctx context.Context, s *session, msgs []Message) (int, error) {
+	waits := make([]func() (*wire.Frame, error), 0, len(msgs))
+	var startErr error
+	for _, m := range msgs {
+		w, err := c.startOne(ctx, s, m)
+		if err != nil {
+			startErr = err
+			break
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits {
+		f, err := w()
+		if err := c.settleSend(ctx, msgs[i], f, err); err != nil {
+			for _, w := range waits[i+1:] {
+				go w() // the connection ends with err: these are sent again on the next
+			}
+			return i, err
+		}
+	}
+	n := len(waits)
+	if startErr != nil {
+		if err := c.settleSend(ctx, msgs[n], nil, startErr); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// settleSend takes the outcome of sending m: the server's answer f, or the
+// error. It returns an error only when a retry may fix it.
+func (c *Client) settleSend(ctx context.Context, m Message, f *wire.Frame, err error) error {
+	if err == nil {
+		err = c.markSent(ctx, m, f)
+	}
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	if retryable(err) {
+		return fmt.Errorf("send %s: %w", m.ID, err)
+	}
+	c.log.Info("send failed", "id", m.ID, "to", m.Peer, "err", err)
+	if err := c.st.Apply(ctx, &Batch{States: []StateChange{{Peer: m.Peer, Outgoing: true, ID: m.ID, State: StateFailed, Error: err.Error()}}}); err != nil {
+		return err
+	}
+	m.State, m.Error = StateFailed, err.Error()
+	c.emit(Event{Type: EventSendFailed, Message: &m, Peer: m.Peer, Err: err})
+	return nil
 }
 
 // retryable reports whether a send that failed with err may succeed later.
@@ -69,15 +125,17 @@ func retryable(err error) bool {
 	return false
 }
 
-func (c *Client) sendOne(ctx context.Context, s *session, m Message) error {
+// startOne encrypts and sends m; wait returns the server's answer.
+func (c *Client) startOne(ctx context.Context, s *session, m Message) (wait func() (*wire.Frame, error), err error) {
 	pt, err := encodeContent(textContent(m.ID, m.Text, m.SentAt))
 	if err != nil {
-		return parley.Errorf(parley.KindInvalid, "encode: %w", err)
+		return nil, parley.Errorf(parley.KindInvalid, "encode: %w", err)
 	}
-	f, err := c.sendContent(ctx, s, m.Peer, m.ID, m.SentAt, pt)
-	if err != nil {
-		return err
-	}
+	return c.startContent(ctx, s, m.Peer, m.ID, m.SentAt, pt)
+}
+
+// markSent records that the server answered f to m's send: m is durable.
+func (c *Client) markSent(ctx context.Context, m Message, f *wire.Frame) error {
 	at := c.now()
 	if r, ok := f.Body.(*wire.SendResult); ok && !r.ServerAt.IsZero() {
 		at = r.ServerAt
@@ -109,7 +167,19 @@ func (c *Client) sendOne(ctx context.Context, s *session, m Message) error {
 // sends it as message id, mending the device list when the server says it
 // is stale. It returns the server's answer.
 func (c *Client) sendContent(ctx context.Context, s *session, peer parley.UserID, id parley.MessageID, sentAt time.Time, pt []byte) (*wire.Frame, error) {
-	for attempt := 0; ; attempt++ {
+	wait, err := c.startContent(ctx, s, peer, id, sentAt, pt)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// startContent is sendContent in two halves: it encrypts pt and sends it,
+// and returns once it is queued for the connection; wait returns the
+// server's answer, mending the device list and sending the message again
+// (waiting for that answer) when the server says the list is stale.
+func (c *Client) startContent(ctx context.Context, s *session, peer parley.UserID, id parley.MessageID, sentAt time.Time, pt []byte) (wait func() (*wire.Frame, error), err error) {
+	send := func() (func() (*wire.Frame, error), error) {
 		devs, err := c.devices(ctx, peer)
 		if err != nil {
 			return nil, err
@@ -123,24 +193,37 @@ func (c *Client) sendContent(ctx context.Context, s *session, peer parley.UserID
 		if err != nil {
 			return nil, err
 		}
-		f, err := s.request(ctx, wire.OpSend, &wire.Send{To: peer, ID: id, SentAt: sentAt, Messages: msgs})
-		if err == nil {
-			return f, nil
-		}
-		if parley.ErrorKind(err) == parley.KindNotFound {
-			return nil, parley.Errorf(parley.KindNotFound, "no user named %s on this server", peer)
-		}
-		if parley.ErrorKind(err) != parley.KindStaleDevices || attempt+1 >= maxSendAttempts {
-			return nil, err
-		}
-		var sd *wire.StaleDevices
-		if f != nil {
-			sd, _ = f.Body.(*wire.StaleDevices)
-		}
-		if err := c.fixDevices(ctx, s, peer, sd); err != nil {
-			return nil, err
-		}
+		return s.start(ctx, wire.OpSend, &wire.Send{To: peer, ID: id, SentAt: sentAt, Messages: msgs})
 	}
+	first, err := send()
+	if err != nil {
+		return nil, err
+	}
+	return func() (*wire.Frame, error) {
+		w := first
+		for attempt := 0; ; attempt++ {
+			f, err := w()
+			if err == nil {
+				return f, nil
+			}
+			if parley.ErrorKind(err) == parley.KindNotFound {
+				return nil, parley.Errorf(parley.KindNotFound, "no user named %s on this server", peer)
+			}
+			if parley.ErrorKind(err) != parley.KindStaleDevices || attempt+1 >= maxSendAttempts {
+				return nil, err
+			}
+			var sd *wire.StaleDevices
+			if f != nil {
+				sd, _ = f.Body.(*wire.StaleDevices)
+			}
+			if err := c.fixDevices(ctx, s, peer, sd); err != nil {
+				return nil, err
+			}
+			if w, err = send(); err != nil {
+				return nil, err
+			}
+		}
+	}, nil
 }
 
 // encryptAll encrypts pt for every device in devs, first fetching a bundle
