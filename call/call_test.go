@@ -524,3 +524,66 @@ func TestTrace(t *testing.T) {
 		}
 	}
 }
+
+// pipeSignaller is a starter whose signals are answered only once two
+// are in flight: a Phone that waited for each answer in turn would never
+// get one.
+type pipeSignaller struct {
+	mu      sync.Mutex
+	started []client.CallSignal
+	both    chan struct{} // closed at the second start
+}
+
+func (s *pipeSignaller) SendCallSignal(ctx context.Context, peer parley.UserID, sig client.CallSignal) error {
+	return errors.New("sent one at a time")
+}
+
+func (s *pipeSignaller) StartCallSignal(ctx context.Context, peer parley.UserID, sig client.CallSignal) (func() error, error) {
+	s.mu.Lock()
+	s.started = append(s.started, sig)
+	if len(s.started) == 2 {
+		close(s.both)
+	}
+	s.mu.Unlock()
+	return func() error {
+		select {
+		case <-s.both:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// TestSignalsPipelined: the Phone sends a signal without waiting for the
+// answer to the one before, in order.
+func TestSignalsPipelined(t *testing.T) {
+	t.Parallel()
+	sig := &pipeSignaller{both: make(chan struct{})}
+	p, err := NewPhone(sig, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go p.Run(ctx)
+	done := make(chan error, 2)
+	for _, typ := range []client.CallSignalType{client.CallOffer, client.CallICE} {
+		p.send("bob", client.CallSignal{CallID: "c", Type: typ}, func(err error) { done <- err })
+	}
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a signal was not answered: the Phone waited for each answer before the next")
+		}
+	}
+	sig.mu.Lock()
+	defer sig.mu.Unlock()
+	if sig.started[0].Type != client.CallOffer || sig.started[1].Type != client.CallICE {
+		t.Errorf("started %v, want the offer, then the candidate", sig.started)
+	}
+}

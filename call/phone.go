@@ -25,7 +25,17 @@ type Signaller interface {
 	SendCallSignal(ctx context.Context, peer parley.UserID, sig client.CallSignal) error
 }
 
-var _ Signaller = (*client.Client)(nil)
+// A starter is a Signaller that can have several signals in flight:
+// StartCallSignal returns once sig is on its way, in order, and wait
+// returns what SendCallSignal would. *client.Client is one.
+type starter interface {
+	StartCallSignal(ctx context.Context, peer parley.UserID, sig client.CallSignal) (wait func() error, err error)
+}
+
+var (
+	_ Signaller = (*client.Client)(nil)
+	_ starter   = (*client.Client)(nil)
+)
 
 // Config is how a Phone makes calls.
 type Config struct {
@@ -274,17 +284,35 @@ func (p *Phone) trace() func(TracePacket) {
 }
 
 // Run sends the Phone's signals, in order, until ctx ends; then it ends the
-// call in progress, if any.
+// call in progress, if any. With a Signaller that can (a starter), a signal
+// goes out without waiting for the answers to those before it: the server
+// answers each once the peer's device has it, and trickled ICE candidates
+// would otherwise wait for each other's round trips; a helper takes the
+// answers, in order.
 func (p *Phone) Run(ctx context.Context) error {
+	st, pipelined := p.sig.(starter)
+	answers := make(chan func(), signalQueue)
+	defer close(answers)
+	if pipelined {
+		go func() {
+			for settle := range answers {
+				settle()
+			}
+		}()
+	}
 	for {
 		select {
 		case o := <-p.out:
-			err := p.sig.SendCallSignal(ctx, o.peer, o.sig)
-			if o.done != nil {
-				o.done(err)
-			} else if err != nil {
-				p.log.Debug("call signal not sent", "call", o.sig.CallID, "type", o.sig.Type, "err", err)
+			if !pipelined {
+				p.sent(o, p.sig.SendCallSignal(ctx, o.peer, o.sig))
+				continue
 			}
+			wait, err := st.StartCallSignal(ctx, o.peer, o.sig)
+			if err != nil {
+				p.sent(o, err)
+				continue
+			}
+			answers <- func() { p.sent(o, wait()) }
 		case <-ctx.Done():
 			p.mu.Lock()
 			c := p.current
@@ -294,6 +322,15 @@ func (p *Phone) Run(ctx context.Context) error {
 			}
 			return ctx.Err()
 		}
+	}
+}
+
+// sent reports the result of sending o.
+func (p *Phone) sent(o outgoing, err error) {
+	if o.done != nil {
+		o.done(err)
+	} else if err != nil {
+		p.log.Debug("call signal not sent", "call", o.sig.CallID, "type", o.sig.Type, "err", err)
 	}
 }
 

@@ -107,31 +107,54 @@ func (s *CallSignal) valid() error {
 // same message id (which the server and the peer take once), once Run has
 // reconnected, up to callSignalTries times.
 func (c *Client) SendCallSignal(ctx context.Context, peer parley.UserID, sig CallSignal) error {
-	if err := sig.valid(); err != nil {
+	wait, err := c.StartCallSignal(ctx, peer, sig)
+	if err != nil {
 		return err
+	}
+	return wait()
+}
+
+// StartCallSignal is SendCallSignal in two halves: it returns once sig is
+// queued for the connection, so that signals started one after another go
+// out in that order without waiting for each other's answers (the server
+// answers a signal once the peer's device has stored it, a round trip
+// through the peer's network); wait returns the server's answer, sending
+// sig again after a lost connection as SendCallSignal does. wait must be
+// called.
+func (c *Client) StartCallSignal(ctx context.Context, peer parley.UserID, sig CallSignal) (wait func() error, err error) {
+	if err := sig.valid(); err != nil {
+		return nil, err
 	}
 	s := c.live()
 	if s == nil && c.running.Load() > 0 { // Run is reconnecting
 		s = c.awaitLive(ctx, nil, reconnectWait)
 	}
 	if s == nil {
-		return parley.Errorf(parley.KindUnavailable, "not connected to the server")
+		return nil, parley.Errorf(parley.KindUnavailable, "not connected to the server")
 	}
 	id, now := parley.NewMessageID(), c.now()
 	pt, err := encodeContent(content{Type: contentCall, ID: id.String(), Call: &sig, SentAt: now.UnixMilli()})
 	if err != nil {
+		return nil, err
+	}
+	first, startErr := c.startContent(ctx, s, peer, id, now, pt)
+	if startErr != nil && parley.ErrorKind(startErr) != parley.KindUnavailable {
+		return nil, startErr
+	}
+	return func() error {
+		err := startErr // the connection was lost under the first try: try again
+		if err == nil {
+			_, err = first()
+		}
+		for try := 2; err != nil && parley.ErrorKind(err) == parley.KindUnavailable && try <= callSignalTries; try++ {
+			c.log.Info("call signal: connection lost; sending again", "type", sig.Type, "err", err)
+			if s = c.awaitLive(ctx, s, reconnectWait); s == nil {
+				return err
+			}
+			_, err = c.sendContent(ctx, s, peer, id, now, pt)
+		}
 		return err
-	}
-	for try := 1; ; try++ {
-		_, err = c.sendContent(ctx, s, peer, id, now, pt)
-		if err == nil || parley.ErrorKind(err) != parley.KindUnavailable || try == callSignalTries {
-			return err
-		}
-		c.log.Info("call signal: connection lost; sending again", "type", sig.Type, "err", err)
-		if s = c.awaitLive(ctx, s, reconnectWait); s == nil {
-			return err
-		}
-	}
+	}, nil
 }
 
 // Resending a call signal: how many tries, and how long to wait for Run

@@ -669,6 +669,46 @@ func TestCallSignalling(t *testing.T) {
 	}
 }
 
+// TestCallSignalsPipelined: call signals started one after another go out
+// without waiting for each other's answers, and arrive in order.
+func TestCallSignalsPipelined(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	alice.run(t)
+	bob.run(t)
+	alice.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	bob.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	srv.mu.Lock()
+	srv.holdSends = 3 // no answer until three wait
+	srv.mu.Unlock()
+	call := client.NewCallID()
+	sigs := []client.CallSignal{
+		{CallID: call, Type: client.CallOffer, SDP: "v=0 offer"},
+		{CallID: call, Type: client.CallICE, Candidate: `{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}`},
+		{CallID: call, Type: client.CallICE, Candidate: `{"candidate":"candidate:2 1 udp 1 127.0.0.1 5001 typ host"}`},
+	}
+	var waits []func() error
+	for _, s := range sigs {
+		w, err := alice.StartCallSignal(ctx, "bob", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits {
+		if err := w(); err != nil {
+			t.Fatalf("signal %d: %v", i, err)
+		}
+	}
+	for _, s := range sigs {
+		ev := bob.wait(t, string(s.Type), func(ev client.Event) bool { return ev.Type == client.EventCall })
+		if got := *ev.Call; got.Type != s.Type || got.SDP != s.SDP || got.Candidate != s.Candidate {
+			t.Errorf("arrived %+v, want %+v", got, s)
+		}
+	}
+}
+
 func TestRecordCall(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, newFakeServer(), nil)
