@@ -444,8 +444,26 @@ func (b *bridge) sendCallSignal(args []js.Value) (any, error) {
 	// A stuck connection must not hold the signals queued behind this one
 	// (the UI sends them one at a time) for ever.
 	ctx, cancel := context.WithTimeout(context.Background(), callSignalTimeout)
-	defer cancel()
-	return nil, c.SendCallSignal(ctx, peer, sig)
+	if sig.Type == client.CallOffer || sig.Type == client.CallAnswer || sig.Type == client.CallRestart {
+		defer cancel()
+		return nil, c.SendCallSignal(ctx, peer, sig) // the page wants to know whether it got through
+	}
+	// Other signals (trickled candidates above all) resolve once they are
+	// on their way, in order, so that the next need not wait for this one's
+	// answer: the server gives it once the peer's device has stored the
+	// signal, a round trip through the peer's network. A failure is logged.
+	wait, err := c.StartCallSignal(ctx, peer, sig)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		defer cancel()
+		if err := wait(); err != nil {
+			js.Global().Get("console").Call("warn", fmt.Sprintf("parley: call signal %s: %v", sig.Type, err))
+		}
+	}()
+	return nil, nil
 }
 
 // callSignalTimeout bounds the sending of one call signal.
