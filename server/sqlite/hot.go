@@ -235,9 +235,10 @@ func (s *Store) replayed(ctx context.Context, tx wtx, enqs []*enqOp, args []any)
 	return nil
 }
 
-// writeHeld inserts the replay records of held messages and their copies that
-// no device acknowledged while they were held.
-func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
+// writeHeld inserts the replay records of held messages and their copies
+// that no device acknowledged while they were held, and reports how many
+// copies it inserted.
+func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) (int, error) {
 	args := s.args[:0]
 	for rest := enqs; len(rest) > 0; {
 		n := chunk(len(rest))
@@ -247,7 +248,7 @@ func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
 			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
 		}
 		if _, err := tx.ExecContext(ctx, acceptSQL[n], args...); err != nil {
-			return internal("enqueue", err)
+			return 0, internal("enqueue", err)
 		}
 		rest = rest[n:]
 	}
@@ -261,7 +262,6 @@ func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
 			}
 		}
 	}
-	s.written.Add(uint64(len(envs)))
 	for rest := envs; len(rest) > 0; {
 		n := chunk(len(rest))
 		args = args[:0]
@@ -270,7 +270,7 @@ func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
 				e.ID[:], int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt))
 		}
 		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
-			return internal("enqueue", err)
+			return 0, internal("enqueue", err)
 		}
 		rest = rest[n:]
 	}
@@ -278,11 +278,12 @@ func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) error {
 	// highest is kept where SQLite keeps the highest seq written.
 	if top > 0 {
 		if _, err := tx.ExecContext(ctx, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages' AND seq < ?", int64(top), int64(top)); err != nil {
-			return internal("enqueue", err)
+			return 0, internal("enqueue", err)
 		}
 	}
+	n := len(envs)
 	clear(envs)
 	clear(args)
 	s.envs, s.args = envs[:0], args[:0]
-	return nil
+	return n, nil
 }

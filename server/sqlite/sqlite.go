@@ -586,7 +586,8 @@ func (s *Store) commit(batch []op, all bool) {
 	if all {
 		due = append(slices.Clip(due), s.newHeld...)
 	}
-	if err := s.writeHeld(ctx, tx, due); err != nil {
+	copies, err := s.writeHeld(ctx, tx, due)
+	if err != nil {
 		abort(err)
 		return
 	}
@@ -595,6 +596,7 @@ func (s *Store) commit(batch []op, all bool) {
 		finish(internal("commit", err), false)
 		return
 	}
+	s.written.Add(uint64(copies))
 	s.commits.Add(1)
 	finish(nil, true)
 }
