@@ -64,6 +64,16 @@ func (c *testClient) run(t *testing.T) {
 	t.Cleanup(func() { c.stop() })
 }
 
+// online runs each client and waits until each has connected.
+func online(t *testing.T, cs ...*testClient) {
+	for _, c := range cs {
+		c.run(t)
+	}
+	for _, c := range cs {
+		c.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	}
+}
+
 // wait reads c's events until ok returns true.
 func (c *testClient) wait(t *testing.T, what string, ok func(client.Event) bool) client.Event {
 	t.Helper()
@@ -592,10 +602,7 @@ func TestCallSignalling(t *testing.T) {
 	if err := alice.SendCallSignal(ctx, "bob", client.CallSignal{CallID: client.NewCallID(), Type: client.CallOffer, SDP: "v=0"}); parley.ErrorKind(err) != parley.KindUnavailable {
 		t.Errorf("a call signal while offline: %v, want unavailable", err)
 	}
-	alice.run(t)
-	bob.run(t)
-	alice.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
-	bob.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	online(t, alice, bob)
 
 	call := client.NewCallID()
 	for _, bad := range []client.CallSignal{
@@ -675,10 +682,7 @@ func TestCallSignalsPipelined(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()
 	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
-	alice.run(t)
-	bob.run(t)
-	alice.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
-	bob.wait(t, "connected", func(ev client.Event) bool { return ev.Type == client.EventConnected })
+	online(t, alice, bob)
 	srv.mu.Lock()
 	srv.holdSends = 3 // no answer until three wait
 	srv.mu.Unlock()

@@ -26,6 +26,19 @@ func chunk(n int) int {
 	return 0
 }
 
+// inChunks calls fn with items cut greedily into runs of chunkSizes, in
+// order, and stops at its first error.
+func inChunks[T any](items []T, fn func(part []T) error) error {
+	for len(items) > 0 {
+		n := chunk(len(items))
+		if err := fn(items[:n]); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
 // multiRow returns head followed by n copies of row separated by commas,
 // then tail.
 func multiRow(head, row, tail string, n int) string {
@@ -96,6 +109,16 @@ func replayKeyMs(e *parley.Envelope) int64 {
 	return min(max(ms(e.SentAt), ms(e.ServerAt.Add(-replayKeyPast))), ms(e.ServerAt.Add(replayKeyFuture)))
 }
 
+// appendReplayKeys appends the replay keys of enqs, as accepted's columns
+// (key_ms, from_user, from_device, msg_id).
+func appendReplayKeys(args []any, enqs []*enqOp) []any {
+	for _, e := range enqs {
+		f := &e.envs[0]
+		args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
+	}
+	return args
+}
+
 func replayKeyOf(e *parley.Envelope) replayKey {
 	return replayKey{string(e.From.User), int64(e.From.Device), e.ID}
 }
@@ -133,17 +156,12 @@ func (s *Store) applyHot(ctx context.Context, tx wtx, ops []op, now time.Time) e
 		fresh = append(fresh, e)
 	}
 	args := s.args[:0]
-	for rest := fresh; len(rest) > 0; {
-		n := chunk(len(rest))
-		args = args[:0]
-		for _, e := range rest[:n] {
-			f := &e.envs[0]
-			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
-		}
-		if err := s.replayed(ctx, tx, rest[:n], args); err != nil {
-			return err
-		}
-		rest = rest[n:]
+	err := inChunks(fresh, func(part []*enqOp) error {
+		args = appendReplayKeys(args[:0], part)
+		return s.replayed(ctx, tx, part, args)
+	})
+	if err != nil {
+		return err
 	}
 	for _, e := range fresh {
 		if !e.dup {
@@ -190,16 +208,18 @@ func (s *Store) applyAcks(ctx context.Context, tx wtx, ops []op, now time.Time) 
 	}
 	s.heldMu.Unlock()
 	args := s.args[:0]
-	for rest := acks; len(rest) > 0; {
-		n := chunk(len(rest))
+	err := inChunks(acks, func(part []ackRow) error {
 		args = args[:0]
-		for _, r := range rest[:n] {
+		for _, r := range part {
 			args = append(args, int64(r.seq), string(r.op.to.User), int64(r.op.to.Device))
 		}
-		if _, err := tx.ExecContext(ctx, ackSQL[n], args...); err != nil {
+		if _, err := tx.ExecContext(ctx, ackSQL[len(part)], args...); err != nil {
 			return internal("ack", err)
 		}
-		rest = rest[n:]
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	clear(acks)
 	clear(args)
@@ -240,17 +260,15 @@ func (s *Store) replayed(ctx context.Context, tx wtx, enqs []*enqOp, args []any)
 // copies it inserted.
 func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) (int, error) {
 	args := s.args[:0]
-	for rest := enqs; len(rest) > 0; {
-		n := chunk(len(rest))
-		args = args[:0]
-		for _, e := range rest[:n] {
-			f := &e.envs[0]
-			args = append(args, replayKeyMs(f), string(f.From.User), int64(f.From.Device), f.ID[:])
+	err := inChunks(enqs, func(part []*enqOp) error {
+		args = appendReplayKeys(args[:0], part)
+		if _, err := tx.ExecContext(ctx, acceptSQL[len(part)], args...); err != nil {
+			return internal("enqueue", err)
 		}
-		if _, err := tx.ExecContext(ctx, acceptSQL[n], args...); err != nil {
-			return 0, internal("enqueue", err)
-		}
-		rest = rest[n:]
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	envs := s.envs[:0]
 	var top uint64 // the highest seq of the copies, written or not
@@ -262,17 +280,19 @@ func (s *Store) writeHeld(ctx context.Context, tx wtx, enqs []*enqOp) (int, erro
 			}
 		}
 	}
-	for rest := envs; len(rest) > 0; {
-		n := chunk(len(rest))
+	err = inChunks(envs, func(part []*parley.Envelope) error {
 		args = args[:0]
-		for _, e := range rest[:n] {
+		for _, e := range part {
 			args = append(args, int64(e.ServerSeq), string(e.To.User), int64(e.To.Device), string(e.From.User), int64(e.From.Device),
 				e.ID[:], int64(e.Type), e.Content, ms(e.SentAt), ms(e.ServerAt))
 		}
-		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
-			return 0, internal("enqueue", err)
+		if _, err := tx.ExecContext(ctx, insertSQL[len(part)], args...); err != nil {
+			return internal("enqueue", err)
 		}
-		rest = rest[n:]
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	// Seqs are never reused, even those of copies never written: the
 	// highest is kept where SQLite keeps the highest seq written.
