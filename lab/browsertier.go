@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -46,10 +47,11 @@ func micWAV(ctx context.Context, ogg string) (string, error) {
 	return wav, nil
 }
 
-// browserRun is the two browsers of one run: started and registered on
-// the clean network (loading the web client takes 1.9 MB, minutes on the
-// slowest profiles), then the call under the profile.
+// browserRun is the two browsers of one run and tier: started and
+// registered on the clean network (loading the web client takes 1.9 MB,
+// minutes on the slowest profiles), then the call under the profile.
 type browserRun struct {
+	tier                  string // tierBrowser or tierTunnelBrowser
 	dir, aliceMic, bobMic string
 	agents                []*agent
 	hold                  io.WriteCloser // alice's input: "go" starts her call
@@ -65,12 +67,22 @@ type agent struct {
 }
 
 // startBrowsers starts bob's browser, waiting for a call, and alice's,
-// ready to call him, in dir.
-func startBrowsers(ctx context.Context, cfg Config, net network, srv *server, dir string, sp *speech) (*browserRun, error) {
+// ready to call him, in dir, for tier: WebRTC alone (tierBrowser), or the
+// server's tunnel alone (tierTunnelBrowser, on the profile's tunnel
+// carrier, if it has one).
+func startBrowsers(ctx context.Context, cfg Config, net network, srv *server, dir, tier string, sp *speech, profile string) (*browserRun, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	br := &browserRun{dir: dir}
+	br := &browserRun{tier: tier, dir: dir}
+	// Each tier's two users are their own: they register on one server.
+	suffix, extra := "-web", []string(nil)
+	if tier == tierTunnelBrowser {
+		suffix, extra = "-tun", []string{"--tunnel"}
+		if c := tunnelCarrier(profile); c != "" {
+			extra = append(extra, "--carrier", c)
+		}
+	}
 	var err error
 	if br.aliceMic, err = micWAV(ctx, sp.alice); err != nil {
 		return nil, err
@@ -78,13 +90,14 @@ func startBrowsers(ctx context.Context, cfg Config, net network, srv *server, di
 	if br.bobMic, err = micWAV(ctx, sp.bob); err != nil {
 		return nil, err
 	}
-	command := func(client int, user string, extra ...string) *exec.Cmd {
+	command := func(client int, user string, more ...string) *exec.Cmd {
 		args := append([]string{"browser", "--chromium", cfg.Chromium, "--url", srv.url, "--user", user,
 			"--profile", filepath.Join(dir, user+"-profile"), "--duration", cfg.CallDuration.String()}, extra...)
+		args = append(args, more...)
 		return net.Command(client, filepath.Join(cfg.Bin, "parley-lab"), args...)
 	}
-	bob := command(1, "bob-web", "--mic", br.bobMic, "--record", filepath.Join(dir, "bob-web-heard.wav"), "--wait", "15m")
-	alice := command(0, "alice-web", "--mic", br.aliceMic, "--call", "bob-web", "--hold", "--record", filepath.Join(dir, "alice-web-heard.wav"))
+	bob := command(1, "bob"+suffix, "--mic", br.bobMic, "--record", filepath.Join(dir, "bob-heard.wav"), "--wait", "15m")
+	alice := command(0, "alice"+suffix, "--mic", br.aliceMic, "--call", "bob"+suffix, "--hold", "--record", filepath.Join(dir, "alice-heard.wav"))
 	if br.hold, err = alice.StdinPipe(); err != nil {
 		return nil, err
 	}
@@ -93,7 +106,7 @@ func startBrowsers(ctx context.Context, cfg Config, net network, srv *server, di
 		cmd  *exec.Cmd
 	}{{"bob", bob}, {"alice", alice}} {
 		a := &agent{name: x.name, cmd: x.cmd}
-		if a.out, a.lines, a.done, err = startAgent(x.cmd, filepath.Join(dir, x.name+"-web.log")); err != nil {
+		if a.out, a.lines, a.done, err = startAgent(x.cmd, filepath.Join(dir, x.name+".log")); err != nil {
 			br.stop()
 			return nil, err
 		}
@@ -130,7 +143,7 @@ func (br *browserRun) stop() {
 
 // call has alice call bob and measures the call.
 func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
-	res := Result{Tier: tierBrowser, Runs: 1}
+	res := Result{Tier: br.tier, Runs: 1}
 	ctx, cancel := context.WithTimeout(ctx, cfg.CallDuration+4*time.Minute)
 	defer cancel()
 	if _, err := io.WriteString(br.hold, "go\n"); err != nil {
@@ -164,14 +177,21 @@ func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
 		return res, nil
 	}
 	res.Connected, res.Path, res.SetupMs = true, browserPath(a.Path), a.SetupMs
+	tunnel := br.tier == tierTunnelBrowser
+	if tunnel {
+		if a.Tunnel == nil || b.Tunnel == nil {
+			return res, errors.New("a browser's call through the tunnel kept no tunnel statistics")
+		}
+		res.Path = "tunnel/" + a.Tunnel.Path
+	}
 	// The direction that heard worse, by STOI.
 	res.STOI = -1
 	for _, d := range []struct {
 		name, mic, heard string
-		r                *browser.Result
+		listener, talker *browser.Result
 	}{
-		{"alice→bob", br.aliceMic, filepath.Join(br.dir, "bob-web-heard.wav"), b},
-		{"bob→alice", br.bobMic, filepath.Join(br.dir, "alice-web-heard.wav"), a},
+		{"alice→bob", br.aliceMic, filepath.Join(br.dir, "bob-heard.wav"), b, a},
+		{"bob→alice", br.bobMic, filepath.Join(br.dir, "alice-heard.wav"), a, b},
 	} {
 		stoi, err := loopedSTOI(d.mic, d.heard)
 		if err != nil {
@@ -181,15 +201,46 @@ func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
 			continue
 		}
 		res.STOI, res.Direction = stoi, d.name
-		res.FramesPlayedPct = 100 - d.r.ConcealedPct
-		res.FramesLostPct = 100 * float64(d.r.PacketsLost) / math.Max(1, float64(d.r.PacketsLost+d.r.PacketsReceived))
-		res.LongestGapMs = d.r.LongestGapMs
-		res.AddedDelayMs = d.r.JitterBufferMs + d.r.RTTMs/2
-		res.CallSeconds = d.r.Seconds
+		res.CallSeconds = d.listener.Seconds
+		if tunnel {
+			tunnelFigures(&res, d.listener.Tunnel, d.talker.Tunnel)
+			if d.listener.TunnelAudio != nil {
+				res.Jitter.Underruns = d.listener.TunnelAudio.Underruns
+			}
+			continue
+		}
+		r := d.listener
+		res.FramesPlayedPct = 100 - r.ConcealedPct
+		res.FramesLostPct = 100 * float64(r.PacketsLost) / math.Max(1, float64(r.PacketsLost+r.PacketsReceived))
+		res.LongestGapMs = r.LongestGapMs
+		res.AddedDelayMs = r.JitterBufferMs + r.RTTMs/2
 	}
 	res.BurstR = 1 // browsers do not expose the loss pattern
 	res.R, res.MOS = eModelFigures(res.AddedDelayMs, 100-res.FramesPlayedPct, res.BurstR)
 	return res, nil
+}
+
+// tunnelFigures fills in res from a browser's call through the tunnel: the
+// listener's jitter buffer (the slots it played or concealed up to the
+// last frame that came) and the talker's sender. The delay is the
+// buffer's playout delay above the earliest arrivals plus the path's
+// least one-way delay, taken as half of each side's round trip to the
+// server.
+func tunnelFigures(res *Result, listener, talker *browser.TunnelStats) {
+	l := listener
+	slots := math.Max(1, float64(l.Played+l.Concealed))
+	pct := func(n int) float64 { return 100 * float64(n) / slots }
+	res.FramesPlayedPct = pct(l.Played)
+	res.FramesLostPct = pct(max(0, l.Concealed-l.Late))
+	res.FramesLatePct = pct(l.Late)
+	res.LongestGapMs = l.LongestGapMs
+	res.AddedDelayMs = l.DelayMs + (l.RTTMs+talker.RTTMs)/2
+	res.Jitter = &JitterReport{
+		PlayedPct: pct(l.Played), RepairedPct: pct(l.Repaired), ConcealedPct: pct(l.Concealed), LongestGapMs: l.LongestGapMs,
+		DelayMs: l.DelayMs, MaxDelayMs: l.MaxTargetMs,
+		Redundancy: talker.Redundancy, FramesPerPacket: talker.FramesPerPacket, Bitrate: talker.Bitrate,
+		Switches: len(l.Switches) + len(talker.Switches),
+	}
 }
 
 // browserPath is the report's name of the path the web client shows.

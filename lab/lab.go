@@ -37,6 +37,9 @@
 //     Chromium, one in each client namespace, loaded and registered before
 //     the profile is on; browsertier.go): from WebRTC's own statistics and
 //     a recording of what Chromium would have played.
+//   - The same call between two more browsers through the tunnel (the web
+//     client's tunnel setting): from the tunnel's own statistics and a
+//     recording of what its playout worklet played.
 //   - A third user registering under the profile (how long, or why not).
 //
 // Without root (a developer's laptop) the namespaces cannot be built: the
@@ -113,6 +116,9 @@ type JitterReport struct {
 	FramesPerPacket int     `json:"frames_per_packet"`
 	Bitrate         int     `json:"bitrate"`  // what the sender would have set its encoder to, bit/s
 	Switches        int     `json:"switches"` // carrier switches, both sides
+	// Underruns (tunnel-browser) counts the times the listener's playout
+	// worklet ran dry: audio the tunnel delivered but the page played late.
+	Underruns int `json:"underruns,omitempty"`
 }
 
 // Config is what to run.
@@ -143,8 +149,8 @@ type Config struct {
 	// the PATH; "none" leaves the browser tier out). The tier also needs
 	// parley-lab in Bin.
 	Chromium string
-	// NoTunnel leaves the tunnel tier (tier 2, "parley call --path
-	// tunnel") out.
+	// NoTunnel leaves the tunnel tiers (tier 2: "parley call --path
+	// tunnel", and the web client's tunnel setting) out.
 	NoTunnel bool
 	// TunnelCalls, by profile, is how long the tunnel tier's call lasts
 	// there instead of CallDuration (LongCalls: the issue's targets).
@@ -168,6 +174,10 @@ const (
 	tierWebRTC  = "webrtc-cli"
 	tierTunnel  = "tunnel-cli"
 	tierBrowser = "webrtc-browser"
+	// tierTunnelBrowser is the web client's call through the tunnel:
+	// WebCodecs and AudioWorklets around the Go core's tunnel, over the
+	// browser's own WebTransport and WebSocket.
+	tierTunnelBrowser = "tunnel-browser"
 )
 
 // tiers lists the tiers cfg runs.
@@ -178,6 +188,9 @@ func (cfg Config) tiers() []string {
 	}
 	if cfg.Chromium != "" {
 		t = append(t, tierBrowser)
+		if !cfg.NoTunnel {
+			t = append(t, tierTunnelBrowser)
+		}
 	}
 	return t
 }
@@ -356,6 +369,7 @@ func median(runs []Result) Result {
 			FramesPerPacket: int(jm(func(j *JitterReport) float64 { return float64(j.FramesPerPacket) })),
 			Bitrate:         int(jm(func(j *JitterReport) float64 { return float64(j.Bitrate) })),
 			Switches:        int(jm(func(j *JitterReport) float64 { return float64(j.Switches) })),
+			Underruns:       int(jm(func(j *JitterReport) float64 { return float64(j.Underruns) })),
 		}
 	}
 	all := func(f func(Result) float64) float64 { return medianOf(runs, f) }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parleychat/parley/lab/browser"
 )
 
 // TestLab runs every profile in a short form (calls of 4 s, 10 messages)
@@ -43,8 +45,10 @@ func TestLab(t *testing.T) {
 		if _, ok := byTier["webrtc-cli"][p]; !ok {
 			t.Errorf("no CLI result for %s", p)
 		}
-		if _, ok := byTier["webrtc-browser"][p]; browsers && !ok {
-			t.Errorf("no browser result for %s", p)
+		for _, tier := range []string{"webrtc-browser", "tunnel-browser"} {
+			if _, ok := byTier[tier][p]; browsers && !ok {
+				t.Errorf("no %s result for %s", tier, p)
+			}
 		}
 		if _, ok := byTier["tunnel-cli"][p]; !ok {
 			t.Errorf("no tunnel result for %s", p)
@@ -55,9 +59,22 @@ func TestLab(t *testing.T) {
 	// The tunnel is for the networks that block WebRTC's UDP: there it
 	// must connect, over its WebSocket (under stun-dpi it may start on
 	// WebTransport and leave it once it sees the throttled flow's loss).
+	tunnels := []string{"tunnel-cli"}
+	if browsers {
+		tunnels = append(tunnels, "tunnel-browser")
+	}
 	for _, p := range []string{"udp-blocked", "stun-dpi"} {
-		if r := byTier["tunnel-cli"][p]; !r.Connected || r.Jitter == nil || r.Path != "tunnel/websocket" {
-			t.Errorf("%s, tunnel: %+v, want a call that ends on the WebSocket", p, r)
+		for _, tier := range tunnels {
+			if r := byTier[tier][p]; !r.Connected || r.Jitter == nil || r.Path != "tunnel/websocket" {
+				t.Errorf("%s, %s: %+v, want a call that ends on the WebSocket", p, tier, r)
+			}
+		}
+	}
+	// Under tcp-freeze-16k UDP is open, but the tunnels are kept to their
+	// WebSocket (--carrier, the web client's carrier setting).
+	for _, tier := range tunnels {
+		if r := byTier[tier]["tcp-freeze-16k"]; r.Connected && r.Path != "tunnel/websocket" {
+			t.Errorf("tcp-freeze-16k, %s: the call went %s, want the WebSocket it was kept to", tier, r.Path)
 		}
 	}
 	if r := byTier["tunnel-cli"]["udp-blocked"]; r.FramesPlayedPct < 90 {
@@ -70,8 +87,14 @@ func TestLab(t *testing.T) {
 	if browsers {
 		// Chromium's playout suffers from a busy machine (make test runs
 		// other packages beside this one): looser than the CLI's.
-		if w := byTier["webrtc-browser"]["clean"]; !w.Connected || w.FramesPlayedPct < 90 || w.STOI < 0.6 || w.MOS < 3.5 {
+		if w := byTier["webrtc-browser"]["clean"]; !w.Connected || w.Path != "direct" || w.FramesPlayedPct < 90 || w.STOI < 0.6 || w.MOS < 3.5 {
 			t.Errorf("clean, browser: %+v", w)
+		}
+		// Through the tunnel: the browser's own WebTransport, its figures
+		// from the tunnel's jitter buffer and a recording of its playout.
+		if w := byTier["tunnel-browser"]["clean"]; !w.Connected || w.Path != "tunnel/webtransport" || w.Jitter == nil ||
+			w.FramesPlayedPct < 90 || w.STOI < 0.6 || w.MOS < 3.5 {
+			t.Errorf("clean, browser through the tunnel: %+v", w)
 		}
 	}
 	for _, r := range results {
@@ -270,6 +293,27 @@ func TestMedian(t *testing.T) {
 	want.Runs = 1
 	if m := median(runs[1:2]); !reflect.DeepEqual(m, want) {
 		t.Errorf("median of one run: %+v, want %+v", m, want)
+	}
+}
+
+// TestTunnelFigures: a browser's call through the tunnel is reported from
+// the listener's jitter buffer (slots played or concealed; the late ones
+// apart from those that never came) and the talker's sender, with the
+// delay above the earliest arrivals plus half of both round trips.
+func TestTunnelFigures(t *testing.T) {
+	listener := &browser.TunnelStats{Played: 380, Repaired: 40, Concealed: 20, Late: 5, LongestGapMs: 60, DelayMs: 100, MaxTargetMs: 140, RTTMs: 30,
+		Switches: []browser.TunnelSwitch{{Reason: "frozen"}}}
+	talker := &browser.TunnelStats{RTTMs: 50, Redundancy: 3, FramesPerPacket: 2, Bitrate: 16000}
+	var r Result
+	tunnelFigures(&r, listener, talker)
+	if r.FramesPlayedPct != 95 || r.FramesLostPct != 3.75 || r.FramesLatePct != 1.25 || r.LongestGapMs != 60 || r.AddedDelayMs != 140 {
+		t.Errorf("figures: played %v%%, lost %v%%, late %v%%, gap %v ms, delay %v ms; want 95, 3.75, 1.25, 60, 140",
+			r.FramesPlayedPct, r.FramesLostPct, r.FramesLatePct, r.LongestGapMs, r.AddedDelayMs)
+	}
+	want := JitterReport{PlayedPct: 95, RepairedPct: 10, ConcealedPct: 5, LongestGapMs: 60, DelayMs: 100, MaxDelayMs: 140,
+		Redundancy: 3, FramesPerPacket: 2, Bitrate: 16000, Switches: 1}
+	if r.Jitter == nil || *r.Jitter != want {
+		t.Errorf("jitter report %+v, want %+v", r.Jitter, want)
 	}
 }
 

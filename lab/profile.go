@@ -68,12 +68,17 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 			return nil, fmt.Errorf("registering %s: %w\nserver log:\n%s", u.name, err, srv.log.String())
 		}
 	}
-	var br *browserRun
-	if cfg.Chromium != "" {
-		if br, err = startBrowsers(ctx, cfg, net, srv, filepath.Join(dir, "browser"), sp); err != nil {
+	var browsers []*browserRun
+	for _, tier := range cfg.tiers() {
+		if tier != tierBrowser && tier != tierTunnelBrowser {
+			continue
+		}
+		br, err := startBrowsers(ctx, cfg, net, srv, filepath.Join(dir, tier), tier, sp, profile)
+		if err != nil {
 			return nil, fmt.Errorf("browsers: %w", err)
 		}
 		defer br.stop()
+		browsers = append(browsers, br)
 	}
 	if err := net.SetProfile(ctx, profile); err != nil {
 		return nil, err
@@ -98,13 +103,13 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 		}
 		out = append(out, tun)
 	}
-	if br != nil {
+	for _, br := range browsers {
 		web, err := br.call(ctx, cfg)
 		if err != nil {
-			// The browsers' trouble is their tier's failed run; the CLI
+			// The browsers' trouble is their tier's failed run; the other
 			// tiers' figures of this run stand.
-			fmt.Fprintf(cfg.Progress, "lab: %s: browser call: %v\n", profile, err)
-			web = Result{Tier: tierBrowser, Runs: 1, Error: "browser call: " + firstLine(err.Error())}
+			fmt.Fprintf(cfg.Progress, "lab: %s: %s call: %v\n", profile, br.tier, err)
+			web = Result{Tier: br.tier, Runs: 1, Error: "browser call: " + firstLine(err.Error())}
 		}
 		web.Profile, web.Network = profile, net.Kind()
 		// Messaging is the same client library in both tiers: measured once.
@@ -134,10 +139,19 @@ func runProfile(ctx context.Context, cfg Config, profile, dir string, sp *speech
 // never meet the freeze; it is made to use its WebSocket there, whose
 // flows the profile freezes.
 func tunnelFlags(profile string) []string {
-	if profile == "tcp-freeze-16k" {
-		return []string{"--path", "tunnel", "--carrier", "websocket"}
+	if c := tunnelCarrier(profile); c != "" {
+		return []string{"--path", "tunnel", "--carrier", c}
 	}
 	return []string{"--path", "tunnel"}
+}
+
+// tunnelCarrier is the one carrier the tunnel tiers use under profile, or
+// "" for any.
+func tunnelCarrier(profile string) string {
+	if profile == "tcp-freeze-16k" {
+		return "websocket"
+	}
+	return ""
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

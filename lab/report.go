@@ -91,13 +91,17 @@ func markdown(info ReportInfo, results []Result) []byte {
 	}
 	if len(tunnel) > 0 {
 		b.WriteString("\nThe tunnel's own report (its receiver's jitter buffer in the direction above, the other side's sender):\n\n")
-		b.WriteString("| profile | carrier | played % | repaired % | concealed % | longest gap ms | buffer delay ms (end / max) | redundancy | frames a packet | bitrate chosen | carrier switches |\n")
-		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("| profile | tier | carrier | played % | repaired % | concealed % | longest gap ms | buffer delay ms (end / max) | redundancy | frames a packet | bitrate chosen | carrier switches | playout underruns |\n")
+		b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, r := range tunnel {
 			j := r.Jitter
-			fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f / %.0f | %d | %d | %d | %d |\n",
-				r.Profile, strings.TrimPrefix(r.Path, "tunnel/"), j.PlayedPct, j.RepairedPct, j.ConcealedPct, j.LongestGapMs,
-				j.DelayMs, j.MaxDelayMs, j.Redundancy, j.FramesPerPacket, j.Bitrate, j.Switches)
+			underruns := "–" // the CLI writes a file: it has no audio clock to fall behind
+			if r.Tier == tierTunnelBrowser {
+				underruns = fmt.Sprint(j.Underruns)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f / %.0f | %d | %d | %d | %d | %s |\n",
+				r.Profile, r.Tier, strings.TrimPrefix(r.Path, "tunnel/"), j.PlayedPct, j.RepairedPct, j.ConcealedPct, j.LongestGapMs,
+				j.DelayMs, j.MaxDelayMs, j.Redundancy, j.FramesPerPacket, j.Bitrate, j.Switches, underruns)
 		}
 	}
 	b.WriteString(`
@@ -128,12 +132,18 @@ How to read it:
   and STOI is of the speech made of those frames, each from the version of the speech it was sent from: the CLI sends
   from lower-bitrate encodings (opusenc at 6 to 32 kbit/s, ` + "`--send-lower`" + `) as its sender's chosen bitrate says,
   as a browser sets its encoder. The second table is that jitter buffer's own report, with what the other side's sender
-  chose. Under tcp-freeze-16k the tunnel is made to use its WebSocket (` + "`--carrier websocket`" + `):
-  with UDP open it would take WebTransport and never meet the freeze.
+  chose. tunnel-browser is the web client's call through the tunnel (its "tunnel" setting, both sides in headless
+  Chromium): Opus from WebCodecs at the bitrate its sender chooses, over the browser's own WebTransport or WebSocket.
+  Its figures are its jitter buffer's (frames played of the slots up to the last frame that came; playout delay: the
+  buffer's delay above the earliest arrivals plus half of each side's round trip to the server, without the audio
+  output's own buffer), and STOI is of what its playout worklet played, scored as the browser tier's. "Playout
+  underruns" counts the times that worklet ran dry: frames the tunnel delivered that reached the audio clock late. Under
+  tcp-freeze-16k both tunnel tiers are kept to the WebSocket (` + "`--carrier websocket`" + `; the web client's
+  ` + "`parley-tunnel-carrier`" + ` setting): with UDP open they would take WebTransport and never meet the freeze.
 - **registering**: a new user registering under the profile (the two who call and write registered before it was
   turned on), within the run's time limit (90 s by default).
 - **messages**: from typing a line into ` + "`parley chat`" + ` to the recipient's ` + "`parley recv`" + ` printing it, between CLI
-  clients; the same figures are shown on both tiers' rows. "Lost" is not shown within the window (the time to type
+  clients; the same figures are shown on every tier's rows. "Lost" is not shown within the window (the time to type
   them all plus 30 s): still queued, not necessarily gone.
 `)
 	return b.Bytes()

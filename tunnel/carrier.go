@@ -110,6 +110,33 @@ func urlKind(u string) string {
 	return ""
 }
 
+// OnlyCarrier wraps a ticket source so that its tickets keep only the URLs
+// of one carrier kind ("websocket" or "webtransport"); "" or "any" keeps
+// them all. A ticket left with none is an error that names the kind.
+func OnlyCarrier(get func(context.Context) (*Ticket, error), kind string) func(context.Context) (*Ticket, error) {
+	if kind == "" || kind == "any" {
+		return get
+	}
+	return func(ctx context.Context) (*Ticket, error) {
+		t, err := get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var keep []string
+		for _, u := range t.URLs {
+			if urlKind(u) == kind {
+				keep = append(keep, u)
+			}
+		}
+		if len(keep) == 0 {
+			return nil, fmt.Errorf("tunnel: the server offers no %s carrier", kind)
+		}
+		k := *t
+		k.URLs = keep
+		return &k, nil
+	}
+}
+
 // Dial implements DialFunc.
 func (d Dialer) Dial(ctx context.Context, u string, t *Ticket, room RoomID) (Carrier, error) {
 	switch urlKind(u) {

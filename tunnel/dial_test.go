@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,5 +60,31 @@ func TestOpenSkipsKindLeft(t *testing.T) {
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 15 * time.Second, 15 * time.Second}
 	if !slices.Equal(waits, want) {
 		t.Errorf("redial waits %v, want %v", waits, want)
+	}
+}
+
+// TestOnlyCarrier: a ticket source kept to one carrier kind hands out only
+// its URLs, leaves the source's ticket as it was, and names the kind it
+// lacks.
+func TestOnlyCarrier(t *testing.T) {
+	orig := &Ticket{Ticket: "t", URLs: []string{"https://h/wt", "wss://h/ws", "ws://h/ws2"}}
+	get := func(context.Context) (*Ticket, error) { return orig, nil }
+	for kind, want := range map[string][]string{
+		"websocket":    {"wss://h/ws", "ws://h/ws2"},
+		"webtransport": {"https://h/wt"},
+		"any":          orig.URLs,
+		"":             orig.URLs,
+	} {
+		got, err := OnlyCarrier(get, kind)(context.Background())
+		if err != nil || !slices.Equal(got.URLs, want) || got.Ticket != "t" {
+			t.Errorf("%q: %+v, %v; want URLs %q", kind, got, err, want)
+		}
+	}
+	if len(orig.URLs) != 3 {
+		t.Errorf("the source's ticket was changed: %q", orig.URLs)
+	}
+	wsOnly := func(context.Context) (*Ticket, error) { return &Ticket{URLs: []string{"wss://h/ws"}}, nil }
+	if _, err := OnlyCarrier(wsOnly, "webtransport")(context.Background()); err == nil || !strings.Contains(err.Error(), "no webtransport carrier") {
+		t.Errorf("no WebTransport URL: %v, want an error naming it", err)
 	}
 }

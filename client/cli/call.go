@@ -442,39 +442,6 @@ func (t *tracer) flush() error {
 	return t.w.Flush()
 }
 
-// tunnelTickets gets the client's tunnel tickets, keeping the URLs of one
-// carrier (--carrier) unless it is "any".
-func tunnelTickets(c *client.Client, carrier string) func(context.Context) (*tunnel.Ticket, error) {
-	return func(ctx context.Context) (*tunnel.Ticket, error) {
-		t, err := c.TunnelTicket(ctx)
-		if err != nil || carrier == "any" {
-			return t, err
-		}
-		var keep []string
-		for _, u := range t.URLs {
-			if urlKind(u) == carrier {
-				keep = append(keep, u)
-			}
-		}
-		if len(keep) == 0 {
-			return nil, fmt.Errorf("--carrier %s: the server offers no %s carrier", carrier, carrier)
-		}
-		t.URLs = keep
-		return t, nil
-	}
-}
-
-// urlKind is the carrier kind a tunnel URL opens (see tunnel.Dialer).
-func urlKind(u string) string {
-	switch s, _, _ := strings.Cut(u, "://"); s {
-	case "ws", "wss":
-		return "websocket"
-	case "https":
-		return "webtransport"
-	}
-	return ""
-}
-
 // phoneRun is a connected client with a Phone.
 type phoneRun struct {
 	e      *env
@@ -516,7 +483,7 @@ func startPhone(ctx context.Context, e *env, c *client.Client, o callOpts, ring 
 		path = "" // answering: the caller chooses
 	}
 	cfg := call.Config{ICEServers: servers, RelayOnly: o.relayOnly, TURNTLS: tlsCfg, RingTimeout: ring, Path: path, Fallback: o.fallback,
-		Tunnel: &call.TunnelConfig{Ticket: tunnelTickets(c, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial, Prefer: o.prefer}}
+		Tunnel: &call.TunnelConfig{Ticket: tunnel.OnlyCarrier(c.TunnelTicket, o.carrier), Dial: tunnel.Dialer{TLS: tlsCfg}.Dial, Prefer: o.prefer}}
 	if e.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

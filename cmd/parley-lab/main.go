@@ -109,6 +109,8 @@ func runBrowser(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.Mic, "mic", "", "the WAV file the microphone plays (required)")
 	fs.StringVar(&o.Record, "record", "", "write what the browser would have played to this WAV file")
 	fs.BoolVar(&o.Race, "race", false, "let the call race the server's tunnel and move between the two, as the web client does by default (the lab's browser tier measures WebRTC alone)")
+	fs.BoolVar(&o.Tunnel, "tunnel", false, "calls go through the server's tunnel alone (the web client's tunnel setting)")
+	fs.StringVar(&o.Carrier, "carrier", "", "the tunnel's one carrier: websocket or webtransport (default: race them)")
 	hold := fs.Bool("hold", false, `with --call: once ready, wait for a line "go" on standard input before calling`)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -64,6 +64,11 @@ type Options struct {
 	// two, as the web client does by default; unset, the browser measures
 	// WebRTC alone (tier 1), as the CLI's --path webrtc does.
 	Race bool
+	// Tunnel has the call go through the server's tunnel alone (tier 2),
+	// as the web client's "tunnel" setting does; Carrier, if set
+	// ("websocket", "webtransport"), keeps its tunnel to that carrier.
+	Tunnel  bool
+	Carrier string
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -94,6 +99,43 @@ type Result struct {
 	LastPath     string   `json:"last_path,omitempty"`
 	Moves        []string `json:"moves,omitempty"`
 	TunnelPlayed int      `json:"tunnel_played,omitempty"`
+	// Tunnel calls: what the tunnel (its jitter buffer, sender and
+	// carriers) and its audio said last before the end.
+	Tunnel      *TunnelStats      `json:"tunnel,omitempty"`
+	TunnelAudio *TunnelAudioStats `json:"tunnel_audio,omitempty"`
+}
+
+// TunnelAudioStats is the part of the web client's tunnel audio statistics
+// (tunnel.ts TunnelAudioStats) the lab keeps.
+type TunnelAudioStats struct {
+	FramesSent int `json:"framesSent"` // handed to the tunnel, silence included
+	// Underruns counts the times the playout worklet ran dry (the frames
+	// came from the jitter buffer later than the audio clock asked).
+	Underruns int `json:"underruns"`
+}
+
+// TunnelStats is the part of the web client's tunnel statistics (api.ts
+// TunnelStats) the lab keeps.
+type TunnelStats struct {
+	Path            string         `json:"path"` // the carrier: "webtransport" or "websocket"
+	Received        int            `json:"received"`
+	Played          int            `json:"played"`
+	Repaired        int            `json:"repaired"`
+	Concealed       int            `json:"concealed"`
+	Late            int            `json:"late"`
+	LongestGapMs    float64        `json:"longest_gap_ms"`
+	DelayMs         float64        `json:"delay_ms"`
+	MaxTargetMs     float64        `json:"max_target_delay_ms"`
+	RTTMs           float64        `json:"rtt_ms"`
+	Bitrate         int            `json:"bitrate"`
+	Redundancy      int            `json:"redundancy"`
+	FramesPerPacket int            `json:"frames_per_packet"`
+	Switches        []TunnelSwitch `json:"switches"`
+}
+
+// TunnelSwitch is one of the tunnel's moves between carriers.
+type TunnelSwitch struct {
+	Reason string `json:"reason"`
 }
 
 // Run drives one browser through one call.
@@ -149,11 +191,21 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		return nil
 	}
-	script := instrument
+	// The web client's settings (callview.tsx); a frame without an
+	// origin (about:blank) has no localStorage.
+	var settings []string
 	if !o.Race {
-		// The web client's setting (callview.tsx); a frame without an
-		// origin (about:blank) has no localStorage.
-		script = `try { localStorage.setItem("parley-race", "off"); } catch {}` + "\n" + script
+		settings = append(settings, `localStorage.setItem("parley-race", "off");`)
+	}
+	if o.Tunnel {
+		settings = append(settings, `localStorage.setItem("parley-tunnel", "true");`)
+	}
+	if o.Carrier != "" {
+		settings = append(settings, fmt.Sprintf(`localStorage.setItem("parley-tunnel-carrier", %q);`, o.Carrier))
+	}
+	script := instrument
+	if len(settings) > 0 {
+		script = "try { " + strings.Join(settings, " ") + " } catch {}\n" + script
 	}
 	addScript := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script})
@@ -210,15 +262,28 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.Connected = true
 	connectedAt := time.Now()
 	logf("%s: connected", o.User)
+	// The call's statistics every half second while it lasts, keeping
+	// the last (once it ends there are none).
+	var last *callStats
+	sample := func() {
+		c, cancel := context.WithTimeout(bctx, 5*time.Second)
+		defer cancel()
+		if st, err := chromedp.Run(c, chromedp.Evaluate[*callStats](`globalThis.parleyCalls.stats()`, chromedp.EvalAwaitPromise)); err == nil && st != nil {
+			last = st
+		}
+	}
 	if o.Peer != "" {
-		time.Sleep(o.Duration)
+		for end := time.Now().Add(o.Duration); time.Now().Before(end); {
+			sample()
+			time.Sleep(min(500*time.Millisecond, time.Until(end)))
+		}
+		sample()
 		if err := step("hang up", 10*time.Second, chromedp.Click(`#call-hangup`)); err != nil {
 			return res, err
 		}
 	}
 	// Until the call ends (the peer hangs up), at most Duration plus a
-	// minute, keeping the call's last statistics.
-	var last *callStats
+	// minute.
 	for deadline := time.Now().Add(o.Duration + time.Minute); ; {
 		if attr(bctx, `#call-screen`, "data-phase") == "ended" {
 			break
@@ -226,11 +291,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if time.Now().After(deadline) {
 			return res, errors.New("end: the call did not end")
 		}
-		c, cancel := context.WithTimeout(bctx, 5*time.Second)
-		if st, err := chromedp.Run(c, chromedp.Evaluate[*callStats](`globalThis.parleyCalls.stats()`, chromedp.EvalAwaitPromise)); err == nil && st != nil {
-			last = st
-		}
-		cancel()
+		sample()
 		time.Sleep(500 * time.Millisecond)
 	}
 	res.Outcome = attr(bctx, `#call-screen`, "data-outcome")
@@ -254,6 +315,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res = lab.Result
 	if last != nil {
 		res.LastPath, res.Moves = last.Path, last.Moves
+		res.Tunnel, res.TunnelAudio = last.Tunnel, last.TunnelAudio
 		if last.Tunnel != nil {
 			res.TunnelPlayed = last.Tunnel.Played
 		}
@@ -273,11 +335,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // callStats is the part of the web client's call statistics (call.ts
 // CallStats) the lab keeps.
 type callStats struct {
-	Path   string   `json:"path"`
-	Moves  []string `json:"moves"`
-	Tunnel *struct {
-		Played int `json:"played"`
-	} `json:"tunnel"`
+	Path        string            `json:"path"`
+	Moves       []string          `json:"moves"`
+	Tunnel      *TunnelStats      `json:"tunnel"`
+	TunnelAudio *TunnelAudioStats `json:"tunnelAudio"`
 }
 
 // measured is what the page's instrumentation (instrument.js) hands over.

@@ -11,16 +11,34 @@
   function record(stream) {
     if (lab.ctx) return; // one call
     const ctx = new AudioContext({ sampleRate: 48000 });
-    lab.ctx = ctx;
-    lab.rate = ctx.sampleRate;
-    const src = ctx.createMediaStreamSource(stream);
-    const proc = ctx.createScriptProcessor(4096, 1, 1);
-    proc.onaudioprocess = (e) => lab.chunks.push({ at: performance.now(), data: new Float32Array(e.inputBuffer.getChannelData(0)) });
-    src.connect(proc);
-    proc.connect(ctx.destination); // a ScriptProcessor runs only when connected; its output is silence
+    tap(ctx, ctx.createMediaStreamSource(stream));
     void ctx.resume();
     lab.timer = setInterval(sample, 50);
   }
+
+  // tap records what node (in ctx) plays.
+  function tap(ctx, node) {
+    lab.ctx = ctx;
+    lab.rate = ctx.sampleRate;
+    const proc = ctx.createScriptProcessor(4096, 1, 1);
+    proc.onaudioprocess = (e) => lab.chunks.push({ at: performance.now(), data: new Float32Array(e.inputBuffer.getChannelData(0)) });
+    node.connect(proc);
+    proc.connect(ctx.destination); // a ScriptProcessor runs only when connected; its output is silence
+  }
+
+  // A call through the tunnel (the "tunnel" setting on) plays through the
+  // web client's playout worklet (tunnel.ts), after its jitter buffer and
+  // decoder: that is what is recorded. Its statistics are the tunnel's
+  // own (parleyCalls.stats().tunnel), read by the lab.
+  const NativeWorklet = globalThis.AudioWorkletNode;
+  globalThis.AudioWorkletNode = function (ctx, name, ...rest) {
+    const node = new NativeWorklet(ctx, name, ...rest);
+    let tunnel = false;
+    try { tunnel = localStorage.getItem("parley-tunnel") === "true"; } catch {}
+    if (name === "parley-playout" && tunnel && !lab.ctx) tap(ctx, node);
+    return node;
+  };
+  globalThis.AudioWorkletNode.prototype = NativeWorklet.prototype;
 
   async function sample() {
     const pc = lab.pcs[lab.pcs.length - 1];

@@ -110,12 +110,14 @@ export interface TunnelStats {
   longest_gap_ms: number; // longest run of concealed slots
   delay_ms: number; // the jitter buffer's playout delay now
   target_delay_ms: number;
+  max_target_delay_ms: number; // the highest target so far
   loss_before_repair: number; // share of frames whose first copy missed its slot
   rtt_ms: number; // to the server, on the active carrier
   packets_sent: number;
   packets_dropped: number; // the carrier could not take them in time
   bitrate: number; // the encoder bitrate the sender chooses, bit/s
   redundancy: number; // earlier frames each packet repeats
+  frames_per_packet: number; // new frames each packet bundles
   switches: { at: number; from: string; to: string; reason: string }[]; // moves between carriers
 }
 
@@ -205,8 +207,9 @@ export interface Parley {
   /** Joins the server's tunnel for call id with the two shares (caller:
    * this device made the call) and starts the playout. Rejects when no
    * carrier could join (kind "unavailable": no connection, or the server
-   * runs no tunnel). */
-  openTunnel(id: string, caller: boolean, mine: string, theirs: string, handlers: TunnelHandlers): Promise<TunnelCall>;
+   * runs no tunnel). carrier, if set ("websocket", "webtransport"), is the
+   * only carrier it uses. */
+  openTunnel(id: string, caller: boolean, mine: string, theirs: string, handlers: TunnelHandlers, carrier?: string): Promise<TunnelCall>;
   /** Writes what a call came to into the history with peer (once per call
    * id) and returns the notice; a "message" event follows. */
   recordCall(peer: string, record: CallRecord): Promise<Message>;

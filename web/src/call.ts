@@ -132,6 +132,8 @@ export interface CallSettings {
   tunnel(): boolean;
   /** WebRTC calls race the tunnel and move between the two (on by default). */
   race(): boolean;
+  /** The tunnel's one carrier, "websocket" or "webtransport"; "" races them (the default). */
+  carrier(): string;
 }
 
 type Listener = (v: CallView | null) => void;
@@ -620,6 +622,7 @@ export class Calls {
             s.lastTunnel = Date.now();
           },
         }),
+        this.settings.carrier(),
       );
       s.opening = false;
       if (s.closed) return call.close();

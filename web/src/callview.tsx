@@ -131,6 +131,9 @@ export function CallScreen({ calls, view }: { calls: Calls; view: CallView }) {
 const relayKey = "parley-relay-only";
 const tunnelKey = "parley-tunnel";
 const raceKey = "parley-race";
+/** Not in the dialog: keeps tunnel calls to one carrier ("websocket" or
+ * "webtransport"), as the CLI's --carrier does, to diagnose a network. */
+const carrierKey = "parley-tunnel-carrier";
 
 /** The "relay only", "tunnel" and "race" settings, per browser profile (one user per profile). */
 export const callSettings = {
@@ -140,6 +143,7 @@ export const callSettings = {
   setRelayOnly: (on: boolean) => (on ? localStorage.setItem(relayKey, "true") : localStorage.removeItem(relayKey)),
   tunnel: () => localStorage.getItem(tunnelKey) === "true",
   setTunnel: (on: boolean) => (on ? localStorage.setItem(tunnelKey, "true") : localStorage.removeItem(tunnelKey)),
+  carrier: () => localStorage.getItem(carrierKey) ?? "",
 };
 
 /** The settings dialog's switches, in order. */

@@ -38,9 +38,10 @@ func newTunnelKey() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// openTunnel is parley.openTunnel(callId, caller, mine, theirs, handlers):
-// it derives the call's keys from the two shares, joins the room, starts
-// the playout and answers with a TunnelCall of api.ts.
+// openTunnel is parley.openTunnel(callId, caller, mine, theirs, handlers,
+// carrier?): it derives the call's keys from the two shares, joins the
+// room (on carrier alone, if given), starts the playout and answers with a
+// TunnelCall of api.ts.
 func (b *bridge) openTunnel(args []js.Value) (any, error) {
 	c, err := b.client()
 	if err != nil {
@@ -68,7 +69,7 @@ func (b *bridge) openTunnel(args []js.Value) (any, error) {
 	defer cancel()
 	s, err := tunnel.OpenSession(octx, tunnel.SessionConfig{
 		Keys: keys, Caller: caller, FrameDuration: frameDuration,
-		Link: tunnel.LinkConfig{Ticket: c.TunnelTicket, Dial: tunnel.DefaultDial},
+		Link: tunnel.LinkConfig{Ticket: tunnel.OnlyCarrier(c.TunnelTicket, argString(args, 5)), Dial: tunnel.DefaultDial},
 		Play: t.play, Arrived: t.arrived, Peer: t.peer, Resume: t.resume,
 		Logger: slog.New(slog.NewTextHandler(consoleWriter{}, nil)).With("call", callID),
 	})
@@ -215,22 +216,24 @@ func jsTunnelStats(st tunnel.SessionStats) map[string]any {
 		switches[i] = map[string]any{"at": unixMilli(sw.At), "from": sw.From, "to": sw.To, "reason": sw.Reason}
 	}
 	return map[string]any{
-		"path":               st.Path,
-		"received":           j.Received,
-		"played":             j.Played,
-		"repaired":           j.Repaired,
-		"concealed":          j.Concealed,
-		"trailing":           j.Trailing,
-		"late":               j.Late,
-		"longest_gap_ms":     ms(j.LongestGap),
-		"delay_ms":           ms(j.Delay),
-		"target_delay_ms":    ms(j.TargetDelay),
-		"loss_before_repair": j.LossBeforeRepair,
-		"rtt_ms":             ms(st.RTT),
-		"packets_sent":       st.PacketsSent,
-		"packets_dropped":    st.PacketsDropped,
-		"bitrate":            snd.Bitrate,
-		"redundancy":         snd.Depth,
-		"switches":           switches,
+		"path":                st.Path,
+		"received":            j.Received,
+		"played":              j.Played,
+		"repaired":            j.Repaired,
+		"concealed":           j.Concealed,
+		"trailing":            j.Trailing,
+		"late":                j.Late,
+		"longest_gap_ms":      ms(j.LongestGap),
+		"delay_ms":            ms(j.Delay),
+		"target_delay_ms":     ms(j.TargetDelay),
+		"max_target_delay_ms": ms(j.MaxTargetDelay),
+		"loss_before_repair":  j.LossBeforeRepair,
+		"rtt_ms":              ms(st.RTT),
+		"packets_sent":        st.PacketsSent,
+		"packets_dropped":     st.PacketsDropped,
+		"bitrate":             snd.Bitrate,
+		"redundancy":          snd.Depth,
+		"frames_per_packet":   snd.FramesPerPacket,
+		"switches":            switches,
 	}
 }
