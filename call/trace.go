@@ -24,6 +24,9 @@ type TracePacket struct {
 	// Version, of a frame sent through the tunnel, is the file it came
 	// from: 0 for Media.Send, i for Media.SendLower[i-1].
 	Version int
+	// Resent, of a frame received through the tunnel, says that it came
+	// in a packet sent again (audio.Frame.Resent).
+	Resent bool
 }
 
 // traceFactory makes the interceptor that reports the packets sent to the

@@ -206,7 +206,7 @@ func (l *tunnelLeg) write(frame []byte, _ time.Duration, version int) error {
 // audio.
 func (l *tunnelLeg) arrived(f audio.Frame, now time.Time) {
 	if tr := l.c.media.Trace; tr != nil && len(f.Data) > 0 { // empty: silence after the file
-		tr(TracePacket{Seq: uint16(f.Seq), Timestamp: frameTS(f.Seq), Size: len(f.Data), At: now})
+		tr(TracePacket{Seq: uint16(f.Seq), Timestamp: frameTS(f.Seq), Size: len(f.Data), At: now, Resent: f.Resent})
 	}
 	l.c.audioOnce.Do(func() {
 		l.c.mu.Lock()

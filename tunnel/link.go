@@ -84,7 +84,7 @@ const (
 type Link struct {
 	cfg   LinkConfig
 	log   *slog.Logger
-	media chan []byte
+	media chan Incoming
 	peer  chan bool
 	ctx   context.Context
 	stop  context.CancelFunc
@@ -172,7 +172,7 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lctx, stop := context.WithCancel(context.Background())
-	l := &Link{cfg: cfg, log: log, media: make(chan []byte, 64), peer: make(chan bool, 8), ctx: lctx, stop: stop, freeze: cfg.FreezeAfter,
+	l := &Link{cfg: cfg, log: log, media: make(chan Incoming, 64), peer: make(chan bool, 8), ctx: lctx, stop: stop, freeze: cfg.FreezeAfter,
 		learned: map[string]int64{}, bad: map[string]time.Time{}, proven: map[string]bool{}}
 	c, err := l.open(ctx, "")
 	if err != nil {
@@ -194,7 +194,17 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 // Media returns the channel of media payloads received (opaque, as the
 // other device sent them). When the receiver falls behind, new media is
 // dropped.
-func (l *Link) Media() <-chan []byte { return l.media }
+func (l *Link) Media() <-chan Incoming { return l.media }
+
+// Incoming is a media payload that came from the server.
+type Incoming struct {
+	Payload []byte
+	// Resent marks a copy whose lateness says nothing of the call's path:
+	// the server sent it again after a move (Replay), or it came on a
+	// carrier the call is not on (the other carrier of a trial, or the
+	// one just left). It is still played if it is in time.
+	Resent bool
+}
 
 // Peer returns a channel that says when the other device joins (true) or
 // leaves (false) the room.
@@ -603,12 +613,13 @@ func (l *Link) read(ctx context.Context, c *carrier) {
 			continue
 		}
 		switch MsgType(msg[0]) {
-		case MsgMedia:
-			if !l.firstCopy(c, msg[1:]) {
+		case MsgMedia, MsgReplay:
+			first, aside := l.firstCopy(c, msg[1:])
+			if !first {
 				continue
 			}
 			select {
-			case l.media <- msg[1:]:
+			case l.media <- Incoming{Payload: msg[1:], Resent: aside || MsgType(msg[0]) == MsgReplay}:
 			default:
 			}
 		case MsgPong:

@@ -30,6 +30,10 @@ const Path = "/v1/tunnel"
 //	                          carrier of mine (a trial, see Link), until the next Select
 //	                          without it
 //	Error   8  server→client  kind (1 byte length + text) | message (the rest); the carrier then closes
+//	Replay  9  server→client  as Media, sent again: the last half second of media, after a Select
+//	                          with replay; a datagram on WebTransport. Its lateness is the move's,
+//	                          not the path's, so a receiver plays it but does not let it set its
+//	                          playout delay (a client that does not know the type drops it)
 //
 // The server sends a device's media on the carrier on which that device
 // last sent Media or Select, so a client moves its call to a new carrier by
@@ -49,7 +53,12 @@ const (
 	MsgPeer   MsgType = 6
 	MsgSelect MsgType = 7
 	MsgError  MsgType = 8
+	MsgReplay MsgType = 9
 )
+
+// IsMedia reports whether t carries media (Media, or Replay): sent as a
+// datagram on WebTransport, and dropped when it has waited too long.
+func IsMedia(t MsgType) bool { return t == MsgMedia || t == MsgReplay }
 
 // Limits of the carrier protocol.
 const (

@@ -18,7 +18,7 @@ type Queued struct {
 // Stale reports whether q is media that has waited longer than
 // MaxQueueAge at now. Other messages are never stale.
 func (q Queued) Stale(now time.Time) bool {
-	return len(q.Msg) > 0 && MsgType(q.Msg[0]) == MsgMedia && now.Sub(q.At) > MaxQueueAge
+	return len(q.Msg) > 0 && IsMedia(MsgType(q.Msg[0])) && now.Sub(q.At) > MaxQueueAge
 }
 
 // Queue holds the messages for one carrier's writer.

@@ -136,8 +136,8 @@ func (s *Session) Run(ctx context.Context) {
 			if s.cfg.Peer != nil {
 				s.cfg.Peer(present)
 			}
-		case b := <-s.link.Media():
-			s.receive(b)
+		case m := <-s.link.Media():
+			s.receive(m.Payload, m.Resent)
 		case now := <-tick.C:
 			s.playout(now)
 			s.standBy(now)
@@ -229,8 +229,9 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	return seq, nil
 }
 
-// receive takes one packet from the other device.
-func (s *Session) receive(b []byte) {
+// receive takes one packet from the other device; resent is a copy whose
+// lateness says nothing of the path (Incoming.Resent).
+func (s *Session) receive(b []byte, resent bool) {
 	now := time.Now()
 	pt, kid, _, err := s.sf.Decrypt(nil, nil, b)
 	if err != nil || kid == s.me {
@@ -243,7 +244,7 @@ func (s *Session) receive(b []byte) {
 		return
 	}
 	s.mu.Lock()
-	if p.Feedback != nil {
+	if p.Feedback != nil && !resent { // a resent report is old news: its echo would read as a long round trip
 		s.snd.Feedback(p.Feedback, now)
 	}
 	held := s.held
@@ -257,7 +258,11 @@ func (s *Session) receive(b []byte) {
 		return
 	}
 	s.held = false
-	fresh := s.jb.Push(p, now)
+	push := s.jb.Push
+	if resent {
+		push = s.jb.PushResent
+	}
+	fresh := push(p, now)
 	s.mu.Unlock()
 	if s.cfg.Arrived != nil {
 		for _, f := range fresh {

@@ -265,33 +265,32 @@ func (t *trial) share(now time.Time) (float64, int) {
 }
 
 // firstCopy notes that media payload p came on c and reports whether it
-// is its first copy: during a trial, and for dedupAfter after it, the
-// server sends the other device's media on two carriers.
-func (l *Link) firstCopy(c *carrier, p []byte) bool {
+// is its first copy (during a trial, and for dedupAfter after it, the
+// server sends the other device's media on two carriers), and whether c
+// is aside: not the active carrier.
+func (l *Link) firstCopy(c *carrier, p []byte) (first, aside bool) {
 	now := time.Now()
+	first = true
 	l.dmu.Lock()
-	if !l.dedup && now.After(l.dedupUntil) {
-		l.dmu.Unlock()
-		return true
-	}
-	tag := TagOf(p)
-	first := true
-	for _, x := range l.copies {
-		if x.tag == tag && now.Sub(x.at) < dedupAfter {
-			first = false
-			break
+	if l.dedup || !now.After(l.dedupUntil) {
+		tag := TagOf(p)
+		for _, x := range l.copies {
+			if x.tag == tag && now.Sub(x.at) < dedupAfter {
+				first = false
+				break
+			}
 		}
-	}
-	if first {
-		l.copies[l.nextCopy] = copySeen{tag, now}
-		l.nextCopy = (l.nextCopy + 1) % trialCopies
+		if first {
+			l.copies[l.nextCopy] = copySeen{tag, now}
+			l.nextCopy = (l.nextCopy + 1) % trialCopies
+		}
 	}
 	l.dmu.Unlock()
 
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if t := l.trial; t != nil && (c == t.cand || c == t.other) {
 		t.arrivals = append(t.arrivals, trialArrival{at: now, cand: c == t.cand, first: first})
 	}
-	l.mu.Unlock()
-	return first
+	return first, c != l.active
 }

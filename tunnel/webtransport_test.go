@@ -118,8 +118,8 @@ func TestLinkOverWebTransport(t *testing.T) {
 		for try := 0; ; try++ { // datagrams: send until one arrives, each try a new packet
 			x.from.Send(fmt.Appendf(nil, "%s #%d", x.say, try))
 			select {
-			case got := <-x.to.Media():
-				if !strings.HasPrefix(string(got), x.say+" #") {
+			case m := <-x.to.Media():
+				if got := m.Payload; !strings.HasPrefix(string(got), x.say+" #") {
 					t.Fatalf("got %q, want %q", got, x.say)
 				}
 				break send

@@ -407,7 +407,9 @@ func openMedia(o callOpts) (call.Media, func() error, error) {
 // dir "out" for sent, "in" for received, "play" for a frame the tunnel's
 // jitter buffer played; at_us is the time it left, arrived or played, in
 // microseconds since the Unix epoch, on this machine's clock. A frame sent
-// from a --send-lower file has "version": its place in that list, from 1.
+// from a --send-lower file has "version": its place in that list, from 1;
+// a frame received in a packet sent again (the server's replay after a
+// move, or a copy on a carrier the call was not on) has "resent": true.
 type tracer struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
@@ -428,6 +430,9 @@ func (t *tracer) packet(p call.TracePacket) {
 		version := ""
 		if p.Version > 0 {
 			version = fmt.Sprintf(`,"version":%d`, p.Version)
+		}
+		if p.Resent {
+			version += `,"resent":true`
 		}
 		_, t.err = fmt.Fprintf(t.w, `{"dir":%q,"seq":%d,"ts":%d,"size":%d,"at_us":%d%s}`+"\n", dir, p.Seq, p.Timestamp, p.Size, p.At.UnixMicro(), version)
 	}

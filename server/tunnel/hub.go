@@ -399,9 +399,11 @@ func (s *Session) move(now time.Time, replay bool) [][]byte {
 	return out
 }
 
+// replay sends msgs (Media) again on this carrier, as Replay.
 func (s *Session) replay(msgs [][]byte) {
 	for _, m := range msgs {
-		s.c.Send(m)
+		r := append([]byte{byte(tunnel.MsgReplay)}, m[1:]...)
+		s.c.Send(r)
 	}
 }
 

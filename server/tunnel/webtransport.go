@@ -232,7 +232,7 @@ func (c *wtCarrier) Send(msg []byte) bool {
 		return false
 	}
 	q := c.msgs
-	if t := tunnel.MsgType(msg[0]); t == tunnel.MsgMedia || t == tunnel.MsgPong {
+	if t := tunnel.MsgType(msg[0]); tunnel.IsMedia(t) || t == tunnel.MsgPong {
 		q = c.dgrams
 	}
 	c.mu.Lock()

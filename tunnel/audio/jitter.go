@@ -41,6 +41,8 @@ func (s FrameStatus) String() string {
 type Frame struct {
 	Seq  uint64
 	Data []byte
+	// Resent: it came in a packet pushed with PushResent.
+	Resent bool
 }
 
 // JitterConfig configures a JitterBuffer. Zero fields take their defaults.
@@ -150,6 +152,7 @@ type slot struct {
 	seq       uint64
 	have      bool
 	firstHand bool          // its first-hand copy (fresh in its packet) came
+	resent    bool          // its copy came in a resent packet (PushResent)
 	at        time.Duration // when its first copy came
 	data      []byte
 }
@@ -167,6 +170,7 @@ type JitterBuffer struct {
 	seq0     uint64    // the first frame's sequence number, origin of offsets
 	next     uint64    // the next frame to play
 	highest  uint64
+	resent   bool // the packet being pushed was resent (PushResent)
 	ring     [ringSize]slot
 	fresh    []Frame
 	pops     int // slots since playout began
@@ -228,6 +232,22 @@ func (jb *JitterBuffer) offset(seq uint64) time.Duration {
 // aliases the buffer or p; the slice is reused by the next Push). The
 // buffer keeps copies of p's frames.
 func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
+	jb.resent = false
+	return jb.push(p, now)
+}
+
+// PushResent is Push for a packet sent again (the server's replay after a
+// move) or that came another way than the call's path: its frames are
+// played if they are in time, as repairs, but its lateness, which is the
+// move's and not the path's, sets neither the playout delay's target nor
+// the queueing delay, and its frames count as lost before repair.
+func (jb *JitterBuffer) PushResent(p *Packet, now time.Time) []Frame {
+	jb.resent = true
+	defer func() { jb.resent = false }()
+	return jb.push(p, now)
+}
+
+func (jb *JitterBuffer) push(p *Packet, now time.Time) []Frame {
 	jb.fresh = jb.fresh[:0]
 	if p == nil || len(p.Frames) == 0 {
 		return nil
@@ -242,7 +262,9 @@ func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
 	}
 	t := jb.since(now)
 	jb.st.Packets++
-	jb.oneWay.add(t, t-time.Duration(p.Clock)*time.Millisecond)
+	if !jb.resent {
+		jb.oneWay.add(t, t-time.Duration(p.Clock)*time.Millisecond)
+	}
 	if p.Clock >= jb.echoClock {
 		jb.echoClock, jb.echoAt = p.Clock, t
 	}
@@ -250,7 +272,7 @@ func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
 		if uint64(i) > p.Seq {
 			break
 		}
-		jb.add(p.Seq-uint64(i), f, i < p.Fresh, t)
+		jb.add(p.Seq-uint64(i), f, i < p.Fresh && !jb.resent, t)
 	}
 	jb.highest = max(jb.highest, p.Seq)
 	jb.confirmTrailing()
@@ -288,11 +310,13 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 			return
 		}
 		// Its slot has been played: too late, but its lateness counts.
-		*s = slot{seq: seq, have: true, firstHand: firstHand, data: s.data[:0]}
+		*s = slot{seq: seq, have: true, firstHand: firstHand, resent: jb.resent, data: s.data[:0]}
 		jb.st.Late++
 		jb.st.Received++
-		jb.sampleLateness(t - jb.offset(seq))
-		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f})
+		if !jb.resent {
+			jb.sampleLateness(t - jb.offset(seq))
+		}
+		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f, Resent: jb.resent})
 		return
 	case seq >= jb.next+half && jb.empty():
 		// Nothing is buffered and the stream is far ahead (the sender
@@ -317,12 +341,12 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 		}
 		return
 	}
-	*s = slot{seq: seq, have: true, firstHand: firstHand, at: t, data: append(s.data[:0], f...)}
+	*s = slot{seq: seq, have: true, firstHand: firstHand, resent: jb.resent, at: t, data: append(s.data[:0], f...)}
 	jb.st.Received++
 	if firstHand {
 		jb.sampleLateness(t - jb.offset(seq))
 	}
-	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data})
+	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: jb.resent})
 }
 
 // empty reports whether no frame waits to be played.
@@ -519,7 +543,7 @@ func (jb *JitterBuffer) confirmTrailing() {
 // target.
 func (jb *JitterBuffer) decide(s *slot, t time.Duration) {
 	lost := s == nil || !s.firstHand
-	if s != nil && !s.firstHand {
+	if s != nil && !s.firstHand && !s.resent {
 		jb.sampleLateness(s.at - jb.offset(s.seq))
 	}
 	jb.decided++

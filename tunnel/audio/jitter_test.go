@@ -442,3 +442,50 @@ func TestJitterBufferTrailing(t *testing.T) {
 		t.Errorf("after the stream went on: %+v", st)
 	}
 }
+
+// TestJitterBufferResent: packets sent again after a move (the server's
+// replay of the last half second) come late by design. Pushed as resent,
+// their frames that are still in time play, as repairs, but their
+// lateness moves neither the target delay nor the queueing delay; pushed
+// as ordinary packets, the same lateness would raise the target by about
+// as much.
+func TestJitterBufferResent(t *testing.T) {
+	run := func(resent bool) (JitterStats, []FrameStatus) {
+		jb := NewJitterBuffer(JitterConfig{})
+		push := jb.Push
+		if resent {
+			push = jb.PushResent
+		}
+		var around []FrameStatus // slots 118..122
+		for i := range 200 {
+			if i != 120 && (i < 105 || i > 110) { // lost on the way
+				jb.Push(packet(uint64(i), 1, []byte{byte(i), 1, 2}, []byte{byte(i - 1), 1, 2}), at(20*i))
+			}
+			if i == 119 {
+				// The replay: the last 400 ms, and 120 ahead of its
+				// loss (as a trial's other carrier may bring it).
+				for s := 100; s <= 120; s++ {
+					push(packet(uint64(s), 1, []byte{byte(s), 1, 2}, []byte{byte(s - 1), 1, 2}), at(20*i+5))
+				}
+			}
+			_, st := jb.Pop(at(20*i + 10))
+			if i >= 118+3 && i <= 122+3 { // the slots are played about three frames after they come
+				around = append(around, st)
+			}
+		}
+		return jb.Stats(), around
+	}
+	st, around := run(true)
+	t.Logf("resent: %+v %v", st, around)
+	if st.MaxTargetDelay > 100*time.Millisecond || st.QueueDelay > 0 {
+		t.Errorf("resent packets moved the target to %v (queueing delay %v), want it where the path keeps it",
+			st.MaxTargetDelay, st.QueueDelay)
+	}
+	if st.Concealed != 5 || st.Late != 5 || !slices.Contains(around, Repaired) {
+		t.Errorf("frame 120, lost on the path and resent in time: slots %v; %d concealed, %d late; "+
+			"want it played as a repair, and 105..109 (lost, resent too late) concealed and late", around, st.Concealed, st.Late)
+	}
+	if ord, _ := run(false); ord.MaxTargetDelay < 300*time.Millisecond {
+		t.Errorf("the same packets pushed as ordinary ones left the target at %v: the test shows nothing", ord.MaxTargetDelay)
+	}
+}
