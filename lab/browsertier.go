@@ -166,6 +166,7 @@ func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
 		if err := json.Unmarshal([]byte(last), &r); err != nil {
 			return res, fmt.Errorf("%s's browser gave no result:\n%s", a.name, a.out())
 		}
+		os.WriteFile(filepath.Join(br.dir, a.name+"-result.json"), []byte(last+"\n"), 0o644)
 		results[a.name] = &r
 	}
 	a, b := results["alice"], results["bob"]
@@ -215,20 +216,27 @@ func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
 		res.LongestGapMs = r.LongestGapMs
 		res.AddedDelayMs = r.JitterBufferMs + r.RTTMs/2
 	}
+	if tunnel {
+		// The longest gap either listener heard (tunnelFigures).
+		res.LongestGapMs = max(a.Tunnel.LongestGapMs, b.Tunnel.LongestGapMs)
+	}
 	res.BurstR = 1 // browsers do not expose the loss pattern
 	res.R, res.MOS = eModelFigures(res.AddedDelayMs, 100-res.FramesPlayedPct, res.BurstR)
 	return res, nil
 }
 
 // tunnelFigures fills in res from a browser's call through the tunnel: the
-// listener's jitter buffer (the slots it played or concealed up to the
-// last frame that came) and the talker's sender. The delay is the
+// listener's jitter buffer (the frames due up to the last that came:
+// played, concealed or skipped; the longest run of slots it played
+// nothing in, frames missing or delay growing) and the talker's sender. The delay is the
 // buffer's playout delay above the earliest arrivals plus the path's
 // least one-way delay, taken as half of each side's round trip to the
 // server.
 func tunnelFigures(res *Result, listener, talker *browser.TunnelStats) {
 	l := listener
-	slots := math.Max(1, float64(l.Played+l.Concealed))
+	// The frames due: played, concealed for missing, or skipped to
+	// shrink the delay (received, never played).
+	slots := math.Max(1, float64(l.Played+l.Concealed+l.Skipped))
 	pct := func(n int) float64 { return 100 * float64(n) / slots }
 	res.FramesPlayedPct = pct(l.Played)
 	res.FramesLostPct = pct(max(0, l.Concealed-l.Late))

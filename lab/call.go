@@ -149,8 +149,23 @@ func measureCall(ctx context.Context, cfg Config, a, b *user, dir string, sp *sp
 			listener, speaker = speaker, listener
 		}
 		res.Jitter = jitterReport(listener, speaker, p.Sent)
+		res.LongestGapMs = max(res.LongestGapMs, heardGap(aliceOut), heardGap([]byte(bobOut.String())))
 	}
 	return nil
+}
+
+// heardGap is the longest gap a tunnel call's listener heard, as its
+// jitter buffer reports it from its output: the longest run of slots it
+// played no frame in, whether the frame was missing or the buffer was
+// growing its delay (the frames then play later, but the listener hears
+// the silence all the same: the traces' frames-not-played miss those).
+func heardGap(out []byte) float64 {
+	j := jitterLine.FindSubmatch(out)
+	if j == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(string(j[4]))
+	return ms(d)
 }
 
 // jitterReport reads what the listener's jitter buffer did and what the

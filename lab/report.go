@@ -115,6 +115,10 @@ How to read it:
   95th percentile of the call's one-way delays (20 ms to 1 s); the rest never came (lost) or came too late. Frames
   sent less than the playout delay before the listener hung up are not counted (they were still waiting to be played).
   The figures are those of the direction that heard worse.
+- **longest gap**: the longest stretch the listener heard nothing of the speech: for webrtc-cli the longest run of frames
+  not played, for webrtc-browser the longest run of mostly concealed 50 ms samples, for the tunnel tiers the longest run
+  of 20 ms slots in which either listener's jitter buffer played no frame (missing, or the buffer growing its delay: the
+  frames then play later, but the silence is heard all the same).
 - **playout delay**: from the sender handing a frame to the network to the listener playing it (the added one-way
   delay of the JSON's ` + "`added_delay_ms`" + `).
 - **MOS**: the ITU-T G.107 E-model's, from the playout delay plus 40 ms, the frames not played, and how bursty their

@@ -112,6 +112,9 @@ type TunnelAudioStats struct {
 	// Underruns counts the times the playout worklet ran dry (the frames
 	// came from the jitter buffer later than the audio clock asked).
 	Underruns int `json:"underruns"`
+	// SecondsDropped is the audio it dropped unplayed: it was handed more
+	// than it holds at most.
+	SecondsDropped float64 `json:"secondsDropped"`
 }
 
 // TunnelStats is the part of the web client's tunnel statistics (api.ts
@@ -123,6 +126,8 @@ type TunnelStats struct {
 	Repaired        int            `json:"repaired"`
 	Concealed       int            `json:"concealed"`
 	Late            int            `json:"late"`
+	Skipped         int            `json:"skipped"`  // received, skipped to shrink the delay
+	Inserted        int            `json:"inserted"` // slots concealed to grow it
 	LongestGapMs    float64        `json:"longest_gap_ms"`
 	DelayMs         float64        `json:"delay_ms"`
 	MaxTargetMs     float64        `json:"max_target_delay_ms"`

@@ -107,6 +107,8 @@ export interface TunnelStats {
   concealed: number; // slots with no frame in time
   trailing: number; // slots concealed after the last frame: the stream ended, or more is to come
   late: number; // frames that came after their slot
+  skipped: number; // frames received but skipped to shrink the delay
+  inserted: number; // slots concealed to grow the delay
   longest_gap_ms: number; // longest run of concealed slots
   delay_ms: number; // the jitter buffer's playout delay now
   target_delay_ms: number;

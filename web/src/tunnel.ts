@@ -97,7 +97,8 @@ export interface TunnelAudioStats {
   energy: number;
   level: number;
   secondsPlayed: number;
-  underruns: number;
+  underruns: number; // the playout ran dry (frames came later than the audio clock asked)
+  secondsDropped: number; // audio dropped unplayed: the playout held more than its most
 }
 
 /** The codec side of a tunnel call: open it with the microphone, pass its
@@ -124,6 +125,7 @@ export class TunnelAudio {
     level: 0,
     secondsPlayed: 0,
     underruns: 0,
+    secondsDropped: 0,
   };
 
   private constructor(
@@ -133,12 +135,13 @@ export class TunnelAudio {
   ) {
     this.newEncoder();
     this.newDecoder();
-    playout.port.onmessage = (e: MessageEvent<{ energy: number; level: number; samples: number; underruns: number }>) => {
+    playout.port.onmessage = (e: MessageEvent<{ energy: number; level: number; samples: number; underruns: number; dropped: number }>) => {
       const m = e.data;
       this.st.energy = m.energy;
       this.st.level = m.level;
       this.st.secondsPlayed = m.samples / sampleRate;
       this.st.underruns = m.underruns;
+      this.st.secondsDropped = m.dropped / sampleRate;
     };
   }
 

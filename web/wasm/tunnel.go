@@ -223,6 +223,8 @@ func jsTunnelStats(st tunnel.SessionStats) map[string]any {
 		"concealed":           j.Concealed,
 		"trailing":            j.Trailing,
 		"late":                j.Late,
+		"skipped":             j.Skipped,
+		"inserted":            j.Inserted,
 		"longest_gap_ms":      ms(j.LongestGap),
 		"delay_ms":            ms(j.Delay),
 		"target_delay_ms":     ms(j.TargetDelay),
