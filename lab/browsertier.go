@@ -327,6 +327,11 @@ func loopedSTOI(mic, heard string) (float64, error) {
 	if got, err = quality.Resample(got, gotRate, work); err != nil {
 		return 0, err
 	}
+	// From the first sound to the last: the call's set-up is measured
+	// apart, and a playout that runs before audio comes (the tunnel's
+	// worklet plays silence from the dial) would score its wait as
+	// unintelligible speech.
+	got = trimSilence(got)
 	win := int(stoiWindow.Seconds() * work)
 	// The loop, long enough to hold any window at any offset.
 	var loop []float64
@@ -357,6 +362,20 @@ func loopedSTOI(mic, heard string) (float64, error) {
 		return 0, fmt.Errorf("%s: no window of speech to score (%d samples)", heard, len(got))
 	}
 	return sum / float64(n), nil
+}
+
+// trimSilence returns x without its leading and trailing digital silence
+// (samples under -80 dBFS).
+func trimSilence(x []float64) []float64 {
+	const floor = 1e-4
+	i, j := 0, len(x)
+	for i < j && math.Abs(x[i]) < floor {
+		i++
+	}
+	for j > i && math.Abs(x[j-1]) < floor {
+		j--
+	}
+	return x[i:j]
 }
 
 // stoiWindow is the length of the windows the browser's recording is

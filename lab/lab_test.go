@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -314,6 +315,18 @@ func TestTunnelFigures(t *testing.T) {
 		Redundancy: 3, FramesPerPacket: 2, Bitrate: 16000, Switches: 1}
 	if r.Jitter == nil || *r.Jitter != want {
 		t.Errorf("jitter report %+v, want %+v", r.Jitter, want)
+	}
+}
+
+// TestTrimSilence: the recording is scored from its first sound to its
+// last; silence within stays (a dropout is heard).
+func TestTrimSilence(t *testing.T) {
+	x := []float64{0, 0, 1e-6, 0.2, 0, 0, -0.3, 1e-5, 0}
+	if got := trimSilence(x); !slices.Equal(got, []float64{0.2, 0, 0, -0.3}) {
+		t.Errorf("trimSilence = %v", got)
+	}
+	if got := trimSilence([]float64{0, 0}); len(got) != 0 {
+		t.Errorf("trimSilence of silence = %v", got)
 	}
 }
 
