@@ -228,10 +228,10 @@ func (br *browserRun) call(ctx context.Context, cfg Config) (Result, error) {
 // tunnelFigures fills in res from a browser's call through the tunnel: the
 // listener's jitter buffer (the frames due up to the last that came:
 // played, concealed or skipped; the longest run of slots it played
-// nothing in, frames missing or delay growing) and the talker's sender. The delay is the
-// buffer's playout delay above the earliest arrivals plus the path's
-// least one-way delay, taken as half of each side's round trip to the
-// server.
+// nothing in, frames missing or delay growing) and the talker's sender.
+// The delay is the buffer's playout delay above the earliest arrivals
+// plus the path's least one-way delay, taken as half of each side's round
+// trip to the server.
 func tunnelFigures(res *Result, listener, talker *browser.TunnelStats) {
 	l := listener
 	// The frames due: played, concealed for missing, or skipped to

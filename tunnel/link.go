@@ -196,14 +196,17 @@ func OpenLink(ctx context.Context, cfg LinkConfig) (*Link, error) {
 // dropped.
 func (l *Link) Media() <-chan Incoming { return l.media }
 
-// Incoming is a media payload that came from the server.
+// Incoming is a media payload that came from the server. Resent and
+// Aside mark copies whose lateness says nothing of the call's path; they
+// are still played if they are in time.
 type Incoming struct {
 	Payload []byte
-	// Resent marks a copy whose lateness says nothing of the call's path:
-	// the server sent it again after a move (Replay), or it came on a
-	// carrier the call is not on (the other carrier of a trial, or the
-	// one just left). It is still played if it is in time.
+	// Resent: the server sent it again after a move (Replay); its first
+	// copy went to a carrier that froze or fell silent.
 	Resent bool
+	// Aside: it came on a carrier the call is not on (the other carrier
+	// of a trial, or the one just left).
+	Aside bool
 }
 
 // Peer returns a channel that says when the other device joins (true) or
@@ -619,7 +622,7 @@ func (l *Link) read(ctx context.Context, c *carrier) {
 				continue
 			}
 			select {
-			case l.media <- Incoming{Payload: msg[1:], Resent: aside || MsgType(msg[0]) == MsgReplay}:
+			case l.media <- Incoming{Payload: msg[1:], Resent: MsgType(msg[0]) == MsgReplay, Aside: aside}:
 			default:
 			}
 		case MsgPong:

@@ -137,7 +137,7 @@ func (s *Session) Run(ctx context.Context) {
 				s.cfg.Peer(present)
 			}
 		case m := <-s.link.Media():
-			s.receive(m.Payload, m.Resent)
+			s.receive(m)
 		case now := <-tick.C:
 			s.playout(now)
 			s.standBy(now)
@@ -229,11 +229,10 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	return seq, nil
 }
 
-// receive takes one packet from the other device; resent is a copy whose
-// lateness says nothing of the path (Incoming.Resent).
-func (s *Session) receive(b []byte, resent bool) {
+// receive takes one packet from the other device.
+func (s *Session) receive(m Incoming) {
 	now := time.Now()
-	pt, kid, _, err := s.sf.Decrypt(nil, nil, b)
+	pt, kid, _, err := s.sf.Decrypt(nil, nil, m.Payload)
 	if err != nil || kid == s.me {
 		s.cfg.Logger.Debug("tunnel packet dropped", "err", err)
 		return
@@ -244,7 +243,7 @@ func (s *Session) receive(b []byte, resent bool) {
 		return
 	}
 	s.mu.Lock()
-	if p.Feedback != nil && !resent { // a resent report is old news: its echo would read as a long round trip
+	if p.Feedback != nil && !m.Resent { // a resent report is old news: its echo would read as a long round trip
 		s.snd.Feedback(p.Feedback, now)
 	}
 	held := s.held
@@ -259,8 +258,11 @@ func (s *Session) receive(b []byte, resent bool) {
 	}
 	s.held = false
 	push := s.jb.Push
-	if resent {
+	switch {
+	case m.Resent:
 		push = s.jb.PushResent
+	case m.Aside:
+		push = s.jb.PushAside
 	}
 	fresh := push(p, now)
 	s.mu.Unlock()

@@ -41,7 +41,7 @@ func (s FrameStatus) String() string {
 type Frame struct {
 	Seq  uint64
 	Data []byte
-	// Resent: it came in a packet pushed with PushResent.
+	// Resent: it came in a packet pushed with PushResent or PushAside.
 	Resent bool
 }
 
@@ -152,7 +152,7 @@ type slot struct {
 	seq       uint64
 	have      bool
 	firstHand bool          // its first-hand copy (fresh in its packet) came
-	resent    bool          // its copy came in a resent packet (PushResent)
+	untimed   bool          // its copy came in a packet whose lateness does not count (PushResent, PushAside)
 	at        time.Duration // when its first copy came
 	data      []byte
 }
@@ -170,7 +170,8 @@ type JitterBuffer struct {
 	seq0     uint64    // the first frame's sequence number, origin of offsets
 	next     uint64    // the next frame to play
 	highest  uint64
-	resent   bool // the packet being pushed was resent (PushResent)
+	untimed  bool // the packet being pushed: its lateness does not count (PushResent, PushAside)
+	resent   bool // and its frames are not first-hand (PushResent)
 	ring     [ringSize]slot
 	fresh    []Frame
 	pops     int // slots since playout began
@@ -232,22 +233,29 @@ func (jb *JitterBuffer) offset(seq uint64) time.Duration {
 // aliases the buffer or p; the slice is reused by the next Push). The
 // buffer keeps copies of p's frames.
 func (jb *JitterBuffer) Push(p *Packet, now time.Time) []Frame {
-	jb.resent = false
-	return jb.push(p, now)
+	return jb.push(p, now, false, false)
 }
 
 // PushResent is Push for a packet sent again (the server's replay after a
-// move) or that came another way than the call's path: its frames are
-// played if they are in time, as repairs, but its lateness, which is the
-// move's and not the path's, sets neither the playout delay's target nor
-// the queueing delay, and its frames count as lost before repair.
+// move): its frames are played if they are in time, as repairs, but its
+// lateness, which is the move's and not the path's, sets neither the
+// playout delay's target nor the queueing delay, and its frames count as
+// lost before repair (their first copies were).
 func (jb *JitterBuffer) PushResent(p *Packet, now time.Time) []Frame {
-	jb.resent = true
-	defer func() { jb.resent = false }()
-	return jb.push(p, now)
+	return jb.push(p, now, true, true)
 }
 
-func (jb *JitterBuffer) push(p *Packet, now time.Time) []Frame {
+// PushAside is Push for a packet that came another way than the call's
+// path (a copy on the other carrier of a trial, or on the carrier just
+// left): its frames count as Push's do, but its lateness, which is that
+// other way's, sets neither the target nor the queueing delay.
+func (jb *JitterBuffer) PushAside(p *Packet, now time.Time) []Frame {
+	return jb.push(p, now, true, false)
+}
+
+func (jb *JitterBuffer) push(p *Packet, now time.Time, untimed, resent bool) []Frame {
+	jb.untimed, jb.resent = untimed, resent
+	defer func() { jb.untimed, jb.resent = false, false }()
 	jb.fresh = jb.fresh[:0]
 	if p == nil || len(p.Frames) == 0 {
 		return nil
@@ -262,7 +270,7 @@ func (jb *JitterBuffer) push(p *Packet, now time.Time) []Frame {
 	}
 	t := jb.since(now)
 	jb.st.Packets++
-	if !jb.resent {
+	if !jb.untimed {
 		jb.oneWay.add(t, t-time.Duration(p.Clock)*time.Millisecond)
 	}
 	if p.Clock >= jb.echoClock {
@@ -304,19 +312,19 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 		}
 		if s.seq == seq && s.have {
 			jb.st.Duplicates++
-			if firstHand {
+			if firstHand && !jb.untimed {
 				jb.sampleLateness(t - jb.offset(seq)) // late, after a repair
 			}
 			return
 		}
 		// Its slot has been played: too late, but its lateness counts.
-		*s = slot{seq: seq, have: true, firstHand: firstHand, resent: jb.resent, data: s.data[:0]}
+		*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: jb.untimed, data: s.data[:0]}
 		jb.st.Late++
 		jb.st.Received++
-		if !jb.resent {
+		if !jb.untimed {
 			jb.sampleLateness(t - jb.offset(seq))
 		}
-		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f, Resent: jb.resent})
+		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f, Resent: jb.untimed})
 		return
 	case seq >= jb.next+half && jb.empty():
 		// Nothing is buffered and the stream is far ahead (the sender
@@ -337,16 +345,18 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 		jb.st.Duplicates++
 		if firstHand && !s.firstHand {
 			s.firstHand = true // it came after a redundant copy, but in time
-			jb.sampleLateness(t - jb.offset(seq))
+			if !jb.untimed {
+				jb.sampleLateness(t - jb.offset(seq))
+			}
 		}
 		return
 	}
-	*s = slot{seq: seq, have: true, firstHand: firstHand, resent: jb.resent, at: t, data: append(s.data[:0], f...)}
+	*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: jb.untimed, at: t, data: append(s.data[:0], f...)}
 	jb.st.Received++
-	if firstHand {
+	if firstHand && !jb.untimed {
 		jb.sampleLateness(t - jb.offset(seq))
 	}
-	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: jb.resent})
+	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: jb.untimed})
 }
 
 // empty reports whether no frame waits to be played.
@@ -543,7 +553,7 @@ func (jb *JitterBuffer) confirmTrailing() {
 // target.
 func (jb *JitterBuffer) decide(s *slot, t time.Duration) {
 	lost := s == nil || !s.firstHand
-	if s != nil && !s.firstHand && !s.resent {
+	if s != nil && !s.firstHand && !s.untimed {
 		jb.sampleLateness(s.at - jb.offset(s.seq))
 	}
 	jb.decided++

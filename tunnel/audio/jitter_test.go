@@ -489,3 +489,36 @@ func TestJitterBufferResent(t *testing.T) {
 		t.Errorf("the same packets pushed as ordinary ones left the target at %v: the test shows nothing", ord.MaxTargetDelay)
 	}
 }
+
+// TestJitterBufferAside: copies that came the other way (the other carrier
+// of a trial) count as the path's for loss, since the frame did come, but
+// their lateness sets neither the target nor the queueing delay.
+func TestJitterBufferAside(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	for i := range 200 {
+		p := packet(uint64(i), 1, []byte{byte(i), 1, 2}, []byte{byte(i - 1), 1, 2})
+		switch {
+		case i >= 100 && i < 110: // lost on the path
+		case i%2 == 1:
+			jb.PushAside(p, at(20*i)) // in time, the other way
+		default:
+			jb.Push(p, at(20*i))
+		}
+		if i >= 120 && i < 130 { // the other way brings 100..109, 400 ms late
+			jb.PushAside(packet(uint64(i-20), 1, []byte{byte(i - 20), 1, 2}), at(20*i))
+		}
+		jb.Pop(at(20*i + 10))
+	}
+	st := jb.Stats()
+	t.Logf("%+v", st)
+	if st.MaxTargetDelay > 100*time.Millisecond || st.QueueDelay > 0 {
+		t.Errorf("copies that came the other way moved the target to %v (queueing delay %v)", st.MaxTargetDelay, st.QueueDelay)
+	}
+	// Lost before repair: 100..109 (109 repaired by 110), 10 of 198
+	// slots; the odd frames that came the other way in time are not (as
+	// repairs, they would make it half).
+	if st.LossBeforeRepair > 0.06 || st.Late != 9 {
+		t.Errorf("loss before repair %.2f, %d late; want 10 of 198 lost (every other frame came the other way, in time), 9 late",
+			st.LossBeforeRepair, st.Late)
+	}
+}
