@@ -135,7 +135,7 @@ const raceKey = "parley-race";
  * "webtransport"), as the CLI's --carrier does, to diagnose a network. */
 const carrierKey = "parley-tunnel-carrier";
 
-/** The "relay only", "tunnel" and "race" settings, per browser profile (one user per profile). */
+/** The "relay only", "tunnel" and "race" settings, and the tunnel's carrier, per browser profile (one user per profile). */
 export const callSettings = {
   race: () => localStorage.getItem(raceKey) !== "off",
   setRace: (on: boolean) => (on ? localStorage.removeItem(raceKey) : localStorage.setItem(raceKey, "off")),

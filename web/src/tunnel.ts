@@ -98,7 +98,7 @@ export interface TunnelAudioStats {
   level: number;
   secondsPlayed: number;
   underruns: number; // the playout ran dry (frames came later than the audio clock asked)
-  secondsDropped: number; // audio dropped unplayed: the playout held more than its most
+  secondsDropped: number; // audio dropped unplayed: more came than the playout holds
 }
 
 /** The codec side of a tunnel call: open it with the microphone, pass its
