@@ -170,8 +170,6 @@ type JitterBuffer struct {
 	seq0     uint64    // the first frame's sequence number, origin of offsets
 	next     uint64    // the next frame to play
 	highest  uint64
-	untimed  bool // the packet being pushed: its lateness does not count (PushResent, PushAside)
-	resent   bool // and its frames are not first-hand (PushResent)
 	ring     [ringSize]slot
 	fresh    []Frame
 	pops     int // slots since playout began
@@ -254,8 +252,6 @@ func (jb *JitterBuffer) PushAside(p *Packet, now time.Time) []Frame {
 }
 
 func (jb *JitterBuffer) push(p *Packet, now time.Time, untimed, resent bool) []Frame {
-	jb.untimed, jb.resent = untimed, resent
-	defer func() { jb.untimed, jb.resent = false, false }()
 	jb.fresh = jb.fresh[:0]
 	if p == nil || len(p.Frames) == 0 {
 		return nil
@@ -270,7 +266,7 @@ func (jb *JitterBuffer) push(p *Packet, now time.Time, untimed, resent bool) []F
 	}
 	t := jb.since(now)
 	jb.st.Packets++
-	if !jb.untimed {
+	if !untimed {
 		jb.oneWay.add(t, t-time.Duration(p.Clock)*time.Millisecond)
 	}
 	if p.Clock >= jb.echoClock {
@@ -280,7 +276,7 @@ func (jb *JitterBuffer) push(p *Packet, now time.Time, untimed, resent bool) []F
 		if uint64(i) > p.Seq {
 			break
 		}
-		jb.add(p.Seq-uint64(i), f, i < p.Fresh && !jb.resent, t)
+		jb.add(p.Seq-uint64(i), f, i < p.Fresh && !resent, untimed, t)
 	}
 	jb.highest = max(jb.highest, p.Seq)
 	jb.confirmTrailing()
@@ -295,7 +291,9 @@ func (jb *JitterBuffer) push(p *Packet, now time.Time, untimed, resent bool) []F
 	return jb.fresh
 }
 
-func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duration) {
+// add takes frame seq of a packet that came at t; untimed: the packet's
+// lateness does not count (PushResent, PushAside).
+func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand, untimed bool, t time.Duration) {
 	const half = ringSize / 2
 	s := &jb.ring[seq%ringSize]
 	switch {
@@ -312,19 +310,19 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 		}
 		if s.seq == seq && s.have {
 			jb.st.Duplicates++
-			if firstHand && !jb.untimed {
+			if firstHand && !untimed {
 				jb.sampleLateness(t - jb.offset(seq)) // late, after a repair
 			}
 			return
 		}
 		// Its slot has been played: too late, but its lateness counts.
-		*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: jb.untimed, data: s.data[:0]}
+		*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: untimed, data: s.data[:0]}
 		jb.st.Late++
 		jb.st.Received++
-		if !jb.untimed {
+		if !untimed {
 			jb.sampleLateness(t - jb.offset(seq))
 		}
-		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f, Resent: jb.untimed})
+		jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: f, Resent: untimed})
 		return
 	case seq >= jb.next+half && jb.empty():
 		// Nothing is buffered and the stream is far ahead (the sender
@@ -345,18 +343,18 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand bool, t time.Duratio
 		jb.st.Duplicates++
 		if firstHand && !s.firstHand {
 			s.firstHand = true // it came after a redundant copy, but in time
-			if !jb.untimed {
+			if !untimed {
 				jb.sampleLateness(t - jb.offset(seq))
 			}
 		}
 		return
 	}
-	*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: jb.untimed, at: t, data: append(s.data[:0], f...)}
+	*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: untimed, at: t, data: append(s.data[:0], f...)}
 	jb.st.Received++
-	if firstHand && !jb.untimed {
+	if firstHand && !untimed {
 		jb.sampleLateness(t - jb.offset(seq))
 	}
-	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: jb.untimed})
+	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: untimed})
 }
 
 // empty reports whether no frame waits to be played.
