@@ -21,6 +21,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/webtransport-go"
 )
 
@@ -79,6 +80,7 @@ func DialWebTransport(ctx context.Context, u string, tlsConf *tls.Config, certHa
 		QUICConfig: &quic.Config{
 			EnableDatagrams:                  true,
 			EnableStreamResetPartialDelivery: true,
+			Tracer:                           qlog.DefaultConnectionTracer, // with QLOGDIR set
 			MaxIdleTimeout:                   wtIdle,
 			KeepAlivePeriod:                  wtIdle / 3,
 		},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/parleychat/parley"
@@ -64,6 +65,7 @@ func (h *Hub) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsConf 
 		QUICConfig: &quic.Config{
 			EnableDatagrams:                  true,
 			EnableStreamResetPartialDelivery: true,
+			Tracer:                           qlog.DefaultConnectionTracer, // with QLOGDIR set
 			MaxIdleTimeout:                   idleTimeout,
 			KeepAlivePeriod:                  idleTimeout / 3,
 		},
