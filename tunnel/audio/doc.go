@@ -36,7 +36,9 @@
 //	                   lost before repair, in 1/256 (255 for all): their first-hand
 //	                   copy (a fresh frame of its packet) had not come by their slot,
 //	                   nor within 0.3 s after it (that is lateness, not loss); slots
-//	                   less than 0.3 s old do not count yet
+//	                   less than 0.3 s old do not count yet, nor those before the
+//	                   buffer had measured 20 frames' lateness (its target was a
+//	                   guess); 0 while fewer than 10 slots count
 //	  burst   1 byte   longest run of such frames among them (255 for more)
 //	  queue   varint   queueing delay estimate, ms ≤ 2³²−1: the one-way delay
 //	                   (arrival − clock) over the last second above that over the
@@ -70,14 +72,21 @@
 //   - A slow path: a queueing delay (the peer's estimate, or half the rise
 //     of the round trip over its minimum) of 100 ms or more. At most once
 //     per 0.5 s plus the base round trip, unless the queue is draining,
-//     the Sender steps down: the bitrate one rung of its ladder (6, 8, 12,
-//     16, 24, 32 kbit/s), one more frame per packet (fewer headers), one
-//     more of each per 200 ms of queue, and the redundancy to 1, where it
-//     stays for 30 s. Loss seen while the queueing delay is 50 ms or more
-//     does not raise the redundancy. After 5 s of a clear path (under
-//     20 ms) it steps back up, bitrate first, one step per 5 s; a step up
-//     that makes a queue (40 ms) within 5 s is taken back at once, and the
-//     next waits twice as long (up to a minute).
+//     the Sender steps down. While the redundancy is above 1, a step
+//     halves it and leaves the audio alone: on a lossy path the repeats
+//     are what fill it (QUIC's congestion window, which takes the loss for
+//     congestion, leaves a lossy path little room). Then each step lowers
+//     the bitrate one rung of its ladder (6, 8, 12, 16, 24, 32 kbit/s) and
+//     bundles one more frame per packet (fewer headers), one more of each
+//     per 200 ms of queue. For 30 s, and until the bitrate is back, the
+//     redundancy stays within what the steps left it; loss seen while the
+//     queueing delay is 50 ms or more does not raise it. After 5 s of a
+//     clear path (under 20 ms) it steps back up, one step per 5 s: to 3
+//     frames a packet, then half as much redundancy again (at least one
+//     frame more) if the loss asks for more, then the bitrate, then fewer
+//     frames a packet; a step up that makes a queue (40 ms) within 5 s is
+//     taken back at once, and the next waits twice as long (up to a
+//     minute).
 //
 // Stats.Reason says why the last change was made, e.g. "redundancy 2→3: 11%
 // loss, bursts of 1". The bitrate is a recommendation: a browser sets it on

@@ -54,7 +54,7 @@ type JitterConfig struct {
 	// Window is how far back the frames' arrival lateness counts for the
 	// target delay: 5 s.
 	Window time.Duration
-	// Percentile of the lateness that the target delay covers: 0.98.
+	// Percentile of the lateness that the target delay covers: 0.99.
 	Percentile float64
 }
 
@@ -142,8 +142,15 @@ type decision struct {
 }
 
 // Loss reports cover the frames of the last lossWindow slots that were due
-// lossGrace ago or more.
+// lossGrace ago or more, once warmup frames' lateness has been measured:
+// before that, the target is StartDelay, a guess, and a path that delays
+// frames more than that would seem to lose them (the sender would answer
+// with redundancy it does not need, and fill a narrow path with it). The
+// share lost is reported once lossFew frames are decided: one lost frame
+// of the first three is no loss rate.
 const (
+	warmup     = 20
+	lossFew    = 10
 	lossWindow = 100
 	lossGrace  = 300 * time.Millisecond
 )
@@ -403,7 +410,7 @@ func (jb *JitterBuffer) adapt() {
 		}
 	}
 	t := max(p, time.Duration(jb.depth)*jb.d) + jb.d/2
-	if len(jb.offs) < 20 {
+	if len(jb.offs) < warmup {
 		t = max(t, jb.cfg.StartDelay)
 	}
 	jb.target = min(max(t, jb.cfg.MinDelay), jb.cfg.MaxDelay)
@@ -554,6 +561,9 @@ func (jb *JitterBuffer) decide(s *slot, t time.Duration) {
 	if s != nil && !s.firstHand && !s.untimed {
 		jb.sampleLateness(s.at - jb.offset(s.seq))
 	}
+	if len(jb.offs) < warmup {
+		return
+	}
 	jb.decided++
 	if lost {
 		jb.lossAll++
@@ -600,7 +610,7 @@ func (jb *JitterBuffer) Feedback(now time.Time) *Feedback {
 	}
 	fb := &jb.fb
 	*fb = Feedback{Highest: jb.highest, EchoMs: jb.echoClock}
-	if n > 0 {
+	if n >= lossFew {
 		fb.Loss = uint8(min(lost*256/n, 255))
 	}
 	fb.Burst = uint8(min(longest, 255))

@@ -53,13 +53,52 @@ func TestJitterBufferBasics(t *testing.T) {
 	if st.LongestGap != 20*time.Millisecond {
 		t.Errorf("longest gap %v", st.LongestGap)
 	}
-	if fb := jb.Feedback(at(170)); fb.Loss != 0 {
-		t.Errorf("feedback reports loss at once: %+v", fb)
-	}
+	// 12 was lost before repair, but the buffer is still warming up: the
+	// loss is not reported (TestJitterBufferLossReport).
 	fb := jb.Feedback(at(500))
-	// Of 10..14, 12 (repaired) was lost before repair; 14 was late, not lost.
-	if fb.Highest != 15 || fb.Loss != 256/5 || fb.Burst != 1 || fb.EchoMs != 300 || fb.HeldMs != 340 {
+	if fb.Highest != 15 || fb.Loss != 0 || fb.Burst != 0 || fb.EchoMs != 300 || fb.HeldMs != 340 {
 		t.Errorf("feedback %+v", fb)
+	}
+}
+
+// TestJitterBufferLossReport: the feedback reports the frames whose
+// first-hand copy had not come by their slot, once they are lossGrace old
+// (a late one that comes meanwhile is not lost), and not those of the
+// warm-up, when the target delay was a guess.
+func TestJitterBufferLossReport(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	late := packet(70, 1, []byte{70, 1}, []byte{69, 1})
+	for i := range 100 {
+		switch {
+		case i >= 3 && i < 7: // lost in the warm-up: a burst of 5 before repair
+		case i >= 50 && i < 53: // lost: 3 before repair
+		case i == 70:
+		case i == 71: // without a copy of 70
+			jb.Push(packet(71, 1, []byte{71, 1}), at(20*i))
+		default:
+			jb.Push(packet(uint64(i), 1, []byte{byte(i), 1}, []byte{byte(i - 1), 1}), at(20*i))
+		}
+		if i == 77 {
+			jb.Push(late, at(20*70+150)) // after its slot, within lossGrace
+		}
+		jb.Pop(at(20*i + 10))
+		if i == 55 {
+			if fb := jb.Feedback(at(20*i + 10)); fb.Loss != 0 {
+				t.Errorf("loss reported at 1.1 s: %+v; want none (the warm-up's does not count, 50..52 are not lossGrace old)", fb)
+			}
+		}
+	}
+	st := jb.Stats()
+	t.Logf("%+v", st)
+	fb := jb.Feedback(at(20*100 + 500))
+	t.Logf("%+v", fb)
+	// 3 of the 70 to 100 slots decided since the warm-up: 7 to 11 in 256ths.
+	if fb.Burst != 3 || fb.Loss < 7 || fb.Loss > 11 {
+		t.Errorf("feedback: loss %d/256, bursts of %d; want 3 frames lost in a row (50..52), not the warm-up's 5 or the late 70",
+			fb.Loss, fb.Burst)
+	}
+	if st.Late != 1 {
+		t.Errorf("%d late, want 1 (70)", st.Late)
 	}
 }
 
@@ -349,6 +388,68 @@ func TestSenderConstrained(t *testing.T) {
 	}
 }
 
+// TestJitterBufferLossFew: one frame lost of the few decided since the
+// warm-up is reported as a burst, not as a loss rate (1 in 7 would ask
+// for 3 repeats).
+func TestJitterBufferLossFew(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	for i := range 26 {
+		if i != 22 {
+			jb.Push(packet(uint64(i), 1, []byte{byte(i), 1}), at(20*i))
+		}
+		jb.Pop(at(20*i + 10))
+	}
+	fb := jb.Feedback(at(2000))
+	st := jb.Stats()
+	t.Logf("%+v %+v", st, fb)
+	if st.LossBeforeRepair == 0 || st.LossBeforeRepair < 1.0/lossFew {
+		t.Fatalf("loss before repair %.2f: want frame 22 lost among fewer than %d decided, or the test shows nothing", st.LossBeforeRepair, lossFew)
+	}
+	if fb.Loss != 0 || fb.Burst != 1 {
+		t.Errorf("feedback: loss %d/256, bursts of %d; want no rate yet, a burst of 1", fb.Loss, fb.Burst)
+	}
+}
+
+// A slow path that the repeats fill (a lossy path, narrow: QUIC's
+// congestion window on the lab's jitter-150 path): the sender halves the
+// redundancy before it touches the audio, and once the path has been
+// clear for a while it gives the loss its repeats back before the
+// bitrate; a step up that makes a queue is taken back.
+func TestSenderShedsRepeatsFirst(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.Push([]byte{1}, at(0), nil)
+	report := func(ms, queueMs int) SenderStats {
+		s.Feedback(&Feedback{Loss: 128, Burst: 2, QueueMs: uint32(queueMs), EchoMs: uint32(ms - 20)}, at(ms))
+		return s.Stats()
+	}
+	if st := report(20, 0); st.Depth != 9 {
+		t.Fatalf("redundancy %d for 50%% loss, want 9 (%s)", st.Depth, st.Reason)
+	}
+	for i, want := range []int{4, 2, 1} {
+		st := report(1000+600*i, 150)
+		if st.Depth != want || st.Bitrate != 24000 || st.FramesPerPacket != 1 {
+			t.Fatalf("step %d on a slow path: redundancy %d, bitrate %d, %d frames a packet; want redundancy %d, the audio as it was (%s)",
+				i+1, st.Depth, st.Bitrate, st.FramesPerPacket, want, st.Reason)
+		}
+	}
+	if st := report(2800, 150); st.Depth != 1 || st.Bitrate >= 24000 {
+		t.Fatalf("at redundancy 1, a slow path: redundancy %d, bitrate %d; want the bitrate lower (%s)", st.Depth, st.Bitrate, st.Reason)
+	}
+	rate := s.Bitrate()
+	var st SenderStats
+	for ms := 3000; ms <= 8000; ms += 200 {
+		if st = report(ms, 0); st.Depth != 1 && ms < 7800 {
+			t.Fatalf("redundancy %d at %d ms, %d ms after the last slow step: want 1 until the path has been clear for 5 s (%s)", st.Depth, ms, ms-2800, st.Reason)
+		}
+	}
+	if st.Depth != 2 || st.Bitrate != rate {
+		t.Errorf("path clear for 5 s, 50%% loss: redundancy %d, bitrate %d; want redundancy 2 first, bitrate %d (%s)", st.Depth, st.Bitrate, rate, st.Reason)
+	}
+	if st = report(8200, 50); st.Depth != 1 || st.Bitrate != rate {
+		t.Errorf("the step up made a queue: redundancy %d, bitrate %d; want it taken back to 1 (%s)", st.Depth, st.Bitrate, st.Reason)
+	}
+}
+
 // TestSenderSkip: after a skip, the sequence numbers go on past it and
 // the frames before it are not repeated.
 func TestSenderSkip(t *testing.T) {
@@ -514,11 +615,12 @@ func TestJitterBufferAside(t *testing.T) {
 	if st.MaxTargetDelay > 100*time.Millisecond || st.QueueDelay > 0 {
 		t.Errorf("copies that came the other way moved the target to %v (queueing delay %v)", st.MaxTargetDelay, st.QueueDelay)
 	}
-	// Lost before repair: 100..109 (109 repaired by 110), 10 of 198
-	// slots; the odd frames that came the other way in time are not (as
-	// repairs, they would make it half).
-	if st.LossBeforeRepair > 0.06 || st.Late != 9 {
-		t.Errorf("loss before repair %.2f, %d late; want 10 of 198 lost (every other frame came the other way, in time), 9 late",
+	// Lost before repair: 100..109 (109 repaired by 110), 10 of the ~160
+	// slots after the warm-up (the buffer samples the lateness of every
+	// other frame); the odd frames that came the other way in time are
+	// not (as repairs, they would make it half).
+	if st.LossBeforeRepair > 0.07 || st.Late != 9 {
+		t.Errorf("loss before repair %.2f, %d late; want 10 of ~160 lost (every other frame came the other way, in time), 9 late",
 			st.LossBeforeRepair, st.Late)
 	}
 }

@@ -131,6 +131,8 @@ type Sender struct {
 	buf     []byte
 
 	depth, fpp, rate, top int // rate, top: indexes into cfg.Bitrates
+	depthCap              int // the most redundancy a slow path has room for
+	want                  int // the redundancy the peer's loss calls for
 
 	rtt         minFilter
 	lastDown    time.Duration
@@ -143,6 +145,7 @@ type Sender struct {
 	probing     bool          // the last step up is on trial
 	probeRate   int           // what it stepped up from
 	probeFPP    int
+	probeCap    int
 	depthHoldTo time.Duration
 
 	st SenderStats
@@ -152,7 +155,7 @@ type Sender struct {
 // and the minimum redundancy.
 func NewSender(cfg SenderConfig) *Sender {
 	cfg.setDefaults()
-	s := &Sender{cfg: cfg, fpp: 1, depth: cfg.MinDepth, clearSince: -1, upHold: clearHold}
+	s := &Sender{cfg: cfg, fpp: 1, depth: cfg.MinDepth, depthCap: cfg.MaxDepth, clearSince: -1, upHold: clearHold}
 	for i, r := range cfg.Bitrates {
 		if r <= cfg.StartBitrate {
 			s.rate = i
@@ -244,19 +247,26 @@ func (s *Sender) Feedback(fb *Feedback, now time.Time) {
 
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
-// pace answers a slow path: queueing delay at CongestedDelay or more. Each
-// step lowers the bitrate, bundles one frame more per packet (more for a
-// long queue) and cuts the redundancy, until the queue drains. Steps back
-// up, bitrate first, come one per clearHold of a clear path; a step up
+// pace answers a slow path: queueing delay at CongestedDelay or more.
+// While the redundancy is above slowDepth, a step halves it: the repeats
+// are what fill the path (a lossy path's loss asked for them), and the
+// audio matters more. Then each step lowers the bitrate and bundles one
+// frame more per packet (more for a long queue), until the queue drains.
+// While the path is constrained the redundancy stays within what is left
+// (depthCap). Steps back up come one per clearHold of a clear path:
+// bundling back to bundleAbove, then room for the redundancy that the
+// peer's loss calls for, then the bitrate, then less bundling. A step up
 // that makes the queue grow (2×ClearDelay within clearHold) is taken back
 // at once, and the next waits twice as long (up to maxUpHold).
 func (s *Sender) pace(signal, t time.Duration) {
+	floor := max(slowDepth, s.cfg.MinDepth)
 	if s.probing {
 		switch {
 		case signal >= 2*s.cfg.ClearDelay:
 			s.probing, s.clearSince, s.lastUp = false, -1, t
 			s.upHold = min(2*s.upHold, maxUpHold)
-			s.change(s.probeRate, s.probeFPP, s.depth, fmt.Sprintf("the step up made a queue: %v", signal.Round(time.Millisecond)))
+			s.depthCap = s.probeCap
+			s.change(s.probeRate, s.probeFPP, min(s.depth, s.probeCap), fmt.Sprintf("the step up made a queue: %v", signal.Round(time.Millisecond)))
 			return
 		case t-s.lastUp >= clearHold:
 			s.probing, s.upHold = false, clearHold
@@ -275,16 +285,22 @@ func (s *Sender) pace(signal, t time.Duration) {
 			return
 		}
 		s.lastDown, s.downSignal = t, signal
+		why := fmt.Sprintf("slow path: queueing delay %v, RTT %v (at least %v)",
+			signal.Round(time.Millisecond), s.st.RTT.Round(time.Millisecond), baseRTT.Round(time.Millisecond))
+		if s.depth > floor {
+			s.depthCap = max(s.depth/2, floor)
+			s.change(s.rate, s.fpp, s.depthCap, why)
+			return
+		}
 		// One step down the ladder, and one more per 2×CongestedDelay of
 		// queue: a queue that long needs the rate well under the path's.
+		s.depthCap = floor
 		steps := 1 + int(signal/(2*s.cfg.CongestedDelay))
 		rate, fpp := max(s.rate-steps, 0), min(s.fpp+steps, s.cfg.MaxFramesPerPacket)
 		if rate > 0 || s.rate > 0 {
 			fpp = min(fpp, max(s.fpp, bundleAbove)) // bundle beyond it only once at the lowest bitrate
 		}
-		s.change(rate, fpp, min(s.depth, max(slowDepth, s.cfg.MinDepth)),
-			fmt.Sprintf("slow path: queueing delay %v, RTT %v (at least %v)",
-				signal.Round(time.Millisecond), s.st.RTT.Round(time.Millisecond), baseRTT.Round(time.Millisecond)))
+		s.change(rate, fpp, s.depth, why)
 	case signal < s.cfg.ClearDelay:
 		if s.clearSince < 0 {
 			s.clearSince = t
@@ -292,10 +308,12 @@ func (s *Sender) pace(signal, t time.Duration) {
 		if s.probing || t-s.clearSince < clearHold || t-s.lastUp < s.upHold || t-s.slowAt < clearHold {
 			return
 		}
-		rate, fpp := s.rate, s.fpp
+		rate, fpp, depthCap := s.rate, s.fpp, s.depthCap
 		switch {
 		case fpp > bundleAbove:
 			fpp-- // back to 60 ms packets before the bitrate rises
+		case s.want > s.depth && s.depth >= depthCap:
+			depthCap = min(s.want, s.depth+max(1, s.depth/2)) // the loss is not repaired
 		case rate < s.top:
 			rate++
 		case fpp > 1:
@@ -303,8 +321,9 @@ func (s *Sender) pace(signal, t time.Duration) {
 		default:
 			return
 		}
-		s.probing, s.probeRate, s.probeFPP, s.lastUp = true, s.rate, s.fpp, t
-		s.change(rate, fpp, s.depth, fmt.Sprintf("path clear for %v", (t-max(s.clearSince, s.slowAt)).Round(time.Second)))
+		s.probing, s.probeRate, s.probeFPP, s.probeCap, s.lastUp = true, s.rate, s.fpp, s.depthCap, t
+		s.depthCap = depthCap
+		s.change(rate, fpp, max(s.depth, min(s.want, depthCap)), fmt.Sprintf("path clear for %v", (t-max(s.clearSince, s.slowAt)).Round(time.Second)))
 	default:
 		s.clearSince = -1
 	}
@@ -313,9 +332,10 @@ func (s *Sender) pace(signal, t time.Duration) {
 // protect sets the redundancy to cover the loss the peer reports: enough
 // that random loss leaves at most residualLoss, and at least the longest
 // burst. On a slow path (in the last slowHold, or while the bitrate is
-// still below where it started) the loss is the queue's, and redundancy
-// would make it worse: it stays at slowDepth; and it does not rise while
-// the queueing delay is half way to CongestedDelay.
+// still below where it started) it stays within the room pace left for it
+// (depthCap: the loss may be the queue's, and more repeats would make it
+// worse); and it does not rise while the queueing delay is half way to
+// CongestedDelay.
 func (s *Sender) protect(signal, t time.Duration) {
 	loss, burst := s.st.PeerLoss, s.st.PeerBurst
 	need := 0
@@ -323,8 +343,9 @@ func (s *Sender) protect(signal, t time.Duration) {
 		need = int(math.Ceil(math.Log(residualLoss)/math.Log(loss))) - 1
 	}
 	need = min(max(need, burst, s.cfg.MinDepth), s.cfg.MaxDepth)
+	s.want = need
 	if s.slow && t-s.slowAt < slowHold || s.rate < s.top {
-		need = min(need, max(slowDepth, s.cfg.MinDepth))
+		need = min(need, s.depthCap)
 	}
 	why := func() string { return fmt.Sprintf("%.0f%% loss, bursts of %d", loss*100, burst) }
 	switch {
