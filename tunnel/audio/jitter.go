@@ -54,7 +54,7 @@ type JitterConfig struct {
 	// Window is how far back the frames' arrival lateness counts for the
 	// target delay: 5 s.
 	Window time.Duration
-	// Percentile of the lateness that the target delay covers: 0.99.
+	// Percentile of the lateness that the target delay covers: 0.995.
 	Percentile float64
 }
 
@@ -77,7 +77,7 @@ func (c *JitterConfig) setDefaults() {
 		c.Window = 5 * time.Second
 	}
 	if c.Percentile <= 0 || c.Percentile > 1 {
-		c.Percentile = 0.99
+		c.Percentile = 0.995
 	}
 }
 
@@ -158,9 +158,7 @@ const (
 type slot struct {
 	seq       uint64
 	have      bool
-	firstHand bool          // its first-hand copy (fresh in its packet) came
-	untimed   bool          // its copy came in a packet whose lateness does not count (PushResent, PushAside)
-	at        time.Duration // when its first copy came
+	firstHand bool // its first-hand copy (fresh in its packet) came
 	data      []byte
 }
 
@@ -185,9 +183,9 @@ type JitterBuffer struct {
 	trail    int // JitterStats.Trailing
 
 	// Arrival offsets (arrival − seq×D), the last cap(offs) of them, of
-	// the frames' first-hand copies, and of the redundant copies that
-	// repaired a frame (or came first after its slot); the lateness of
-	// a frame is its offset above their minimum.
+	// the frames' first copies, fresh or repeated: when each frame could
+	// be played. The lateness of a frame is its offset above their
+	// minimum.
 	offs    []time.Duration
 	offI    int
 	hist    []int32
@@ -317,13 +315,10 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand, untimed bool, t tim
 		}
 		if s.seq == seq && s.have {
 			jb.st.Duplicates++
-			if firstHand && !untimed {
-				jb.sampleLateness(t - jb.offset(seq)) // late, after a repair
-			}
 			return
 		}
 		// Its slot has been played: too late, but its lateness counts.
-		*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: untimed, data: s.data[:0]}
+		*s = slot{seq: seq, have: true, firstHand: firstHand, data: s.data[:0]}
 		jb.st.Late++
 		jb.st.Received++
 		if !untimed {
@@ -348,17 +343,14 @@ func (jb *JitterBuffer) add(seq uint64, f []byte, firstHand, untimed bool, t tim
 	}
 	if s.seq == seq && s.have {
 		jb.st.Duplicates++
-		if firstHand && !s.firstHand {
+		if firstHand {
 			s.firstHand = true // it came after a redundant copy, but in time
-			if !untimed {
-				jb.sampleLateness(t - jb.offset(seq))
-			}
 		}
 		return
 	}
-	*s = slot{seq: seq, have: true, firstHand: firstHand, untimed: untimed, at: t, data: append(s.data[:0], f...)}
+	*s = slot{seq: seq, have: true, firstHand: firstHand, data: append(s.data[:0], f...)}
 	jb.st.Received++
-	if firstHand && !untimed {
+	if !untimed {
 		jb.sampleLateness(t - jb.offset(seq))
 	}
 	jb.fresh = append(jb.fresh, Frame{Seq: seq, Data: s.data, Resent: untimed})
@@ -554,13 +546,9 @@ func (jb *JitterBuffer) confirmTrailing() {
 }
 
 // decide records whether the frame of a slot due at t was lost before
-// repair; the arrival of a redundant copy that repaired it counts for the
-// target.
+// repair.
 func (jb *JitterBuffer) decide(s *slot, t time.Duration) {
 	lost := s == nil || !s.firstHand
-	if s != nil && !s.firstHand && !s.untimed {
-		jb.sampleLateness(s.at - jb.offset(s.seq))
-	}
 	if len(jb.offs) < warmup {
 		return
 	}

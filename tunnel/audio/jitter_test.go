@@ -388,6 +388,35 @@ func TestSenderConstrained(t *testing.T) {
 	}
 }
 
+// TestJitterBufferFirstCopies: the target follows when frames can be
+// played, their first copies: every other packet is 200 ms late, but the
+// next one, on time, repeats its frame, so no frame waits for it. Its
+// late first-hand copies are lateness, not loss.
+func TestJitterBufferFirstCopies(t *testing.T) {
+	jb := NewJitterBuffer(JitterConfig{})
+	send := func(i int) {
+		jb.Push(packet(uint64(i), 1, []byte{byte(i), 1}, []byte{byte(i - 1), 1}), at(20*i+200*(1-i%2)))
+	}
+	for i := range 300 {
+		switch {
+		case i%2 == 1:
+			send(i)
+		case i >= 10:
+			send(i - 10) // 200 ms late
+		}
+		jb.Pop(at(20*i + 10))
+	}
+	st := jb.Stats()
+	fb := jb.Feedback(at(20 * 300))
+	t.Logf("%+v %+v", st, fb)
+	if st.TargetDelay > 60*time.Millisecond {
+		t.Errorf("target %v: want it to follow the repeats that come on time (≤ 60 ms), not the late packets", st.TargetDelay)
+	}
+	if fb.Loss != 0 || st.Concealed > 2 {
+		t.Errorf("loss %d/256, %d concealed: want none", fb.Loss, st.Concealed)
+	}
+}
+
 // TestJitterBufferLossFew: one frame lost of the few decided since the
 // warm-up is reported as a burst, not as a loss rate (1 in 7 would ask
 // for 3 repeats).
