@@ -106,8 +106,8 @@ type JitterStats struct {
 	TargetDelay    time.Duration // current target for Delay
 	MaxTargetDelay time.Duration
 	QueueDelay     time.Duration // one-way delay above its minimum (Feedback's estimate)
-	// LossBeforeRepair is the share of the frames due so far whose first
-	// copy had not come by their slot.
+	// LossBeforeRepair is the share of the frames due so far (after the
+	// warm-up) whose first-hand copy had not come by their slot.
 	LossBeforeRepair float64
 }
 
