@@ -73,9 +73,10 @@
 //     of the round trip over its minimum) of 100 ms or more. At most once
 //     per 0.5 s plus the base round trip, unless the queue is draining,
 //     the Sender steps down. While the redundancy is above 1, a step
-//     halves it and leaves the audio alone: on a lossy path the repeats
-//     are what fill it (QUIC's congestion window, which takes the loss for
-//     congestion, leaves a lossy path little room). Then each step lowers
+//     halves it and, unless the queue is 200 ms or more, leaves the audio
+//     alone: on a lossy path the repeats are what fill it (QUIC's
+//     congestion window, which takes the loss for congestion, leaves a
+//     lossy path little room). Then each step lowers
 //     the bitrate one rung of its ladder (6, 8, 12, 16, 24, 32 kbit/s) and
 //     bundles one more frame per packet (fewer headers), one more of each
 //     per 200 ms of queue. For 30 s, and until the bitrate is back, the

@@ -479,6 +479,20 @@ func TestSenderShedsRepeatsFirst(t *testing.T) {
 	}
 }
 
+// A long queue (the path far slower than what is sent, rate-32k) takes
+// the audio down at the first step too, with the repeats: the next step
+// comes only a base round trip later, seconds on such a path.
+func TestSenderLongQueueStepsBoth(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.Push([]byte{1}, at(0), nil)
+	s.Feedback(&Feedback{Loss: 128, Burst: 2, EchoMs: 0}, at(20))
+	s.Feedback(&Feedback{Loss: 128, Burst: 2, QueueMs: 450, EchoMs: 980}, at(1000))
+	if st := s.Stats(); st.Depth != 4 || st.Bitrate != 12000 || st.FramesPerPacket != 3 {
+		t.Errorf("a 450-ms queue at redundancy 9: redundancy %d, bitrate %d, %d frames a packet; want 4, 12000 (two rungs down), 3 (%s)",
+			st.Depth, st.Bitrate, st.FramesPerPacket, st.Reason)
+	}
+}
+
 // TestSenderSkip: after a skip, the sequence numbers go on past it and
 // the frames before it are not repeated.
 func TestSenderSkip(t *testing.T) {

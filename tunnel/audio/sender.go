@@ -250,8 +250,9 @@ func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 // pace answers a slow path: queueing delay at CongestedDelay or more.
 // While the redundancy is above slowDepth, a step halves it: the repeats
 // are what fill the path (a lossy path's loss asked for them), and the
-// audio matters more. Then each step lowers the bitrate and bundles one
-// frame more per packet (more for a long queue), until the queue drains.
+// audio matters more, unless the queue is long. Then each step lowers the
+// bitrate and bundles one frame more per packet (more for a long queue),
+// until the queue drains.
 // While the path is constrained the redundancy stays within what is left
 // (depthCap). Steps back up come one per clearHold of a clear path:
 // bundling back to bundleAbove, then room for the redundancy that the
@@ -287,20 +288,22 @@ func (s *Sender) pace(signal, t time.Duration) {
 		s.lastDown, s.downSignal = t, signal
 		why := fmt.Sprintf("slow path: queueing delay %v, RTT %v (at least %v)",
 			signal.Round(time.Millisecond), s.st.RTT.Round(time.Millisecond), baseRTT.Round(time.Millisecond))
-		if s.depth > floor {
-			s.depthCap = max(s.depth/2, floor)
-			s.change(s.rate, s.fpp, s.depthCap, why)
-			return
+		// Halve the repeats first. A queue of 2×CongestedDelay or more
+		// (the path far slower than what is sent) also takes the audio
+		// down at once: one step down the ladder, and one more per
+		// 2×CongestedDelay of queue, since on a slow path the next
+		// step comes only a base round trip (seconds, there) later.
+		steps := int(signal / (2 * s.cfg.CongestedDelay))
+		depth := max(s.depth/2, floor)
+		if s.depth <= floor {
+			steps++
 		}
-		// One step down the ladder, and one more per 2×CongestedDelay of
-		// queue: a queue that long needs the rate well under the path's.
-		s.depthCap = floor
-		steps := 1 + int(signal/(2*s.cfg.CongestedDelay))
+		s.depthCap = depth
 		rate, fpp := max(s.rate-steps, 0), min(s.fpp+steps, s.cfg.MaxFramesPerPacket)
 		if rate > 0 || s.rate > 0 {
 			fpp = min(fpp, max(s.fpp, bundleAbove)) // bundle beyond it only once at the lowest bitrate
 		}
-		s.change(rate, fpp, s.depth, why)
+		s.change(rate, fpp, depth, why)
 	case signal < s.cfg.ClearDelay:
 		if s.clearSince < 0 {
 			s.clearSince = t
