@@ -667,3 +667,14 @@ func TestJitterBufferAside(t *testing.T) {
 			st.LossBeforeRepair, st.Late)
 	}
 }
+
+// A sender without redundancy (MinDepth < 0) gets none from a slow path.
+func TestSenderSlowPathAddsNoRepeats(t *testing.T) {
+	s := NewSender(SenderConfig{MinDepth: -1})
+	s.Push([]byte{1}, at(0), nil)
+	s.Feedback(&Feedback{QueueMs: 150, EchoMs: 980}, at(1000))
+	if st := s.Stats(); st.Depth != 0 || st.Bitrate >= 24000 || st.Changes != 1 || !strings.Contains(st.Reason, "slow path") {
+		t.Errorf("a slow path at redundancy 0: redundancy %d, bitrate %d, %d changes, the last %q; want one change: the bitrate lower, no repeats",
+			st.Depth, st.Bitrate, st.Changes, st.Reason)
+	}
+}

@@ -294,7 +294,7 @@ func (s *Sender) pace(signal, t time.Duration) {
 		// 2×CongestedDelay of queue, since on a slow path the next
 		// step comes only a base round trip (seconds, there) later.
 		steps := int(signal / (2 * s.cfg.CongestedDelay))
-		depth := max(s.depth/2, floor)
+		depth := min(s.depth, max(s.depth/2, floor))
 		if s.depth <= floor {
 			steps++
 		}
