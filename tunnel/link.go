@@ -751,7 +751,16 @@ const (
 	maxFreezeAfter = time.Second
 	// maxSlowFreeze bounds the wait of three round trips on a slow path.
 	maxSlowFreeze = 2 * time.Second
-	minLearn      = 4096
+	// slowDatagramFreeze is the wait for a datagram (WebTransport)
+	// carrier on a constrained path. No censor freezes a QUIC flow by
+	// its bytes, as tcp-freeze-16k does a TCP flow; on a path with no
+	// room to spare its silences are the queues' (quic-go holds up to 32
+	// datagrams while its congestion window is full; under rate-32k
+	// silences of 0.3 to 2 s were taken for freezes, and the call moved
+	// to TCP, which stalled worse). It is not doubted there either
+	// (mayDoubt): the media has no room to go twice.
+	slowDatagramFreeze = 3 * time.Second
+	minLearn           = 4096
 )
 
 // freezeWait is how long the active carrier may be silent before it is
@@ -808,6 +817,9 @@ func (l *Link) watch() {
 			}
 			silent = now.Sub(heard)
 			freezeAfter = freezeWait(l.freeze, time.Duration(a.rtt.Load()))
+			if l.constrained && datagrams(a.Kind()) {
+				freezeAfter = max(freezeAfter, slowDatagramFreeze)
+			}
 		}
 		// The spare still hears the server and the active carrier does
 		// not: its flow froze. (When both are silent the path is slow or

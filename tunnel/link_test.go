@@ -920,6 +920,39 @@ func TestLinkDoubtLeavesFrozen(t *testing.T) {
 	}
 }
 
+// TestLinkSlowDatagramsOnConstrainedPath: on a constrained path a silent
+// WebTransport carrier is neither doubted (no room for the media twice)
+// nor left after the usual wait: its silences there are queues. A second
+// and a half of silence keeps the call on it; one that lasts is still
+// left, as frozen, within the longer wait.
+func TestLinkSlowDatagramsOnConstrainedPath(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{23}, "webtransport", "")
+	a.SetConstrained(true)
+	b.SetConstrained(true)
+	stop := talk(t, a, b)
+	n.waitOpened(t, "alice's spare", parley.Address{User: "alice", Device: 1}, 2)
+	time.Sleep(300 * time.Millisecond)
+	wt := n.carrierOf(t, "alice", 0)
+	wt.frozen.Store(true)
+	time.Sleep(1500 * time.Millisecond)
+	wt.frozen.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	if sw := a.Switches(); len(sw) != 0 || a.InTrial() || a.Path() != "webtransport" {
+		t.Fatalf("after 1.5 s of silence: path %s, in trial %v, switches %+v; want webtransport, none", a.Path(), a.InTrial(), sw)
+	}
+	wt.frozen.Store(true)
+	froze := time.Now()
+	waitFor(t, "the switch", func() bool { return len(a.Switches()) > 0 })
+	if d := time.Since(froze); d < 2500*time.Millisecond {
+		t.Errorf("left after %v of silence, want the constrained path's wait (3 s)", d.Round(time.Millisecond))
+	}
+	if sw := a.Switches(); sw[0].Cause != tunnel.CauseFrozen || a.Path() != "websocket" {
+		t.Errorf("path %s, switches %+v; want one to the websocket for a frozen carrier", a.Path(), sw)
+	}
+	stop()
+}
+
 // TestLinkPingsLessOnSlowPath: a silent carrier is pinged every 100 ms
 // to tell a freeze quickly, but on a path whose round trip is 700 ms a
 // quarter of the wait for a freeze (three round trips, at most 2 s) is

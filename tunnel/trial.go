@@ -62,7 +62,9 @@ type copySeen struct {
 // SetConstrained tells the Link whether the path lately had no room to
 // spare for the media (the sender slowed down for a queue): then it tries
 // no carrier, as a trial doubles the media, and a trial that runs ends
-// without a verdict. A Session calls it as it sends.
+// without a verdict; and a silent datagram carrier is given longer before
+// it is taken for frozen (slowDatagramFreeze). A Session calls it as it
+// sends.
 func (l *Link) SetConstrained(c bool) {
 	l.mu.Lock()
 	l.constrained = c
