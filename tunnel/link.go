@@ -111,6 +111,7 @@ type Link struct {
 	proven      map[string]bool // datagram kinds that passed a trial since they were last left for loss
 	trialAfter  time.Time       // no trial before, after one that saw too little media
 	constrained bool            // the path has no room for the media twice (SetConstrained)
+	holdTrials  bool            // HoldTrials
 	idle        bool            // no media goes this way (SetIdle)
 	woke        time.Time       // when it last stopped being idle
 

@@ -619,6 +619,24 @@ func TestLinkNoTrialWhenConstrained(t *testing.T) {
 	stop().check(t, 0.99)
 }
 
+// TestLinkHoldsTrials: a Link whose trials are held tries no better
+// kind of carrier until they are released.
+func TestLinkHoldsTrials(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{14}, "webtransport", "")
+	a.HoldTrials(true)
+	b.HoldTrials(true)
+	stop := talk(t, a, b)
+	n.waitOpened(t, "alice's spare", parley.Address{User: "alice", Device: 1}, 2)
+	time.Sleep(1500 * time.Millisecond)
+	if st := n.h.Stats(); st.Duplicates != 0 || a.InTrial() || b.InTrial() {
+		t.Errorf("a trial while held: hub %+v", st)
+	}
+	a.HoldTrials(false)
+	waitFor(t, "a trial", a.InTrial)
+	stop().check(t, 0.99)
+}
+
 // talked is what two Links sent each other: packets numbered from 0.
 type talked struct {
 	sent        [2]int

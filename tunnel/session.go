@@ -78,6 +78,7 @@ type Session struct {
 	earlier     audio.JitterStats // the counts of the jitter buffers that Hold dropped
 	carrier     string            // the link's carrier when the last frame was sent
 	constrained bool              // what the Link was last told (Link.SetConstrained)
+	measured    bool              // the sender has measured the path: the Link's trials are no longer held
 	// the jitter buffer's counts at the last loss report
 	lastPlayed, lastConcealed int
 }
@@ -114,6 +115,7 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	link.HoldTrials(true) // until the sender has measured the path
 	return &Session{
 		cfg: cfg, link: link, sf: sf, me: me,
 		snd: audio.NewSender(audio.SenderConfig{FrameDuration: cfg.FrameDuration}),
@@ -209,6 +211,8 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	constrained := s.snd.Constrained(now)
 	newConstraint := constrained != s.constrained
 	s.constrained = constrained
+	measured := !s.measured && s.snd.Measured()
+	s.measured = s.measured || measured
 	var ct []byte
 	var err error
 	if ok {
@@ -221,6 +225,9 @@ func (s *Session) Send(frame []byte) (uint64, error) {
 	}
 	if newConstraint {
 		s.link.SetConstrained(constrained)
+	}
+	if measured {
+		s.link.HoldTrials(false)
 	}
 	if err != nil || !ok {
 		return seq, err

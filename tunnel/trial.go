@@ -71,6 +71,19 @@ func (l *Link) SetConstrained(c bool) {
 	l.mu.Unlock()
 }
 
+// HoldTrials keeps the Link from trying a better kind of carrier while
+// hold is set. A Session holds its trials until its sender has measured
+// the path (audio.Sender.Measured): a trial doubles the media, and on a
+// path without room for it (rate-32k) the copies that went into a TCP
+// flow in the second before the first report kept that flow sending for
+// 15 s, beside the media. A trial for loss (ReportLoss) or of a silent
+// carrier (doubt) is not held.
+func (l *Link) HoldTrials(hold bool) {
+	l.mu.Lock()
+	l.holdTrials = hold
+	l.mu.Unlock()
+}
+
 // InTrial says whether a trial runs: the media goes on two carriers.
 func (l *Link) InTrial() bool {
 	l.mu.Lock()
@@ -87,7 +100,7 @@ func datagrams(kind string) bool { return kind == "webtransport" }
 // datagrams and has not passed a trial since it was last left, and, when
 // it is the spare, the Link could move up to it. Called with l.mu held.
 func (l *Link) wantTrial(now time.Time, a, s *carrier) bool {
-	if a == nil || s == nil || a.Kind() == s.Kind() || now.Before(l.trialAfter) || l.constrained {
+	if a == nil || s == nil || a.Kind() == s.Kind() || now.Before(l.trialAfter) || l.constrained || l.holdTrials {
 		return false
 	}
 	cand := a

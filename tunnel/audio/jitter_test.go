@@ -388,6 +388,29 @@ func TestSenderConstrained(t *testing.T) {
 	}
 }
 
+// TestSenderMeasured: the path is measured once the peer has had a
+// second of the media and reports no queue, or once it was slow; a queue
+// or a report on less media leaves it unknown.
+func TestSenderMeasured(t *testing.T) {
+	s := NewSender(SenderConfig{})
+	s.Push([]byte{1}, at(0), nil)
+	s.Feedback(&Feedback{QueueMs: 0, EchoMs: 500}, at(520))
+	s.Feedback(&Feedback{QueueMs: 50, EchoMs: 1200}, at(1220))
+	if s.Measured() {
+		t.Fatal("measured after half a second of media, and then a queue")
+	}
+	s.Feedback(&Feedback{QueueMs: 5, EchoMs: 1400}, at(1420))
+	if !s.Measured() {
+		t.Fatal("not measured after a clear report on 1.4 s of media")
+	}
+	slow := NewSender(SenderConfig{})
+	slow.Push([]byte{1}, at(0), nil)
+	slow.Feedback(&Feedback{QueueMs: 400, EchoMs: 300}, at(900))
+	if !slow.Measured() {
+		t.Error("a slow path is not measured")
+	}
+}
+
 // TestJitterBufferFirstCopies: the target follows when frames can be
 // played, their first copies: every other packet is 200 ms late, but the
 // next one, on time, repeats its frame, so no frame waits for it. Its

@@ -112,6 +112,7 @@ const (
 	residualLoss = 0.001 // of frames, after repair, that random loss may leave
 	drainBy      = 20 * time.Millisecond
 	slowDepth    = 1 // redundancy at most on a slow path
+	measureAfter = time.Second
 )
 
 // Sender is the sending end of the tunnel's audio: it numbers the encoded
@@ -133,6 +134,7 @@ type Sender struct {
 	depth, fpp, rate, top int // rate, top: indexes into cfg.Bitrates
 	depthCap              int // the most redundancy a slow path has room for
 	want                  int // the redundancy the peer's loss calls for
+	measured              bool
 
 	rtt         minFilter
 	lastDown    time.Duration
@@ -243,6 +245,9 @@ func (s *Sender) Feedback(fb *Feedback, now time.Time) {
 	s.st.QueueDelay = signal
 	s.pace(signal, t)
 	s.protect(signal, t)
+	if signal < s.cfg.ClearDelay && ms(fb.EchoMs) >= measureAfter || s.slow {
+		s.measured = true
+	}
 }
 
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
@@ -414,6 +419,12 @@ func (s *Sender) SetMaxDepth(n int, why string) {
 		s.change(s.rate, s.fpp, n, why)
 	}
 }
+
+// Measured says whether the sender knows the path: the peer reported no
+// queue (under ClearDelay) once it had received measureAfter of our
+// media, or the path was slow. Until then, at the start of a call, it
+// does not know whether the path has room to spare.
+func (s *Sender) Measured() bool { return s.measured }
 
 // Bitrate is the encoder bitrate the sender chooses now, in bit/s.
 func (s *Sender) Bitrate() int { return s.cfg.Bitrates[s.rate] }
