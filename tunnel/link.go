@@ -106,6 +106,8 @@ type Link struct {
 	freeze      time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
 	lossOf      *carrier      // the carrier that losses are about
 	losses      []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
+	slowOf      *carrier      // the active carrier the reports in slowLosses are about
+	slowLosses  []lossReport  // the reports on slowOf while constrained, over the last stormWindow
 	closed      bool
 	trial       *trial          // the media goes on two carriers to judge one (see startTrial)
 	proven      map[string]bool // datagram kinds that passed a trial since they were last left for loss
@@ -282,7 +284,8 @@ func (l *Link) RTT() time.Duration {
 // redundancy cannot repair, but on a path that drops packets in bursts
 // (burst-loss-20) TCP stalls behind every loss, and a WebSocket does worse
 // than datagrams that lose a tenth after repair. The kind left is not used
-// again for badFor.
+// again for badFor. While the path is constrained only a carrier that
+// lost most of the media for seconds is left (congestedLoss).
 func (l *Link) ReportLoss(loss float64) {
 	now := time.Now()
 	l.mu.Lock()
@@ -293,10 +296,15 @@ func (l *Link) ReportLoss(loss float64) {
 		// after repair is lost on both, and the trial judges them. On a
 		// path with no room to spare (the sender slowed for a queue) the
 		// loss is the queue's, which every carrier shares: moving would
-		// only start a new flow into it.
+		// only start a new flow into it; unless the carrier itself fills
+		// the queue (congestedLoss).
 		l.lossOf = nil
+		if a != nil && l.trial == nil {
+			l.congestedLoss(now, a, s, loss)
+		}
 		return
 	}
+	l.slowOf = nil
 	if a != l.lossOf {
 		l.lossOf, l.losses = a, l.losses[:0]
 	}
@@ -333,6 +341,44 @@ func (l *Link) ReportLoss(loss float64) {
 	}
 	l.leave(a.Kind(), now)
 	l.promote(CauseLossy, a.name+" lossy: "+why, false)
+}
+
+// congestedLoss takes a loss report on a constrained path, where the
+// active carrier a is left for the spare s only if it carries datagrams
+// and lost stormLoss of the media or more over stormWindow. Under rate-32k a QUIC connection
+// that had overflowed the queue once (a step up of the bitrate) sometimes
+// never drained it: the two quic-go ends traded acknowledgements and probe
+// PINGs at 40–65 packets a second, 50–60 kbit/s each way of a 32 kbit/s
+// link, beside 10 kbit/s of media, for as long as the call lasted (two
+// five-minute calls played 13% and 26%; a packet capture of each client).
+// Closing that connection ends it. Called with l.mu held.
+func (l *Link) congestedLoss(now time.Time, a, s *carrier, loss float64) {
+	if !datagrams(a.Kind()) {
+		// A TCP flow backs off rather than fill the queue, and the loss
+		// of the other device's uplink shows here too (under rate-32k a
+		// call left its WebSocket twice for the other side's storm).
+		return
+	}
+	if a != l.slowOf {
+		l.slowOf, l.slowLosses = a, l.slowLosses[:0]
+	}
+	l.slowLosses = append(l.slowLosses, lossReport{now, loss})
+	for len(l.slowLosses) > 0 && now.Sub(l.slowLosses[0].at) > stormWindow {
+		l.slowLosses = l.slowLosses[1:]
+	}
+	var sum float64
+	for _, r := range l.slowLosses {
+		sum += r.loss
+	}
+	mean := sum / float64(len(l.slowLosses))
+	span := now.Sub(l.slowLosses[0].at)
+	if span < stormWindow*4/5 || mean < stormLoss || s == nil || now.Sub(l.lastSwitch) < lossHold ||
+		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
+		return
+	}
+	l.leave(a.Kind(), now)
+	l.promote(CauseLossy, fmt.Sprintf("%s lossy on a slow path: %.0f%% of the media lost after repair over %v",
+		a.name, 100*mean, span.Round(100*time.Millisecond)), false)
 }
 
 // Switches returns the moves made so far.
@@ -484,8 +530,11 @@ const (
 	severeLoss = 0.3
 	lossyLoss  = 0.1
 	lossWindow = 2 * time.Second
-	lossHold   = 5 * time.Second
-	badFor     = time.Minute
+	// On a constrained path: see congestedLoss.
+	stormLoss   = 0.6
+	stormWindow = 10 * time.Second
+	lossHold    = 5 * time.Second
+	badFor      = time.Minute
 )
 
 // kindRank orders the carriers by preference: LinkConfig.Prefer first,

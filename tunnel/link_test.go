@@ -492,6 +492,43 @@ func TestLinkLeavesLossyCarrier(t *testing.T) {
 	got.check(t, 0.99)
 }
 
+// TestLinkLeavesCongestedCarrier: on a constrained path, loss is the
+// queue's and no reason to move, unless the carrier lost most of the
+// media for ten seconds (a QUIC connection trading probes and
+// acknowledgements with the server that keep the queue full): then it is
+// left for the spare, without a trial.
+func TestLinkLeavesCongestedCarrier(t *testing.T) {
+	t.Parallel()
+	n, a, b := pair(t, tunnel.RoomID{24}, "webtransport", "")
+	n.waitOpened(t, "a spare", parley.Address{User: "alice", Device: 1}, 2)
+	a.SetConstrained(true)
+	b.SetConstrained(true)
+	stop := talk(t, a, b)
+	report := func(d time.Duration, loss ...float64) {
+		for i := 0; d > 0; i, d = i+1, d-250*time.Millisecond {
+			a.ReportLoss(loss[i%len(loss)])
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	report(9*time.Second, 0.9, 0.2) // a queue's loss, half of it
+	if sw := a.Switches(); len(sw) != 0 || a.InTrial() {
+		t.Fatalf("moved for the loss of a queue on a slow path: %+v", sw)
+	}
+	report(9*time.Second, 0.8)
+	got := stop()
+	sw := a.Switches()
+	if len(sw) != 1 || sw[0].Cause != tunnel.CauseLossy || !strings.Contains(sw[0].Reason, "lossy on a slow path") || a.Path() != "websocket" {
+		t.Errorf("path %s, switches %+v; want one to the websocket for loss on a slow path", a.Path(), sw)
+	}
+	got.check(t, 0.95)
+	// A WebSocket is not left for the same loss: a TCP flow does not
+	// fill the queue with probes, and the loss may be the other side's.
+	report(9*time.Second, 0.8)
+	if sw := a.Switches(); len(sw) != 1 {
+		t.Errorf("the WebSocket was left too: %+v", sw)
+	}
+}
+
 // TestLinkKeepsLossyCarrierThatCarries: reports of 12% loss, each under
 // the severe mark, put the WebTransport carrier on trial once they have
 // gone on for a second; it carries the media in the trial (the loss was
