@@ -104,10 +104,8 @@ type Link struct {
 	bad         map[string]time.Time // by carrier kind: left for loss, not to be used again until then
 	lastSwitch  time.Time
 	freeze      time.Duration // how long a silent carrier is taken for frozen (LinkConfig.FreezeAfter, raised when it was wrong)
-	lossOf      *carrier      // the carrier that losses are about
-	losses      []lossReport  // ReportLoss's reports on lossOf, over the last lossWindow
-	slowOf      *carrier      // the active carrier the reports in slowLosses are about
-	slowLosses  []lossReport  // the reports on slowOf while constrained, over the last stormWindow
+	losses      lossLog       // ReportLoss's reports, over the last lossWindow
+	slowLosses  lossLog       // those while constrained, over the last stormWindow
 	closed      bool
 	trial       *trial          // the media goes on two carriers to judge one (see startTrial)
 	proven      map[string]bool // datagram kinds that passed a trial since they were last left for loss
@@ -132,6 +130,29 @@ type Link struct {
 type lossReport struct {
 	at   time.Time
 	loss float64
+}
+
+// lossLog holds the loss reports on one carrier over a window.
+type lossLog struct {
+	of      *carrier // the carrier the reports are about (nil: none yet)
+	reports []lossReport
+}
+
+// add records loss, reported at now on carrier c (forgetting the reports
+// on another), forgets those older than window, and returns the mean of
+// those left and the time from the first of them to now.
+func (g *lossLog) add(c *carrier, now time.Time, loss float64, window time.Duration) (mean float64, span time.Duration) {
+	if c != g.of {
+		g.of, g.reports = c, g.reports[:0]
+	}
+	g.reports = append(g.reports, lossReport{now, loss})
+	for now.Sub(g.reports[0].at) > window {
+		g.reports = g.reports[1:]
+	}
+	for _, r := range g.reports {
+		mean += r.loss
+	}
+	return mean / float64(len(g.reports)), now.Sub(g.reports[0].at)
 }
 
 // carrier is one open carrier with its bookkeeping.
@@ -285,7 +306,7 @@ func (l *Link) RTT() time.Duration {
 // (burst-loss-20) TCP stalls behind every loss, and a WebSocket does worse
 // than datagrams that lose a tenth after repair. The kind left is not used
 // again for badFor. While the path is constrained only a carrier that
-// lost most of the media for seconds is left (congestedLoss).
+// lost half the media or more for seconds is left (congestedLoss).
 func (l *Link) ReportLoss(loss float64) {
 	now := time.Now()
 	l.mu.Lock()
@@ -298,32 +319,21 @@ func (l *Link) ReportLoss(loss float64) {
 		// loss is the queue's, which every carrier shares: moving would
 		// only start a new flow into it; unless the carrier itself fills
 		// the queue (congestedLoss).
-		l.lossOf = nil
+		l.losses.of = nil
 		if a != nil && l.trial == nil {
 			l.congestedLoss(now, a, s, loss)
 		}
 		return
 	}
-	l.slowOf = nil
-	if a != l.lossOf {
-		l.lossOf, l.losses = a, l.losses[:0]
-	}
-	l.losses = append(l.losses, lossReport{now, loss})
-	for len(l.losses) > 0 && now.Sub(l.losses[0].at) > lossWindow {
-		l.losses = l.losses[1:]
-	}
-	var sum float64
-	for _, r := range l.losses {
-		sum += r.loss
-	}
-	mean := sum / float64(len(l.losses))
-	covered := now.Sub(l.losses[0].at) >= lossWindow/2
+	l.slowLosses.of = nil
+	mean, span := l.losses.add(a, now, loss, lossWindow)
+	covered := span >= lossWindow/2
 	var why string
 	switch {
 	case loss >= severeLoss:
 		why = fmt.Sprintf("%.0f%% of the media lost after repair", 100*loss)
 	case covered && mean >= lossyLoss:
-		why = fmt.Sprintf("%.0f%% of the media lost after repair over %v", 100*mean, now.Sub(l.losses[0].at).Round(100*time.Millisecond))
+		why = fmt.Sprintf("%.0f%% of the media lost after repair over %v", 100*mean, span.Round(100*time.Millisecond))
 	default:
 		return
 	}
@@ -345,13 +355,16 @@ func (l *Link) ReportLoss(loss float64) {
 
 // congestedLoss takes a loss report on a constrained path, where the
 // active carrier a is left for the spare s only if it carries datagrams
-// and lost stormLoss of the media or more over stormWindow. Under rate-32k a QUIC connection
-// that had overflowed the queue once (a step up of the bitrate) sometimes
-// never drained it: the two quic-go ends traded acknowledgements and probe
-// PINGs at 40–65 packets a second, 50–60 kbit/s each way of a 32 kbit/s
-// link, beside 10 kbit/s of media, for as long as the call lasted (two
-// five-minute calls played 13% and 26%; a packet capture of each client).
-// Closing that connection ends it. Called with l.mu held.
+// and lost stormLoss of the media or more over stormWindow. Under
+// rate-32k a QUIC connection that had overflowed the queue once (a step
+// up of the bitrate) sometimes never drained it: the two quic-go ends
+// traded acknowledgements and probe PINGs at 40–65 packets a second,
+// 50–60 kbit/s each way of a 32 kbit/s link, beside 10 kbit/s of media,
+// for as long as the call lasted (two five-minute calls played 13% and
+// 26%; a packet capture of each client). Those lost 55–90% of the media
+// in most windows of 10 s; a queue that the sender overfilled and drained
+// again, 30% at most. Closing the connection ends the storm. Called with
+// l.mu held.
 func (l *Link) congestedLoss(now time.Time, a, s *carrier, loss float64) {
 	if !datagrams(a.Kind()) {
 		// A TCP flow backs off rather than fill the queue, and the loss
@@ -359,19 +372,7 @@ func (l *Link) congestedLoss(now time.Time, a, s *carrier, loss float64) {
 		// call left its WebSocket twice for the other side's storm).
 		return
 	}
-	if a != l.slowOf {
-		l.slowOf, l.slowLosses = a, l.slowLosses[:0]
-	}
-	l.slowLosses = append(l.slowLosses, lossReport{now, loss})
-	for len(l.slowLosses) > 0 && now.Sub(l.slowLosses[0].at) > stormWindow {
-		l.slowLosses = l.slowLosses[1:]
-	}
-	var sum float64
-	for _, r := range l.slowLosses {
-		sum += r.loss
-	}
-	mean := sum / float64(len(l.slowLosses))
-	span := now.Sub(l.slowLosses[0].at)
+	mean, span := l.slowLosses.add(a, now, loss, stormWindow)
 	if span < stormWindow*4/5 || mean < stormLoss || s == nil || now.Sub(l.lastSwitch) < lossHold ||
 		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
 		return
@@ -531,7 +532,7 @@ const (
 	lossyLoss  = 0.1
 	lossWindow = 2 * time.Second
 	// On a constrained path: see congestedLoss.
-	stormLoss   = 0.6
+	stormLoss   = 0.5
 	stormWindow = 10 * time.Second
 	lossHold    = 5 * time.Second
 	badFor      = time.Minute
