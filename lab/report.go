@@ -23,8 +23,11 @@ type ReportInfo struct {
 }
 
 // WriteReport writes lab-report.md, lab-report.json and lab-report.svg to
-// dir.
+// dir, which it makes if need be (a missing one lost a whole run's results).
 func WriteReport(dir string, info ReportInfo, results []Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	j, err := json.MarshalIndent(results, "", "  ")
 	if err != nil {
 		return err
