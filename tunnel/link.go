@@ -337,8 +337,7 @@ func (l *Link) ReportLoss(loss float64) {
 	default:
 		return
 	}
-	if s == nil || s.Kind() == a.Kind() || now.Sub(l.lastSwitch) < lossHold ||
-		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
+	if !l.spareReady(now, s) || s.Kind() == a.Kind() {
 		return
 	}
 	if datagrams(a.Kind()) {
@@ -373,13 +372,19 @@ func (l *Link) congestedLoss(now time.Time, a, s *carrier, loss float64) {
 		return
 	}
 	mean, span := l.slowLosses.add(a, now, loss, stormWindow)
-	if span < stormWindow*4/5 || mean < stormLoss || s == nil || now.Sub(l.lastSwitch) < lossHold ||
-		now.Sub(time.Unix(0, s.heard.Load())) > 2*time.Second {
+	if span < stormWindow*4/5 || mean < stormLoss || !l.spareReady(now, s) {
 		return
 	}
 	l.leave(a.Kind(), now)
 	l.promote(CauseLossy, fmt.Sprintf("%s lossy on a slow path: %.0f%% of the media lost after repair over %v",
 		a.name, 100*mean, span.Round(100*time.Millisecond)), false)
+}
+
+// spareReady says whether the Link may move to the spare s now: there is
+// one, the last switch was lossHold ago, and s heard the server in the
+// last 2 s. Called with l.mu held.
+func (l *Link) spareReady(now time.Time, s *carrier) bool {
+	return s != nil && now.Sub(l.lastSwitch) >= lossHold && now.Sub(time.Unix(0, s.heard.Load())) <= 2*time.Second
 }
 
 // Switches returns the moves made so far.

@@ -117,8 +117,7 @@ func (l *Link) wantTrial(now time.Time, a, s *carrier) bool {
 // switch is lossHold ago, s has been open a second and still hears the
 // server. Called with l.mu held.
 func (l *Link) mayMoveUp(now time.Time, s *carrier) bool {
-	return now.After(l.bad[s.Kind()]) && now.Sub(l.lastSwitch) > lossHold && now.Sub(s.opened) > time.Second &&
-		now.Sub(time.Unix(0, s.heard.Load())) < 2*time.Second
+	return now.After(l.bad[s.Kind()]) && l.spareReady(now, s) && now.Sub(s.opened) > time.Second
 }
 
 // startTrial starts a trial of whichever of a and s is better ranked.
